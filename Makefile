@@ -1,0 +1,49 @@
+# ebpf.observability — the two commands the README names are `make demo` and `make test`.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+COLLECTIONS := $(CURDIR)/build/collections
+SANITY_ROOT := $(CURDIR)/build/sanity/ansible_collections/ebpf/observability
+export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
+
+.PHONY: setup collection bpf test sanity unit integration demo bench clean
+
+setup:
+	bash scripts/setup.sh
+
+# The collection as Ansible finds it: build/collections/ansible_collections/ebpf/observability -> .
+collection:
+	@mkdir -p $(COLLECTIONS)/ansible_collections/ebpf
+	@ln -sfn $(CURDIR) $(COLLECTIONS)/ansible_collections/ebpf/observability
+
+bpf: setup
+	$(MAKE) -C bpf
+
+test: setup collection
+	$(MAKE) sanity
+	$(MAKE) unit
+	$(MAKE) integration
+
+# ansible-test needs the tree at ansible_collections/<ns>/<name> as a real directory: sync a copy.
+sanity: collection
+	@mkdir -p $(SANITY_ROOT)
+	rsync -a --delete --exclude .venv --exclude build --exclude .git --exclude '*.bpf.o' \
+		--exclude __pycache__ --exclude .pytest_cache ./ $(SANITY_ROOT)/
+	cd $(SANITY_ROOT) && $(CURDIR)/$(BIN)/ansible-test sanity --venv --python 3.11 --color no
+
+unit: collection
+	$(BIN)/pytest -q tests/unit
+
+integration: collection
+	$(BIN)/pytest -q tests/integration
+
+demo: setup collection
+	$(BIN)/ansible-playbook -i playbooks/inventory/localhost.yml playbooks/demo.yml
+
+bench: setup collection
+	$(PY) tests/bench/bench_program.py
+
+clean:
+	rm -rf build
+	-$(MAKE) -C bpf clean
