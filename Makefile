@@ -25,12 +25,14 @@ test: setup collection
 	$(MAKE) unit
 	$(MAKE) integration
 
-# ansible-test needs the tree at ansible_collections/<ns>/<name> as a real directory: sync a copy.
+# ansible-test needs the tree at ansible_collections/<ns>/<name> as a real directory: sync a copy
+# (a git index of its own, so ansible-test lists its files rather than the ignored build/).
 sanity: collection
 	@mkdir -p $(SANITY_ROOT)
 	rsync -a --delete --exclude .venv --exclude build --exclude .git --exclude '*.bpf.o' \
 		--exclude __pycache__ --exclude .pytest_cache ./ $(SANITY_ROOT)/
-	cd $(SANITY_ROOT) && $(CURDIR)/$(BIN)/ansible-test sanity --venv --python 3.11 --color no
+	cd $(SANITY_ROOT) && { [ -d .git ] || git init -q; } && git add -A \
+		&& $(CURDIR)/$(BIN)/ansible-test sanity --venv --python 3.11 --color no
 
 unit: collection
 	$(BIN)/pytest -q tests/unit

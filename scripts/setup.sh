@@ -28,6 +28,21 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "$want" > "$stamp"
 fi
 
+# ansible-test bootstraps pip in its sanity venvs with a get-pip.py it downloads from outside the
+# package index; give it the stand-in for the pip version this ansible-test asks for.
+pip_version=$(.venv/bin/python - <<'PY'
+import inspect
+from ansible_test._internal import python_requirements as r
+src = inspect.getsource(r.get_venv_packages)
+print(src.split("pip='", 1)[1].split("'", 1)[0])
+PY
+)
+get_pip="$HOME/.ansible/test/cache/get_pip_${pip_version//./_}.py"
+if ! cmp -s scripts/ansible_test_get_pip.py "$get_pip"; then
+    mkdir -p "$(dirname "$get_pip")"
+    cp scripts/ansible_test_get_pip.py "$get_pip"
+fi
+
 if ! grep -qs ' /sys/fs/bpf bpf ' /proc/mounts; then
     mkdir -p /sys/fs/bpf
     mount -t bpf bpf /sys/fs/bpf

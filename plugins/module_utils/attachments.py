@@ -150,8 +150,8 @@ def describe(attachment):
     if kind == "xdp":
         return "xdp (%s) on %s" % (attachment["mode"], _where(attachment))
     if kind == "tc":
-        return "tc %s on %s prio %d handle %#x" % (attachment["direction"], _where(attachment),
-                                                    attachment["prio"], attachment["handle"])
+        return "tc %s on %s prio %d handle %#x" % (
+            attachment["direction"], _where(attachment), attachment["prio"], attachment["handle"])
     link_type = attachment.get("link_type") or "unknown type"
     details = [link_type]
     if attachment.get("tp_name"):

@@ -34,14 +34,13 @@ from ansible_collections.ebpf.observability.plugins.module_utils.errors import (
 # System call number and raw entry point
 # ---------------------------------------------------------------------------------------
 
+# 64-bit machines only: the structures below rely on 8-byte alignment of 64-bit fields.
 SYS_BPF_BY_MACHINE = {
     "x86_64": 321, "amd64": 321,
     "aarch64": 280, "arm64": 280,
     "riscv64": 280, "loongarch64": 280,
     "ppc64le": 361, "ppc64": 361,
     "s390x": 351,
-    "i386": 357, "i686": 357,
-    "armv7l": 386, "armv6l": 386,
 }
 
 ENOTSUPP = 524  # kernel-internal "operation not supported", leaks out of bpf()
@@ -753,7 +752,7 @@ class BpfFd:
     def __del__(self):
         try:
             self.close()
-        except OSError:
+        except Exception:  # pylint: disable=broad-except
             pass
 
     def __repr__(self):
@@ -801,7 +800,8 @@ def obj_get(path, flags=0):
         raise _fail("opening the BPF object pinned at %s" % path, ret, {
             errno.ENOENT: "nothing is pinned at %s" % path,
             errno.EINVAL: "%s is not on a bpffs mount, or the flags are invalid" % path,
-            errno.EACCES: "no access to %s; %s" % (path, PermissionHint.TEXT),
+            errno.EACCES: "%s is not a BPF pin (it is not on bpffs), or access is denied: "
+                          "%s" % (path, PermissionHint.TEXT),
         })
     return BpfFd(ret)
 
@@ -815,8 +815,8 @@ def obj_pin(fd, path):
         raise _fail("pinning BPF fd %d at %s" % (_fdnum(fd), path), ret, {
             errno.EEXIST: "something is already pinned at %s; unpin it (rm) first" % path,
             errno.ENOENT: "the directory of %s does not exist; create it first" % path,
-            errno.EINVAL: "%s is not on a bpffs mount; mount one with "
-                          "'mount -t bpf bpf /sys/fs/bpf'" % path,
+            errno.EPERM: "the directory of %s is not on bpffs (mount one with 'mount -t bpf "
+                         "bpf /sys/fs/bpf'), or %s" % (path, PermissionHint.TEXT),
         })
 
 
@@ -888,14 +888,31 @@ def btf_ids():
 # Object info
 # ---------------------------------------------------------------------------------------
 
-def _get_info(fd, info, what):
-    """Fill `info` through BPF_OBJ_GET_INFO_BY_FD; return the length the kernel filled."""
-    attr = InfoAttr(bpf_fd=_fdnum(fd), info_len=sizeof(info), info=addressof(info))
+_KIND_WORDS = {"prog": "program", "map": "map", "link": "link"}
+
+
+def _not_open_hints(num):
+    # bpf() answers EBADF or, for BPF_OBJ_GET_INFO_BY_FD, EBADFD for a closed fd.
+    text = "nothing is open as fd %d" % num
+    return {errno.EBADF: text, errno.EBADFD: text}
+
+
+def _get_info(fd, info, kind, check_kind=True):
+    """Fill `info` through BPF_OBJ_GET_INFO_BY_FD; return the length the kernel filled.
+
+    The command accepts every kind of BPF object and fills that object's own struct, so
+    with check_kind the fd is also checked to be of `kind` ("prog", "map", "link")."""
+    num = _fdnum(fd)
+    word = _KIND_WORDS.get(kind, kind)
+    attr = InfoAttr(bpf_fd=num, info_len=sizeof(info), info=addressof(info))
     ret = _bpf(BPF_OBJ_GET_INFO_BY_FD, attr)
     if ret < 0:
-        raise _fail("reading %s info of BPF fd %d" % (what, _fdnum(fd)), ret, {
-            errno.EINVAL: "fd %d is not a BPF %s" % (_fdnum(fd), what),
-        })
+        hints = _not_open_hints(num)
+        hints[errno.EINVAL] = "the file behind fd %d is not a BPF object" % num
+        raise _fail("reading %s info of fd %d" % (word, num), ret, hints)
+    if check_kind and not _is_kind(num, kind):
+        raise _fail("reading %s info of fd %d" % (word, num), errno.EINVAL,
+                    {errno.EINVAL: "the BPF object behind fd %d is not a %s" % (num, word)})
     return attr.info_len
 
 
@@ -912,12 +929,12 @@ _PROG_OPTIONAL = ("run_time_ns", "run_cnt", "recursion_misses", "verified_insns"
 def prog_info(fd):
     """Facts about a program: id, type, type_name, name, tag, map_ids, sizes, stats."""
     info = BpfProgInfo()
-    filled = _get_info(fd, info, "program")
+    filled = _get_info(fd, info, "prog")
     map_id_list = []
     if info.nr_map_ids:
         ids = (c_uint32 * info.nr_map_ids)()
         again = BpfProgInfo(nr_map_ids=info.nr_map_ids, map_ids=addressof(ids))
-        _get_info(fd, again, "program")
+        _get_info(fd, again, "prog", check_kind=False)
         map_id_list = list(ids[:min(again.nr_map_ids, info.nr_map_ids)])
     out = {
         "id": info.id,
@@ -961,23 +978,23 @@ def map_info(fd):
     }
 
 
-def _link_name_slot(info):
-    """(member struct, pointer field, length field) of the string a link type reports."""
+def _link_name_member(info, link_type, perf_type):
+    """(member struct, pointer field, length field) of the string a link type reports, in
+    `info`, or None. perf_type is the perf event type of a perf_event link."""
     u = info.u
-    if info.type == BPF_LINK_TYPE_RAW_TRACEPOINT:
+    if link_type == BPF_LINK_TYPE_RAW_TRACEPOINT:
         return u.raw_tracepoint, "tp_name", "tp_name_len"
-    if info.type == BPF_LINK_TYPE_ITER:
+    if link_type == BPF_LINK_TYPE_ITER:
         return u.iter, "target_name", "target_name_len"
-    if info.type == BPF_LINK_TYPE_UPROBE_MULTI:
+    if link_type == BPF_LINK_TYPE_UPROBE_MULTI:
         return u.uprobe_multi, "path", "path_size"
-    if info.type == BPF_LINK_TYPE_PERF_EVENT:
-        pe = u.perf_event
-        if pe.type in (BPF_PERF_EVENT_UPROBE, BPF_PERF_EVENT_URETPROBE):
-            return pe.u.uprobe, "file_name", "name_len"
-        if pe.type in (BPF_PERF_EVENT_KPROBE, BPF_PERF_EVENT_KRETPROBE):
-            return pe.u.kprobe, "func_name", "name_len"
-        if pe.type == BPF_PERF_EVENT_TRACEPOINT:
-            return pe.u.tracepoint, "tp_name", "name_len"
+    if link_type == BPF_LINK_TYPE_PERF_EVENT:
+        if perf_type in (BPF_PERF_EVENT_UPROBE, BPF_PERF_EVENT_URETPROBE):
+            return u.perf_event.u.uprobe, "file_name", "name_len"
+        if perf_type in (BPF_PERF_EVENT_KPROBE, BPF_PERF_EVENT_KRETPROBE):
+            return u.perf_event.u.kprobe, "func_name", "name_len"
+        if perf_type == BPF_PERF_EVENT_TRACEPOINT:
+            return u.perf_event.u.tracepoint, "tp_name", "name_len"
     return None
 
 
@@ -1042,20 +1059,20 @@ def link_info(fd):
     (tp_name, ifindex, attach_type, netns_ino, perf_event_type and probe names, ...)."""
     info = BpfLinkInfo()
     _get_info(fd, info, "link")
+    link_type = info.type
+    perf_type = info.u.perf_event.type if link_type == BPF_LINK_TYPE_PERF_EVENT else None
     name = None
-    slot = _link_name_slot(info)
-    if slot is not None and getattr(slot[0], slot[2]):
-        # The kernel reported the string's length; ask again with a buffer that size.
-        size = getattr(slot[0], slot[2])
+    first = _link_name_member(info, link_type, perf_type)
+    if first is not None and getattr(first[0], first[2]):
+        # The first call left the buffer out and got the string's length (with its NUL);
+        # the second passes a buffer of that size and nothing else.
+        size = getattr(first[0], first[2])
         buf = create_string_buffer(size)
-        again = BpfLinkInfo()
-        ctypes.memmove(addressof(again), addressof(info), sizeof(info))
-        target = _link_name_slot(again)[0]
-        _clear_link_buffers(again)
-        setattr(target, slot[1], addressof(buf))
-        setattr(target, slot[2], size)
-        _get_info(fd, again, "link")
-        info = again
+        info = BpfLinkInfo()
+        member, ptr_field, len_field = _link_name_member(info, link_type, perf_type)
+        setattr(member, ptr_field, addressof(buf))
+        setattr(member, len_field, size)
+        _get_info(fd, info, "link", check_kind=False)
         name = _cstr(buf.raw)
     out = {"id": info.id, "type": info.type, "type_name": link_type_name(info.type),
            "prog_id": info.prog_id}
@@ -1063,48 +1080,48 @@ def link_info(fd):
     return out
 
 
-def _clear_link_buffers(info):
-    """Zero the in/out members of a filled link info so it can be passed in again."""
-    t = info.type
-    if t == BPF_LINK_TYPE_UPROBE_MULTI:
-        um = info.u.uprobe_multi
-        um.offsets = um.ref_ctr_offsets = um.cookies = 0
-        um.count = 0
-    elif t == BPF_LINK_TYPE_KPROBE_MULTI:
-        km = info.u.kprobe_multi
-        km.addrs = km.cookies = 0
-        km.count = 0
+# The kernel's BPF_OBJ_GET_INFO_BY_FD accepts any BPF object, so kinds are told apart with
+# commands that refuse (EINVAL) an fd that is not of their kind before anything else, and
+# are given an invalid second argument so that nothing changes when the fd is of their
+# kind: a map batch lookup of 0 entries (0, or ENOTSUPP for maps without batch support;
+# EPERM for a write-only map fd), binding map fd -1 to a program (EBADF), replacing the
+# program of a link with fd -1 (EBADF).
+_KIND_PROBES = (
+    ("map", BPF_MAP_LOOKUP_BATCH, lambda num: MapBatchAttr(map_fd=num, count=0)),
+    ("prog", BPF_PROG_BIND_MAP, lambda num: ProgBindMapAttr(prog_fd=num, map_fd=0xFFFFFFFF)),
+    ("link", BPF_LINK_UPDATE, lambda num: LinkUpdateAttr(link_fd=num, new_prog_fd=0xFFFFFFFF)),
+)
+
+
+def _is_kind(num, kind):
+    """Whether open BPF object fd `num` is a `kind`; the caller has checked that the fd is
+    an open BPF object and that bpf() is permitted (an info call succeeded)."""
+    for name, cmd, make_attr in _KIND_PROBES:
+        if name == kind:
+            ret = _bpf(cmd, make_attr(num))
+            if ret == -errno.EINVAL:
+                return False
+            if kind == "map" or ret == -errno.EBADF:
+                return True
+            raise _fail("checking whether fd %d is a BPF %s" % (num, _KIND_WORDS[kind]), ret)
+    raise ValueError("unknown BPF object kind %r" % kind)
 
 
 def fd_kind(fd):
-    """What a file descriptor refers to: "prog", "map", "link" or None (not one of these).
-
-    BPF_OBJ_GET_INFO_BY_FD accepts any BPF object, so the kind is found with commands the
-    kernel refuses with EINVAL unless the fd is of their kind, and whose next step fails on
-    a deliberately invalid second argument, so nothing changes: BPF_MAP_LOOKUP_BATCH with
-    count 0, BPF_PROG_BIND_MAP with map fd -1, BPF_LINK_UPDATE with new program fd -1.
-    """
+    """What a file descriptor refers to: "prog", "map", "link", or None for anything else
+    (a BTF object, a file that is no BPF object). A closed fd raises BpfError."""
     num = _fdnum(fd)
-    ret = _bpf(BPF_MAP_LOOKUP_BATCH, MapBatchAttr(map_fd=num, count=0))
-    if ret == -errno.EBADF:
-        raise _fail("checking the kind of fd %d" % num, ret,
-                    {errno.EBADF: "fd %d is not open" % num})
-    if ret not in (-errno.EINVAL, -errno.EPERM):
-        return "map"  # 0, or ENOTSUPP/EOPNOTSUPP: a map without batch support
-    maybe_write_only_map = ret == -errno.EPERM
-    probes = (
-        ("prog", BPF_PROG_BIND_MAP, ProgBindMapAttr(prog_fd=num, map_fd=0xFFFFFFFF)),
-        ("link", BPF_LINK_UPDATE, LinkUpdateAttr(link_fd=num, new_prog_fd=0xFFFFFFFF)),
-    )
-    for kind, cmd, attr in probes:
-        ret = _bpf(cmd, attr)
-        if ret == -errno.EBADF:
+    info = BpfProgInfo()  # large enough for any kind's info
+    attr = InfoAttr(bpf_fd=num, info_len=sizeof(info), info=addressof(info))
+    ret = _bpf(BPF_OBJ_GET_INFO_BY_FD, attr)
+    if ret == -errno.EINVAL:
+        return None
+    if ret < 0:
+        raise _fail("checking the kind of fd %d" % num, ret, _not_open_hints(num))
+    for kind, _cmd, _attr in _KIND_PROBES:
+        if _is_kind(num, kind):
             return kind
-        if ret != -errno.EINVAL:
-            raise _fail("checking whether fd %d is a BPF %s" % (num, kind), ret)
-    # Both probes passed the permission checks, so an EPERM above came from the map's
-    # own access mode: a write-only map fd.
-    return "map" if maybe_write_only_map else None
+    return None
 
 
 # ---------------------------------------------------------------------------------------
@@ -1340,8 +1357,8 @@ def map_update_batch(fd, items, elem_flags=BPF_ANY):
     key_size, value_size = len(items[0][0]), len(items[0][1])
     if any(len(k) != key_size or len(v) != value_size for k, v in items):
         raise BpfError("map_update_batch: all keys and all values must have one size each")
-    kbuf, kaddr = _buffer_of(b"".join(k for k, _ in items))
-    vbuf, vaddr = _buffer_of(b"".join(v for _, v in items))
+    kbuf, kaddr = _buffer_of(b"".join(item[0] for item in items))
+    vbuf, vaddr = _buffer_of(b"".join(item[1] for item in items))
     attr = MapBatchAttr(map_fd=_fdnum(fd), keys=kaddr, values=vaddr, count=len(items),
                         elem_flags=elem_flags)
     ret = _bpf(BPF_MAP_UPDATE_BATCH, attr)
@@ -1392,8 +1409,7 @@ def prog_load(prog_type, insns, license="GPL", name="", expected_attach_type=0,
         log = _cstr(logbuf.raw) or None
         if ret != -errno.ENOSPC:  # ENOSPC only says the log was cut
             err = -ret
-    what = "loading %s program %r (%d instructions)" % (prog_type_name(prog_type), name,
-                                                       len(insns) // 8)
+    what = "loading %s program %r (%d instructions)" % (prog_type_name(prog_type), name, len(insns) // 8)
     hint = None
     if log:
         hint = "the verifier rejected it: %s (full log in the error's log)" % (
@@ -1480,14 +1496,14 @@ def link_create(prog_fd, target, attach_type, flags=0, relative_fd=0, relative_i
         attr.u.target_btf_id = target_btf_id
     ret = _bpf(BPF_LINK_CREATE, attr)
     if ret < 0:
-        raise _fail("attaching program fd %d (%s) to %d" % (
-            _fdnum(prog_fd), attach_type_name(attach_type), int(target)), ret, {
-                errno.EEXIST: "another program is already attached there in exclusive mode",
-                errno.EBUSY: "the hook is busy: a program is attached there another way",
-                errno.EINVAL: "this kernel does not support links for this program type and "
-                              "attach type, or the program was loaded for another attach type",
-                errno.ESTALE: "the attached programs changed (expected_revision mismatch)",
-            })
+        what = "attaching program fd %d (%s) to %d" % (_fdnum(prog_fd), attach_type_name(attach_type), int(target))
+        raise _fail(what, ret, {
+            errno.EEXIST: "another program is already attached there in exclusive mode",
+            errno.EBUSY: "the hook is busy: a program is attached there another way",
+            errno.EINVAL: "this kernel does not support links for this program type and "
+                          "attach type, or the program was loaded for another attach type",
+            errno.ESTALE: "the attached programs changed (expected_revision mismatch)",
+        })
     return BpfFd(ret)
 
 

@@ -250,8 +250,18 @@ class Netlink:
             states.append(state)
         return states
 
-    def _xdp_try(self, ifindex, attrs):
-        """Send one IFLA_XDP change; the NetlinkError on failure, else None."""
+    def _xdp_try(self, ifindex, prog_fd, mode, expected_fd=None, replace=False, state=None):
+        """Send one IFLA_XDP change; the NetlinkError on failure, else None.
+
+        An attach that only adds (UPDATE_IF_NOEXIST) onto a mode already holding a program is
+        refused before it is sent: pyroute2 0.7 re-sends a request answered with EBUSY for
+        9 s. The kernel still has the last word when the program appears meanwhile."""
+        attrs = _xdp_attach_attrs(prog_fd, mode, expected_fd, replace)
+        if expected_fd is None and not replace:
+            if state is None:
+                state = self.xdp_query(ifindex)
+            if state[mode + "_prog_id"]:
+                return NetlinkError(errno.EBUSY, "XDP program already attached")
         try:
             self.ipr.link("set", index=ifindex, xdp={"attrs": attrs})
         except NetlinkError as e:
@@ -264,9 +274,9 @@ class Netlink:
         code = _nl_code(err)
         hint = None
         if code == errno.EBUSY:
-            hint = ("%s holds XDP program %s; detach it first if it is not needed (a program "
-                    "attached through a bpf_link goes away with the link)"
-                    % (self._label(ifindex), self._describe_xdp(self.xdp_query(ifindex))))
+            hint = ("attached there now: XDP program %s; detach it first if it is not needed "
+                    "(a program attached through a bpf_link goes away with the link)"
+                    % self._describe_xdp(self.xdp_query(ifindex)))
         elif code in (errno.EINVAL, errno.EOPNOTSUPP):
             hint = "the driver may not support this XDP mode; skb (generic) mode works everywhere"
         return _nl_error(what, err, hint=hint)
@@ -284,7 +294,7 @@ class Netlink:
         atomically (XDP_FLAGS_REPLACE). Without it the kernel refuses when the mode already
         holds any program (XDP_FLAGS_UPDATE_IF_NOEXIST, EBUSY), unless ``replace`` is true,
         which overwrites whatever is attached: use it only after checking what that is."""
-        err = self._xdp_try(ifindex, _xdp_attach_attrs(prog_fd, mode, expected_fd, replace))
+        err = self._xdp_try(ifindex, prog_fd, mode, expected_fd, replace)
         if err is not None:
             raise self._xdp_error(ifindex, err, "cannot attach XDP program to %s in %s mode"
                                   % (self._label(ifindex), mode))
@@ -299,8 +309,9 @@ class Netlink:
         if not modes:
             raise BpfError("no XDP mode to try", hint="give at least one of hw, drv, skb")
         failures = []
+        state = self.xdp_query(ifindex)  # failed attempts change nothing
         for mode in modes:
-            err = self._xdp_try(ifindex, _xdp_attach_attrs(prog_fd, mode, expected_fd, False))
+            err = self._xdp_try(ifindex, prog_fd, mode, expected_fd, state=state)
             if err is None:
                 return mode
             if _nl_code(err) not in (errno.EINVAL, errno.EOPNOTSUPP, errno.EEXIST):
@@ -310,7 +321,7 @@ class Netlink:
         hint = None
         if expected_fd is not None:
             hint = ("the program to replace is not attached in any of these modes; attached "
-                    "now: %s" % self._describe_xdp(self.xdp_query(ifindex)))
+                    "now: %s" % self._describe_xdp(state))
         raise BpfError("cannot attach XDP program to %s in any of the modes %s (%s)"
                        % (self._label(ifindex), ", ".join(modes), "; ".join(failures)),
                        errno=_nl_code(err), hint=hint)
@@ -330,7 +341,7 @@ class Netlink:
                 raise BpfError("%s holds XDP programs in several modes (%s)"
                                % (self._label(ifindex), self._describe_xdp(state)),
                                hint="say which mode to detach")
-        err = self._xdp_try(ifindex, _xdp_attach_attrs(-1, mode, expected_fd, False))
+        err = self._xdp_try(ifindex, -1, mode, expected_fd)
         if err is not None:
             raise self._xdp_error(ifindex, err, "cannot detach XDP program from %s in %s mode"
                                   % (self._label(ifindex), mode))
@@ -369,7 +380,7 @@ class Netlink:
         if kind == "clsact" or (kind == "ingress" and direction == "ingress"):
             return False
         raise BpfError("%s has an %r qdisc where a clsact qdisc is needed"
-                       % (self._label(ifindex), kind), errno=errno.EEXIST,
+                       % (self._label(ifindex), kind or "unknown"), errno=errno.EEXIST,
                        hint="an ingress qdisc has no egress hook; replace it with clsact "
                             "(`tc qdisc del dev %s ingress` removes its filters too)"
                        % self._label(ifindex))
@@ -429,13 +440,12 @@ class Netlink:
             for entry in self.tc_filters(ifindex, direction):
                 if entry["prio"] == prio and entry["handle"] == handle:
                     if entry["prog_id"] != expected_prog_id:
-                        raise BpfError(
-                            "TC %s filter on %s prio %d handle %#x runs %s, not program %d; "
-                            "not detaching it" % (direction, self._label(ifindex), prio, handle,
-                                                  "program %s" % entry["prog_id"]
-                                                  if entry["prog_id"] else "a %s filter"
-                                                  % entry["kind"], expected_prog_id),
-                            errno=errno.EEXIST)
+                        running = ("program %d" % entry["prog_id"] if entry["prog_id"]
+                                   else "a %s filter" % entry["kind"])
+                        raise BpfError("TC %s filter on %s prio %d handle %#x runs %s, not "
+                                       "program %d; not detaching it"
+                                       % (direction, self._label(ifindex), prio, handle, running,
+                                          expected_prog_id), errno=errno.EEXIST)
                     break
             else:
                 return False

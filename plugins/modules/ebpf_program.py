@@ -29,7 +29,7 @@ description:
     to an interface (XDP, TC) or through a bpf_link, naming where; O(force=true) detaches first.
   - Needs root, or CAP_BPF (CAP_SYS_ADMIN on kernels before 5.8), and libbpf 1.x (C(libbpf.so.1)).
 author:
-  - ebpf.observability contributors
+  - ebpf.observability contributors (@ebpf-observability)
 options:
   name:
     description:
@@ -78,8 +78,10 @@ notes:
     max entries) before and after.
 attributes:
   check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: full
 requirements:
   - libbpf 1.x (C(libbpf.so.1); Debian and Ubuntu package C(libbpf1))

@@ -14,14 +14,14 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import conftest  # noqa: E402,F401  (makes the collection importable)
+import conftest  # noqa: E402,F401  # pylint: disable=unused-import
 
 from ansible_collections.ebpf.observability.plugins.module_utils import bpf_syscall as bs  # noqa: E402
 
 
 def best_of(rounds, func):
     best, result = None, None
-    for _ in range(rounds):
+    for _round in range(rounds):
         start = time.perf_counter()
         result = func()
         elapsed = time.perf_counter() - start

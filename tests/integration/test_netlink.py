@@ -16,7 +16,9 @@ import pytest
 
 from ansible_collections.ebpf.observability.plugins.module_utils import bpf_syscall as sc
 from ansible_collections.ebpf.observability.plugins.module_utils.errors import BpfError
-from ansible_collections.ebpf.observability.plugins.module_utils.netlink import ETH_P_ALL, Netlink
+from ansible_collections.ebpf.observability.plugins.module_utils.netlink import (
+    ETH_P_ALL, XDP_FLAGS_DRV_MODE, XDP_FLAGS_HW_MODE, XDP_FLAGS_REPLACE, XDP_FLAGS_SKB_MODE,
+    XDP_FLAGS_UPDATE_IF_NOEXIST, Netlink, _xdp_attach_attrs)
 
 PREFIX = "ebpft-nl"
 CLONE_NEWNET = 0x40000000
@@ -174,7 +176,7 @@ def test_noexist_refuses_a_second_program(nl, idx, xdp_progs):
     with pytest.raises(BpfError, match="XDP program already attached") as info:
         nl.xdp_set(idx, xdp_progs[1], "drv")
     assert info.value.errno == errno.EBUSY
-    assert "id %d (drv)" % first in str(info.value)
+    assert "Attached there now: XDP program id %d (drv)" % first in str(info.value)
     with pytest.raises(BpfError) as info:  # hw is skipped, drv is busy: stop there
         nl.xdp_attach_negotiated(idx, xdp_progs[1])
     assert info.value.errno == errno.EBUSY
@@ -211,6 +213,15 @@ def test_xdp_clear_refuses_a_wrong_expected_program(nl, idx, xdp_progs):
     assert nl.xdp_query(idx)["mode"] is None
     with pytest.raises(BpfError, match="no XDP program is attached to ebpft-nl0"):
         nl.xdp_clear(idx, None, a)
+
+
+def test_xdp_flags_sent():
+    # The add-only flag is what keeps a program that appears after the pre-check safe.
+    assert _xdp_attach_attrs(7, "drv", None, False) == [
+        ("IFLA_XDP_FD", 7), ("IFLA_XDP_FLAGS", XDP_FLAGS_DRV_MODE | XDP_FLAGS_UPDATE_IF_NOEXIST)]
+    assert _xdp_attach_attrs(7, "skb", 5, False) == [
+        ("IFLA_XDP_FD", 7), ("IFLA_XDP_EXPECTED_FD", 5), ("IFLA_XDP_FLAGS", XDP_FLAGS_SKB_MODE | XDP_FLAGS_REPLACE)]
+    assert _xdp_attach_attrs(-1, "hw", None, True) == [("IFLA_XDP_FD", -1), ("IFLA_XDP_FLAGS", XDP_FLAGS_HW_MODE)]
 
 
 def test_unknown_xdp_mode(nl, idx, xdp_progs):
