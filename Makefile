@@ -7,7 +7,7 @@ COLLECTIONS := $(CURDIR)/build/collections
 SANITY_ROOT := $(CURDIR)/build/sanity/ansible_collections/ebpf/observability
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 
-.PHONY: setup collection bpf test sanity unit integration demo bench clean
+.PHONY: setup collection bpf test sanity unit integration demo demo-clean bench clean
 
 setup:
 	bash scripts/setup.sh
@@ -17,7 +17,7 @@ collection:
 	@mkdir -p $(COLLECTIONS)/ansible_collections/ebpf
 	@ln -sfn $(CURDIR) $(COLLECTIONS)/ansible_collections/ebpf/observability
 
-bpf: setup
+bpf:
 	$(MAKE) -C bpf
 
 test: setup collection
@@ -40,10 +40,13 @@ unit: collection
 integration: collection
 	$(BIN)/pytest -q tests/integration
 
-demo: setup collection
+demo: setup collection bpf
 	$(BIN)/ansible-playbook -i playbooks/inventory/localhost.yml playbooks/demo.yml
 
-bench: setup collection
+demo-clean: setup collection
+	$(BIN)/ansible-playbook -i playbooks/inventory/localhost.yml playbooks/demo.yml -e demo_state=absent
+
+bench: setup collection bpf
 	$(PY) tests/bench/bench_program.py
 
 clean:

@@ -2,72 +2,16 @@
 CO-RE against this kernel's BTF, and a private pin root on bpffs."""
 import os
 import re
-import shutil
-import subprocess
 
 import pytest
 
 from ansible_collections.ebpf.observability.plugins.module_utils import bpffs
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SOURCES = os.path.join(REPO, "tests", "bpf")
-BUILD = os.path.join(REPO, "build", "test-bpf")
-
-# variant name -> (source file, extra clang flags)
-VARIANTS = {
-    "base": ("test_object.bpf.c", []),
-    "changed": ("test_object.bpf.c", ["-DVARIANT_CHANGED"]),
-    "rodata": ("test_object.bpf.c", ["-DVARIANT_RODATA"]),
-    "reject": ("test_object.bpf.c", ["-DVARIANT_REJECT"]),
-    "conflict": ("test_object.bpf.c", ["-DVARIANT_CONFLICT"]),
-    "no_programs": ("no_programs.bpf.c", []),
-}
-
-
-def _arch():
-    machine = os.uname().machine
-    return {"x86_64": "x86", "aarch64": "arm64"}.get(machine, machine)
-
-
-def compile_bpf(source, output, flags=(), include_dir=BUILD):
-    subprocess.run(
-        ["clang", "-g", "-O2", "-Wall", "-Werror", "-target", "bpf", "-D__TARGET_ARCH_%s" % _arch(),
-         "-I", include_dir] + list(flags) + ["-c", source, "-o", output],
-        check=True)
-    subprocess.run(["llvm-strip", "-g", output], check=True)
-    return output
+from bpf_objects import build_test_objects
 
 
 @pytest.fixture(scope="session")
 def bpf_objects():
-    """{variant: path} of the test objects, plus "rebuilt": the base object compiled from a copy
-    of the source elsewhere (different bytes, same instructions)."""
-    os.makedirs(BUILD, exist_ok=True)
-    vmlinux_h = os.path.join(BUILD, "vmlinux.h")
-    if not os.path.exists(vmlinux_h):
-        with open(vmlinux_h + ".tmp", "w") as out:
-            subprocess.run(["bpftool", "btf", "dump", "file", "/sys/kernel/btf/vmlinux", "format", "c"],
-                           stdout=out, check=True)
-        os.rename(vmlinux_h + ".tmp", vmlinux_h)
-    objects = {}
-    for variant, (source, flags) in VARIANTS.items():
-        objects[variant] = compile_bpf(os.path.join(SOURCES, source),
-                                       os.path.join(BUILD, "%s.bpf.o" % variant), flags)
-    elsewhere = os.path.join(BUILD, "elsewhere")
-    os.makedirs(elsewhere, exist_ok=True)
-    shutil.copy(os.path.join(SOURCES, "test_object.bpf.c"), os.path.join(elsewhere, "copy_of_test_object.bpf.c"))
-    objects["rebuilt"] = compile_bpf(os.path.join(elsewhere, "copy_of_test_object.bpf.c"),
-                                     os.path.join(BUILD, "rebuilt.bpf.o"))
-    not_bpf = os.path.join(BUILD, "not_bpf.o")
-    with open(os.path.join(BUILD, "not_bpf.c"), "w") as f:
-        f.write("int answer(void) { return 42; }\n")
-    subprocess.run(["cc", "-c", os.path.join(BUILD, "not_bpf.c"), "-o", not_bpf], check=True)
-    objects["not_bpf"] = not_bpf
-    text = os.path.join(BUILD, "not_elf.bpf.o")
-    with open(text, "w") as f:
-        f.write("this is not an object file\n")
-    objects["not_elf"] = text
-    return objects
+    return build_test_objects()
 
 
 @pytest.fixture

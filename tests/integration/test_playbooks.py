@@ -25,3 +25,12 @@ def run_playbook(playbook, extra_vars):
 def test_ebpf_program_playbook(bpf_objects):
     out = run_playbook("ebpf_program.yml", {"objects": bpf_objects})
     assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-3000:]
+
+
+@pytest.mark.parametrize("module", ["ebpf_program"])
+def test_ansible_doc_renders(module):
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, "build", "collections"), ANSIBLE_NOCOLOR="1")
+    out = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-doc"), "ebpf.observability." + module],
+                         env=env, capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert "OPTIONS" in out.stdout and "RETURN VALUES" in out.stdout and "EXAMPLES" in out.stdout
