@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Generate plugins/module_utils/metrics_syscalls.py from the Linux kernel's syscall tables.
 
 The ``syscall`` decoder of the metrics exporter names system calls by number. Its tables come
@@ -121,7 +120,7 @@ def format_table(variable, table):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--x86-64", required=True, help="path to arch/x86/entry/syscalls/syscall_64.tbl")
     parser.add_argument("--generic", required=True, help="path to scripts/syscall.tbl")
     parser.add_argument("--kernel-version", required=True, help="version of the kernel tree, for the docstring")

@@ -1,0 +1,434 @@
+# -*- coding: utf-8 -*-
+# Copyright: ebpf.observability contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Label decoders: turn the bytes of a map key into Prometheus label values.
+
+Semantics follow cloudflare/ebpf_exporter's ``decoder`` package. A label reads ``size`` bytes
+of the key; its decoders run as a chain, each one's output (bytes) feeding the next, and the
+last output is the label value. Integers are in host byte order (little-endian on x86_64 and
+aarch64). ``uint`` prints a number in decimal, so decoders that take a number (``syscall``,
+``errno``, ``cgroup``) come after ``uint``; ``ksym``, ``ifname``, ``majorminor``, ``inet_ip``,
+``hex`` and ``string`` read the raw key bytes.
+
+A decoder may reject an entry (``regexp`` when no pattern matches): the whole map entry is
+then left out, which is not an error. A decoder that fails (a wrong field size, text that is
+not a number) raises DecodeError, which :class:`LabelDecoder` turns into a
+:class:`DecodeFailure`: the caller leaves the entry out and counts the failure under the
+decoder's name. Decoding a label never raises for bad data.
+
+Which decoder names exist, and what each prints for a value it cannot resolve:
+
+=============  ==============================================================================
+uint           1, 2, 4 or 8 bytes -> decimal; other sizes fail
+string         bytes up to the first NUL
+hex            lower-case hex of the bytes
+static_map     text -> mapped text; unknown text -> ``unknown:<text>``, or the text itself
+               with ``allow_unknown: true``; no ``static_map`` key -> ``empty mapping``
+regexp         keeps the entry when any pattern matches anywhere in the text, else drops it
+syscall        decimal -> system call name (x86_64, aarch64; from metrics_syscalls), else
+               ``unknown_syscall:<n>``
+errno          decimal -> ``E...`` name, else ``unknown:<n>``
+ksym           8-byte address -> kernel symbol starting exactly there (/proc/kallsyms), else
+               ``unknown_addr:0x<hex>``
+inet_ip        4 or 16 bytes -> IPv4 / IPv6 text (IPv4-mapped IPv6 prints as IPv4)
+ifname         first 4 bytes (interface index) -> interface name, else ``unknown:<n>``;
+               ``ifindex`` is an alias
+dname          DNS wire-format name -> dotted name (use after ``string``)
+cgroup         decimal cgroup id -> cgroupfs directory path, else ``unknown_cgroup_id:<n>``
+majorminor     first 4 bytes (kernel dev_t encoding) -> device name from /proc/partitions,
+               else ``unknown:<major>:<minor>``
+=============  ==============================================================================
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import binascii
+import bisect
+import errno as errno_module
+import ipaddress
+import os
+import platform
+import re
+import socket
+import sys
+import threading
+import time
+
+from ansible_collections.ebpf.observability.plugins.module_utils.metrics_syscalls import syscall_names
+
+KALLSYMS_PATH = "/proc/kallsyms"
+CGROUP_ROOT = "/sys/fs/cgroup"
+PARTITIONS_PATH = "/proc/partitions"
+# A label cache holding more distinct raw values than this starts afresh.
+LABEL_CACHE_LIMIT = 1 << 18
+
+_BYTE_ORDER = sys.byteorder
+_ATOI_RE = re.compile(br"^[+-]?[0-9]+$")
+_UINT64_MASK = (1 << 64) - 1
+# Names as golang.org/x/sys/unix ErrnoName gives them where Python's errno module differs.
+_ERRNO_NAMES = dict(errno_module.errorcode)
+_ERRNO_NAMES.update({11: "EAGAIN", 35: "EDEADLK", 95: "ENOTSUP", 133: "EHWPOISON"})
+
+
+class _Skip:
+    """Marker: a decoder dropped the entry (ebpf_exporter's ErrSkipLabelSet)."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return "SKIP"
+
+
+SKIP = _Skip()
+
+
+class DecodeError(Exception):
+    """Raised inside a decoder for input it cannot decode."""
+
+
+class DecodeFailure:
+    """The outcome of a label whose decoder failed: which decoder, and why."""
+
+    __slots__ = ("decoder", "message")
+
+    def __init__(self, decoder, message):
+        self.decoder = decoder
+        self.message = message
+
+    def __repr__(self):
+        return "DecodeFailure(%r, %r)" % (self.decoder, self.message)
+
+
+def decode_uint(data, conf=None):
+    if len(data) not in (1, 2, 4, 8):
+        raise DecodeError("unknown value length %d for %r" % (len(data), data))
+    return str(int.from_bytes(data, _BYTE_ORDER)).encode()
+
+
+def decode_string(data, conf=None):
+    end = data.find(b"\0")
+    return data if end < 0 else data[:end]
+
+
+def decode_hex(data, conf=None):
+    return binascii.hexlify(data)
+
+
+def decode_static_map(data, conf):
+    if conf.static_map is None:
+        return b"empty mapping"
+    text = data.decode("utf-8", "replace")
+    value = conf.static_map.get(text)
+    if value is not None:
+        return value.encode()
+    if conf.allow_unknown:
+        return data
+    return b"unknown:" + data
+
+
+def decode_regexp(data, conf):
+    if not conf.regexps:
+        raise DecodeError("no regexps defined in config")
+    text = data.decode("utf-8", "replace")
+    for pattern in conf.regexps:
+        if pattern.search(text):
+            return data
+    return SKIP
+
+
+def decode_errno(data, conf=None):
+    if not data.isdigit():
+        raise DecodeError("error parsing %r as uint" % data.decode("utf-8", "replace"))
+    number = int(data)
+    if number > _UINT64_MASK:
+        raise DecodeError("error parsing %r as uint" % data.decode())
+    return _ERRNO_NAMES.get(number, "unknown:%d" % number).encode()
+
+
+def decode_inet_ip(data, conf=None):
+    if len(data) == 4:
+        return str(ipaddress.IPv4Address(data)).encode()
+    if len(data) == 16:
+        address = ipaddress.IPv6Address(data)
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped).encode()
+        return address.compressed.encode()
+    if not data:
+        return b"<nil>"
+    return b"?" + binascii.hexlify(data)
+
+
+def decode_dname(data, conf=None):
+    if not data:
+        return b"."
+    out = bytearray(len(data))
+    offset = 0
+    while offset < len(data):
+        length = data[offset]
+        out[offset] = 0x2E  # the length byte becomes "."
+        offset += 1
+        if offset + length > len(data):
+            return data
+        out[offset:offset + length] = data[offset:offset + length]
+        offset += length
+    return bytes(out[1:])
+
+
+def _atoi(data):
+    """Parse decimal text like Go's strconv.Atoi (optional sign, digits only)."""
+    if not _ATOI_RE.match(data):
+        raise DecodeError("invalid syntax: %r is not a decimal integer" % data.decode("utf-8", "replace"))
+    return int(data)
+
+
+class KernelSymbols:
+    """Kernel symbol addresses from /proc/kallsyms, read on first use and kept sorted.
+
+    A lookup wants the symbol that starts exactly at the address (what a kprobe or
+    fentry program sees as its instruction pointer). An address not found re-reads the file,
+    at most once every ``refresh_interval`` seconds, to pick up modules loaded since.
+    """
+
+    def __init__(self, path=KALLSYMS_PATH, refresh_interval=60.0):
+        self.path = path
+        self.refresh_interval = refresh_interval
+        self._addrs = None
+        self._names = None
+        self._loaded_at = None
+        self._lock = threading.Lock()
+
+    def _load(self):
+        pairs = []
+        with open(self.path, "rb") as handle:
+            for line in handle:
+                fields = line.split()
+                if len(fields) < 3:
+                    continue
+                try:
+                    pairs.append((int(fields[0], 16), fields[2]))
+                except ValueError:
+                    raise DecodeError("error parsing kallsyms address %r in %s" % (fields[0], self.path))
+        pairs.sort(key=lambda pair: pair[0])
+        self._addrs = [addr for addr, _name in pairs]
+        self._names = [name for _addr, name in pairs]
+        self._loaded_at = time.monotonic()
+
+    def _find(self, addr):
+        index = bisect.bisect_right(self._addrs, addr) - 1
+        if index >= 0 and self._addrs[index] == addr:
+            return self._names[index]
+        return None
+
+    def lookup(self, addr):
+        """Return the symbol name (bytes) starting at addr, or None."""
+        with self._lock:
+            try:
+                if self._addrs is None:
+                    self._load()
+                name = self._find(addr)
+                if name is None and time.monotonic() - self._loaded_at >= self.refresh_interval:
+                    self._load()
+                    name = self._find(addr)
+            except OSError as exc:
+                raise DecodeError("cannot read %s: %s" % (self.path, exc.strerror))
+            return name
+
+
+class CgroupPaths:
+    """cgroup id -> cgroupfs directory path, found by walking the cgroup tree.
+
+    On cgroup v2 a cgroup's id is the inode number of its directory. The tree is walked once
+    on first use and again whenever an id is not found; an id still not found is remembered
+    as unknown so that it does not trigger a walk on every lookup.
+    """
+
+    def __init__(self, root=CGROUP_ROOT):
+        self.root = root
+        self._paths = None
+        self._lock = threading.Lock()
+
+    def _walk(self):
+        """{inode: path} of every directory, visited in lexical pre-order (a later directory
+        with the same inode number, as on hybrid cgroup v1/v2 hosts, wins)."""
+        paths = {}
+        try:
+            pending = [(self.root, os.stat(self.root).st_ino)]
+        except OSError:
+            return paths
+        while pending:
+            directory, inode = pending.pop()
+            paths[inode] = directory
+            try:
+                with os.scandir(directory) as entries:
+                    children = [(entry.name, entry.path, entry.inode()) for entry in entries
+                                if entry.is_dir(follow_symlinks=False)]
+            except OSError:
+                continue  # removed while walking, or unreadable
+            children.sort(reverse=True)
+            pending.extend((path, child_inode) for _name, path, child_inode in children)
+        return paths
+
+    def resolve(self, cgroup_id):
+        """Return the path for cgroup_id, or None."""
+        with self._lock:
+            if self._paths is None:
+                self._paths = self._walk()
+            if cgroup_id not in self._paths:
+                self._paths.update(self._walk())
+                self._paths.setdefault(cgroup_id, None)
+            return self._paths[cgroup_id]
+
+
+def _partition_name(partitions_path, major, minor):
+    try:
+        with open(partitions_path, "rb") as handle:
+            for line in handle:
+                fields = line.split()
+                if len(fields) == 4 and fields[0] == b"%d" % major and fields[1] == b"%d" % minor:
+                    return fields[3]
+    except OSError as exc:
+        raise DecodeError("cannot read %s: %s" % (partitions_path, exc.strerror))
+    return None
+
+
+class Decoders:
+    """The decoder set of one exporter: pure decoders plus the stateful ones' tables.
+
+    ``machine`` picks the syscall table (default: this host's ``platform.machine()``).
+    """
+
+    def __init__(self, kallsyms_path=KALLSYMS_PATH, cgroup_root=CGROUP_ROOT,
+                 partitions_path=PARTITIONS_PATH, machine=None, ksym_refresh_interval=60.0):
+        self.kernel_symbols = KernelSymbols(kallsyms_path, ksym_refresh_interval)
+        self.cgroup_paths = CgroupPaths(cgroup_root)
+        self.partitions_path = partitions_path
+        self._syscalls = syscall_names(machine or platform.machine())
+        self._functions = {
+            "cgroup": self.decode_cgroup,
+            "dname": decode_dname,
+            "errno": decode_errno,
+            "hex": decode_hex,
+            "ifindex": self.decode_ifname,
+            "ifname": self.decode_ifname,
+            "inet_ip": decode_inet_ip,
+            "ksym": self.decode_ksym,
+            "majorminor": self.decode_majorminor,
+            "regexp": decode_regexp,
+            "static_map": decode_static_map,
+            "string": decode_string,
+            "syscall": self.decode_syscall,
+            "uint": decode_uint,
+        }
+
+    def names(self):
+        """The decoder names this set knows."""
+        return tuple(sorted(self._functions))
+
+    def function(self, name):
+        """The decoding function for a decoder name: f(data: bytes, conf) -> bytes or SKIP."""
+        try:
+            return self._functions[name]
+        except KeyError:
+            raise DecodeError("unknown decoder %r" % name)
+
+    def decode_syscall(self, data, conf=None):
+        number = _atoi(data) & _UINT64_MASK
+        name = self._syscalls.get(number)
+        return name.encode() if name is not None else b"unknown_syscall:%d" % number
+
+    def decode_ksym(self, data, conf=None):
+        if len(data) < 8:
+            raise DecodeError("ksym needs an 8-byte address, got %d bytes" % len(data))
+        addr = int.from_bytes(data[:8], _BYTE_ORDER)
+        name = self.kernel_symbols.lookup(addr)
+        return name if name is not None else b"unknown_addr:0x%x" % addr
+
+    def decode_ifname(self, data, conf=None):
+        if len(data) < 4:
+            raise DecodeError("ifname needs a 4-byte interface index, got %d bytes" % len(data))
+        index = int.from_bytes(data[:4], _BYTE_ORDER)
+        try:
+            return socket.if_indextoname(index).encode()
+        except (OSError, OverflowError):
+            return b"unknown:%d" % index
+
+    def decode_cgroup(self, data, conf=None):
+        cgroup_id = _atoi(data)
+        path = self.cgroup_paths.resolve(cgroup_id)
+        return path.encode() if path else b"unknown_cgroup_id:%d" % cgroup_id
+
+    def decode_majorminor(self, data, conf=None):
+        if len(data) < 4:
+            raise DecodeError("majorminor needs a 4-byte device number, got %d bytes" % len(data))
+        dev = int.from_bytes(data[:4], _BYTE_ORDER)
+        major, minor = os.major(dev), os.minor(dev)
+        name = _partition_name(self.partitions_path, major, minor)
+        return name if name else b"unknown:%d:%d" % (major, minor)
+
+    def label_decoder(self, label, cache_limit=LABEL_CACHE_LIMIT):
+        """A LabelDecoder for a LabelConfig (see metrics_config)."""
+        return LabelDecoder(self, label, cache_limit)
+
+
+class LabelDecoder:
+    """Decodes one label's raw bytes through its decoder chain, once per distinct value.
+
+    Results are kept (as ebpf_exporter keeps decoded label sets), so a value decodes once per
+    process, not once per pass: a str label value, SKIP, or a DecodeFailure.
+    """
+
+    __slots__ = ("label", "chain", "cache", "cache_limit", "dropped", "failed")
+
+    def __init__(self, decoders, label, cache_limit=LABEL_CACHE_LIMIT):
+        self.label = label
+        self.chain = tuple((conf.name, decoders.function(conf.name), conf) for conf in label.decoders)
+        self.cache = {}
+        self.cache_limit = cache_limit
+        self.dropped = set()  # raw values whose outcome is SKIP or a DecodeFailure
+        self.failed = set()  # raw values whose outcome is a DecodeFailure
+
+    def decode(self, raw):
+        """Run the chain on raw bytes (uncached): a str, SKIP, or a DecodeFailure."""
+        data = raw
+        for name, function, conf in self.chain:
+            try:
+                data = function(data, conf)
+            except DecodeError as exc:
+                return DecodeFailure(name, str(exc))
+            except (ValueError, TypeError, OverflowError) as exc:
+                return DecodeFailure(name, "%s: %s" % (type(exc).__name__, exc))
+            if data is SKIP:
+                return SKIP
+        return data.decode("utf-8", "replace")
+
+    def lookup(self, raws):
+        """Decode the distinct values of raws; return (outcomes, any_dropped).
+
+        outcomes maps every element of raws to its outcome, so a caller can map a column with
+        ``outcomes.__getitem__``; any_dropped tells whether one of them is not a str. Successes
+        and SKIPs are kept for later calls; failures are tried again next time, as
+        ebpf_exporter retries them (the file or interface they need may appear).
+        """
+        cache = self.cache
+        if self.failed:
+            for raw in self.failed:
+                cache.pop(raw, None)
+            self.dropped.difference_update(self.failed)
+            self.failed.clear()
+        distinct = set(raws)
+        missing = distinct.difference(cache)
+        if missing:
+            if len(cache) + len(missing) > self.cache_limit:
+                cache.clear()
+                self.dropped.clear()
+                missing = distinct
+            decode = self.decode
+            for raw in missing:
+                outcome = cache[raw] = decode(raw)
+                if outcome.__class__ is not str:
+                    self.dropped.add(raw)
+                    if outcome is not SKIP:
+                        self.failed.add(raw)
+        return cache, bool(self.dropped) and not self.dropped.isdisjoint(distinct)

@@ -1,0 +1,322 @@
+"""metrics_decoders: every decoder against hand-built key bytes, and the label chain."""
+import os
+import platform
+import socket
+import struct
+import uuid
+
+import pytest
+
+from ansible_collections.ebpf.observability.plugins.module_utils.metrics_config import (
+    DECODER_NAMES, parse_metrics_config)
+from ansible_collections.ebpf.observability.plugins.module_utils.metrics_decoders import (
+    SKIP, DecodeError, DecodeFailure, Decoders, KernelSymbols)
+
+
+def label_of(decoders, size=8):
+    """A LabelConfig with this decoder chain (config dicts or decoder names), through the parser."""
+    decoders = [{"name": d} if isinstance(d, str) else d for d in decoders]
+    config = {"metrics": {"counters": [{"name": "m", "help": "h", "labels": [
+        {"name": "l", "size": size, "decoders": decoders}]}]}}
+    return parse_metrics_config(config).counters[0].labels[0]
+
+
+def decode(chain, raw, decoders=None):
+    """Decode raw bytes through a chain given as config dicts (or decoder names)."""
+    return (decoders or Decoders()).label_decoder(label_of(chain, len(raw) or 1)).decode(raw)
+
+
+@pytest.mark.parametrize("raw, text", [
+    (b"\x2a", "42"),
+    (struct.pack("<H", 0xBEEF), "48879"),
+    (struct.pack("<I", 4000000000), "4000000000"),
+    (struct.pack("<Q", 2 ** 64 - 1), "18446744073709551615"),
+])
+def test_uint_reads_host_order(raw, text):
+    assert decode(["uint"], raw) == text
+
+
+def test_uint_rejects_odd_sizes():
+    outcome = decode(["uint"], b"\1\2\3")
+    assert isinstance(outcome, DecodeFailure) and outcome.decoder == "uint"
+    assert "unknown value length 3" in outcome.message
+
+
+def test_string_stops_at_nul():
+    assert decode(["string"], b"syslog-ng\0\0\0garbage") == "syslog-ng"
+    assert decode(["string"], b"exactly16bytes!!") == "exactly16bytes!!"
+    assert decode(["string"], b"\xffbad\0") == "\ufffdbad"  # invalid UTF-8 is replaced, not fatal
+
+
+def test_hex():
+    assert decode(["hex"], b"\x00\xab\x10\xff") == "00ab10ff"
+
+
+def test_static_map():
+    mapping = {"name": "static_map", "static_map": {1: "read", 2: "write"}}
+    assert decode(["uint", mapping], b"\1") == "read"
+    assert decode(["uint", mapping], b"\3") == "unknown:3"
+    assert decode(["uint", dict(mapping, allow_unknown=True)], b"\3") == "3"
+    assert decode(["uint", {"name": "static_map"}], b"\1") == "empty mapping"
+    assert decode(["uint", {"name": "static_map", "static_map": {}}], b"\1") == "unknown:1"
+
+
+def test_regexp_keeps_or_drops():
+    chain = ["string", {"name": "regexp", "regexps": ["^systemd-journal$", "^syslog-ng$"]}]
+    assert decode(chain, b"syslog-ng\0\0\0") == "syslog-ng"
+    assert decode(chain, b"bash\0\0\0\0\0\0\0\0") is SKIP
+    assert decode(["string", {"name": "regexp", "regexps": ["sys"]}], b"xsysx") == "xsysx"  # unanchored
+
+
+def test_chain_feeds_each_output_to_the_next():
+    # uint -> static_map -> regexp: the regexp sees the mapped text, not the number.
+    chain = ["uint", {"name": "static_map", "static_map": {"1": "read", "2": "write"}},
+             {"name": "regexp", "regexps": ["^w"]}]
+    assert decode(chain, b"\2") == "write"
+    assert decode(chain, b"\1") is SKIP
+
+
+@pytest.mark.parametrize("machine, number, name", [
+    ("x86_64", 0, "read"), ("x86_64", 231, "exit_group"), ("x86_64", 321, "bpf"), ("x86_64", 336, "uprobe"),
+    ("x86_64", 469, "file_setattr"), ("aarch64", 63, "read"), ("aarch64", 94, "exit_group"),
+    ("aarch64", 280, "bpf"), ("aarch64", 79, "newfstatat"), ("arm64", 56, "openat"),
+])
+def test_syscall_names(machine, number, name):
+    assert decode(["uint", "syscall"], struct.pack("<Q", number), Decoders(machine=machine)) == name
+
+
+def test_syscall_unknown_and_invalid():
+    decoders = Decoders(machine="x86_64")
+    assert decode(["uint", "syscall"], struct.pack("<Q", 400), decoders) == "unknown_syscall:400"
+    assert decode(["uint", "syscall"], struct.pack("<I", 1), Decoders(machine="riscv64")) == "unknown_syscall:1"
+    assert decoders.decode_syscall(b"-1") == b"unknown_syscall:18446744073709551615"  # Go's uint64(-1)
+    outcome = decode(["hex", "syscall"], b"\xab", decoders)
+    assert isinstance(outcome, DecodeFailure) and outcome.decoder == "syscall"
+
+
+def test_syscall_table_matches_this_host():
+    expected = {"x86_64": {39: "getpid", 321: "bpf"}, "aarch64": {172: "getpid", 280: "bpf"}}.get(platform.machine())
+    if expected is None:
+        pytest.skip("no syscall table for %s" % platform.machine())
+    decoders = Decoders()
+    for number, name in expected.items():
+        assert decoders.decode_syscall(b"%d" % number) == name.encode()
+
+
+@pytest.mark.parametrize("number, name", [
+    (2, "ENOENT"), (11, "EAGAIN"), (35, "EDEADLK"), (95, "ENOTSUP"), (133, "EHWPOISON"),
+    (0, "unknown:0"), (41, "unknown:41"), (9999, "unknown:9999"),
+])
+def test_errno(number, name):
+    assert decode(["uint", "errno"], struct.pack("<I", number)) == name
+
+
+def test_errno_needs_a_number():
+    outcome = decode(["string", "errno"], b"-5")
+    assert isinstance(outcome, DecodeFailure) and outcome.decoder == "errno"
+
+
+@pytest.mark.parametrize("raw, text", [
+    (bytes([1, 1, 1, 1]), "1.1.1.1"),
+    (bytes([192, 0, 2, 200]), "192.0.2.200"),
+    (socket.inet_pton(socket.AF_INET6, "2001:db8::1"), "2001:db8::1"),
+    (socket.inet_pton(socket.AF_INET6, "2001:db8:0:1:0:0:0:1"), "2001:db8:0:1::1"),
+    (socket.inet_pton(socket.AF_INET6, "1:0:2:3:4:5:6:7"), "1:0:2:3:4:5:6:7"),
+    (socket.inet_pton(socket.AF_INET6, "::ffff:10.0.0.1"), "10.0.0.1"),  # IPv4-mapped prints as IPv4
+    (socket.inet_pton(socket.AF_INET6, "::"), "::"),
+    (b"\1\2\3", "?010203"),
+])
+def test_inet_ip(raw, text):
+    assert decode(["inet_ip"], raw) == text
+
+
+def test_dname():
+    assert decode(["string", "dname"], b"\x07example\x03com\x00\x00\x00") == "example.com"
+    assert decode(["dname"], b"\x03www\x07example\x03org") == "www.example.org"
+    assert decode(["string", "dname"], b"\x00\x00") == "."
+    assert decode(["dname"], b"\x09short") == "\tshort"  # a length past the end: input unchanged
+
+
+def test_ifname_names_interfaces_of_this_namespace():
+    for index, name in socket.if_nameindex():
+        assert decode(["ifname"], struct.pack("<I", index)) == name
+        assert decode(["ifindex"], struct.pack("<I", index) + b"\0\0\0\0") == name
+    unused = max(index for index, _name in socket.if_nameindex()) + 1000
+    assert decode(["ifname"], struct.pack("<I", unused)) == "unknown:%d" % unused
+    assert isinstance(decode(["ifname"], b"\1\0"), DecodeFailure)
+
+
+def write_kallsyms(path, lines):
+    path.write_text("".join("%016x %s %s%s\n" % (addr, kind, name, extra) for addr, kind, name, extra in lines))
+
+
+def test_ksym_exact_address_from_kallsyms(tmp_path):
+    path = tmp_path / "kallsyms"
+    write_kallsyms(path, [
+        (0xffffffff81000000, "T", "_text", ""),
+        (0xffffffff81234560, "T", "mark_page_accessed", ""),
+        (0xffffffffc0001000, "t", "nft_do_chain", "\t[nf_tables]"),
+        (0xffffffff81100000, "T", "do_sys_open", ""),
+    ])
+    decoders = Decoders(kallsyms_path=str(path))
+    assert decode(["ksym"], struct.pack("<Q", 0xffffffff81234560), decoders) == "mark_page_accessed"
+    assert decode(["ksym"], struct.pack("<Q", 0xffffffff81100000), decoders) == "do_sys_open"
+    assert decode(["ksym"], struct.pack("<Q", 0xffffffffc0001000), decoders) == "nft_do_chain"
+    # Inside a function is not its start: ebpf_exporter resolves exact addresses only.
+    assert decode(["ksym"], struct.pack("<Q", 0xffffffff81234561), decoders) == "unknown_addr:0xffffffff81234561"
+
+
+def test_ksym_loads_lazily_and_rereads_on_miss(tmp_path):
+    path = tmp_path / "kallsyms"
+    symbols = KernelSymbols(str(path), refresh_interval=0)
+    decoders = Decoders(kallsyms_path=str(path))
+    decoders.kernel_symbols = symbols
+    assert symbols._addrs is None  # nothing read until the first ksym label
+    write_kallsyms(path, [(0x1000, "T", "first", "")])
+    assert decode(["ksym"], struct.pack("<Q", 0x1000), decoders) == "first"
+    write_kallsyms(path, [(0x1000, "T", "first", ""), (0x2000, "t", "loaded_later", "\t[mod]")])
+    assert decode(["ksym"], struct.pack("<Q", 0x2000), decoders) == "loaded_later"
+    slow = KernelSymbols(str(path), refresh_interval=3600)
+    assert slow.lookup(0x2000) == b"loaded_later"
+    write_kallsyms(path, [(0x3000, "T", "third", "")])
+    assert slow.lookup(0x3000) is None  # a miss within the interval does not re-read
+
+
+def test_ksym_against_this_kernel():
+    with open("/proc/kallsyms") as handle:
+        for line in handle:
+            addr, _kind, name = line.split()[:3]
+            if name == "bpf_map_lookup_elem":
+                break
+        else:
+            pytest.skip("bpf_map_lookup_elem not in /proc/kallsyms")
+    if int(addr, 16) == 0:
+        pytest.skip("kallsyms addresses are hidden (kptr_restrict)")
+    assert decode(["ksym"], struct.pack("<Q", int(addr, 16))) == "bpf_map_lookup_elem"
+
+
+def test_ksym_failure_is_reported(tmp_path):
+    outcome = decode(["ksym"], struct.pack("<Q", 1), Decoders(kallsyms_path=str(tmp_path / "missing")))
+    assert isinstance(outcome, DecodeFailure) and outcome.decoder == "ksym" and "cannot read" in outcome.message
+
+
+def test_cgroup_paths_from_directory_inodes(tmp_path):
+    root = tmp_path / "cgroup"
+    (root / "system.slice" / "ssh.service").mkdir(parents=True)
+    decoders = Decoders(cgroup_root=str(root))
+    ssh = root / "system.slice" / "ssh.service"
+    raw = struct.pack("<Q", os.stat(ssh).st_ino)
+    assert decode(["uint", "cgroup"], raw, decoders) == str(ssh)
+    assert decode(["uint", "cgroup"], struct.pack("<Q", os.stat(root).st_ino), decoders) == str(root)
+    # A cgroup created after the first walk is found by walking again.
+    late = root / "user.slice"
+    late.mkdir()
+    assert decode(["uint", "cgroup"], struct.pack("<Q", os.stat(late).st_ino), decoders) == str(late)
+    assert decode(["uint", "cgroup"], struct.pack("<Q", 1), decoders) == "unknown_cgroup_id:1"
+
+
+def cgroup2_root():
+    with open("/proc/mounts") as handle:
+        for line in handle:
+            _source, mountpoint, fstype = line.split()[:3]
+            if fstype == "cgroup2" and mountpoint.startswith("/sys/fs/cgroup"):
+                return mountpoint
+    return None
+
+
+@pytest.fixture
+def cgroup_dir():
+    root = cgroup2_root()
+    if root is None:
+        pytest.skip("no cgroup2 hierarchy mounted")
+    path = os.path.join(root, "ebpf-obs-metrics-%s" % uuid.uuid4().hex[:8])
+    os.mkdir(path)
+    yield root, path
+    os.rmdir(path)
+
+
+def test_cgroup_against_this_kernel(cgroup_dir):
+    root, path = cgroup_dir
+    # On cgroup2 the id bpf_get_current_cgroup_id() returns is the directory's inode number.
+    decoders = Decoders(cgroup_root=root)
+    assert decode(["uint", "cgroup"], struct.pack("<Q", os.stat(path).st_ino), decoders) == path
+
+
+def test_majorminor(tmp_path):
+    partitions = tmp_path / "partitions"
+    partitions.write_text("major minor  #blocks  name\n\n 259        0  500107608 nvme0n1\n"
+                          " 259        1     524288 nvme0n1p1\n   8       16  1953514584 sdb\n")
+    decoders = Decoders(partitions_path=str(partitions))
+
+    def dev(major, minor):  # the kernel's new_encode_dev()
+        return struct.pack("<I", (minor & 0xff) | (major << 8) | ((minor & ~0xff) << 12))
+
+    assert decode(["majorminor"], dev(259, 1), decoders) == "nvme0n1p1"
+    assert decode(["majorminor"], dev(8, 16), decoders) == "sdb"
+    assert decode(["majorminor"], dev(8, 300), decoders) == "unknown:8:300"
+    outcome = decode(["majorminor"], dev(8, 16), Decoders(partitions_path=str(tmp_path / "none")))
+    assert isinstance(outcome, DecodeFailure) and outcome.decoder == "majorminor"
+
+
+def test_majorminor_against_this_kernel():
+    with open("/proc/partitions") as handle:
+        rows = [line.split() for line in handle.readlines()[2:] if line.strip()]
+    if not rows:
+        pytest.skip("no block devices")
+    major, minor, _blocks, name = rows[0]
+    dev = os.makedev(int(major), int(minor))
+    assert decode(["majorminor"], struct.pack("<I", dev)) == name
+
+
+def test_label_decoder_decodes_each_value_once():
+    calls = []
+    decoders = Decoders()
+    original = decoders.function("uint")
+
+    def counting_uint(data, conf=None):
+        calls.append(data)
+        return original(data, conf)
+
+    decoders._functions["uint"] = counting_uint
+    label_decoder = decoders.label_decoder(label_of([{"name": "uint"}], 4))
+    raws = [struct.pack("<I", i % 3) for i in range(30)]
+    outcomes, dropped = label_decoder.lookup(raws)
+    assert [outcomes[r] for r in raws[:3]] == ["0", "1", "2"] and not dropped
+    assert len(calls) == 3
+    label_decoder.lookup(raws + [struct.pack("<I", 7)])
+    assert len(calls) == 4
+
+
+def test_label_decoder_retries_failures_and_keeps_skips(tmp_path):
+    path = tmp_path / "partitions"
+    decoders = Decoders(partitions_path=str(path))
+    label_decoder = decoders.label_decoder(label_of([{"name": "majorminor"}], 4))
+    raw = struct.pack("<I", os.makedev(8, 0))
+    outcomes, dropped = label_decoder.lookup([raw])
+    assert isinstance(outcomes[raw], DecodeFailure) and dropped
+    path.write_text("major minor  #blocks  name\n\n   8        0  100 sda\n")
+    outcomes, dropped = label_decoder.lookup([raw])
+    assert outcomes[raw] == "sda" and not dropped
+
+    skipper = decoders.label_decoder(label_of(["string", {"name": "regexp", "regexps": ["^a"]}], 4))
+    outcomes, dropped = skipper.lookup([b"bcd\0", b"abc\0"])
+    assert outcomes[b"bcd\0"] is SKIP and outcomes[b"abc\0"] == "abc" and dropped
+    assert skipper.lookup([b"abc\0"])[1] is False
+
+
+def test_label_cache_is_bounded():
+    decoders = Decoders()
+    label_decoder = decoders.label_decoder(label_of([{"name": "uint"}], 4), cache_limit=10)
+    label_decoder.lookup([struct.pack("<I", i) for i in range(8)])
+    outcomes, _dropped = label_decoder.lookup([struct.pack("<I", i) for i in range(100, 105)])
+    assert len(label_decoder.cache) == 5 and outcomes[struct.pack("<I", 104)] == "104"
+
+
+def test_config_and_decoder_set_agree_on_names():
+    assert set(Decoders().names()) == set(DECODER_NAMES)
+
+
+def test_unknown_decoder_name():
+    with pytest.raises(DecodeError, match="unknown decoder 'kstack'"):
+        Decoders().function("kstack")
+    assert "ifname" in Decoders().names() and "ifindex" in Decoders().names()
