@@ -30,6 +30,14 @@ struct {
 	__type(value, __u64);
 } calls_by_tgid SEC(".maps");
 
+/* Configuration a deployment writes (ebpf_map tests); read by no program here. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 4);
+	__type(key, __u32);
+	__type(value, __u64);
+} settings SEC(".maps");
+
 #ifdef VARIANT_RODATA
 const volatile __u32 target_tgid = 1;
 #else

@@ -40,12 +40,13 @@ def four_runs(playbook, extra_vars):
 
 
 @pytest.mark.playbook
-def test_ebpf_program_playbook(bpf_objects):
-    out, _outcomes = run_playbook("ebpf_program.yml", {"objects": bpf_objects})
+@pytest.mark.parametrize("playbook", ["ebpf_program.yml", "ebpf_map.yml"])
+def test_module_playbook(bpf_objects, playbook):
+    out, _outcomes = run_playbook(playbook, {"objects": bpf_objects})
     assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-3000:]
 
 
-@pytest.mark.parametrize("module", ["ebpf_program"])
+@pytest.mark.parametrize("module", ["ebpf_program", "ebpf_map"])
 def test_ansible_doc_renders(module):
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, "build", "collections"), ANSIBLE_NOCOLOR="1")
     out = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-doc"), "ebpf.observability." + module],

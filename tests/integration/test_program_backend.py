@@ -49,7 +49,7 @@ def test_first_load_pins_programs_and_maps(pin_root, bpf_objects):
     res = load(pin_root, bpf_objects["base"])
     assert res["changed"]
     assert sorted(ids(res)) == ["count_sys_enter", "count_tc", "count_xdp"]
-    assert sorted(ids(res, "maps")) == ["calls_by_tgid", "packets"]
+    assert sorted(ids(res, "maps")) == ["calls_by_tgid", "packets", "settings"]
     types = dict((p["name"], p["type"]) for p in res["programs"])
     assert types == {"count_xdp": "xdp", "count_tc": "sched_cls", "count_sys_enter": "raw_tracepoint"}
     for prog in res["programs"]:

@@ -1,0 +1,92 @@
+"""MapBackend (ebpf_map) against maps pinned by ProgramBackend."""
+import struct
+
+import pytest
+
+from ansible_collections.ebpf.observability.plugins.module_utils import bpf_syscall as sc
+from ansible_collections.ebpf.observability.plugins.module_utils.errors import BpfError
+from ansible_collections.ebpf.observability.plugins.module_utils.map_backend import MapBackend, encode
+from ansible_collections.ebpf.observability.plugins.module_utils.program_backend import ProgramBackend
+
+
+@pytest.fixture
+def loaded(pin_root, bpf_objects):
+    return ProgramBackend("obj", pin_root).present(bpf_objects["base"])
+
+
+def apply(pin_root, map_name, entries, check_mode=False, exclusive=False):
+    backend = MapBackend("obj", map_name, pin_root, check_mode=check_mode)
+    try:
+        return backend.apply(entries, exclusive=exclusive)
+    finally:
+        backend.close()
+
+
+def read(loaded_result, map_name, key, size=8):
+    pin = [m for m in loaded_result["maps"] if m["name"] == map_name][0]["pin"]
+    with sc.obj_get(pin) as fd:
+        return sc.map_lookup(fd, struct.pack("<I", key), size)
+
+
+def test_array_entries_four_runs(pin_root, loaded):
+    entries = [{"key": 1, "value": 7}, {"key": "02000000", "value": "0x0900000000000000"}]
+    assert apply(pin_root, "settings", entries, check_mode=True)["changed"]
+    assert read(loaded, "settings", 1) == struct.pack("<Q", 0)
+    res = apply(pin_root, "settings", entries)
+    assert res["changed"] and res["writes"] == 2
+    assert res["diff"]["after"] == {"01000000": "0700000000000000", "02000000": "0900000000000000"}
+    assert not apply(pin_root, "settings", entries, check_mode=True)["changed"]
+    assert not apply(pin_root, "settings", entries)["changed"]
+    assert read(loaded, "settings", 2) == struct.pack("<Q", 9)
+
+
+def test_exclusive_zeroes_other_array_entries(pin_root, loaded):
+    apply(pin_root, "settings", [{"key": 0, "value": 1}, {"key": 3, "value": 3}])
+    res = apply(pin_root, "settings", [{"key": 0, "value": 1}], exclusive=True)
+    assert res["changed"] and res["writes"] == 2
+    assert read(loaded, "settings", 3) == struct.pack("<Q", 0)
+    assert not apply(pin_root, "settings", [{"key": 0, "value": 1}], exclusive=True)["changed"]
+
+
+def test_write_sequence_compares_the_final_values(pin_root, loaded):
+    sequence = [{"key": 0, "value": 0}, {"key": 1, "value": 5}, {"key": 0, "value": 1}]
+    assert apply(pin_root, "settings", sequence)["writes"] == 3
+    assert read(loaded, "settings", 0) == struct.pack("<Q", 1)
+    assert not apply(pin_root, "settings", sequence)["changed"]
+
+
+def test_hash_exclusive_deletes_other_keys(pin_root, loaded):
+    apply(pin_root, "calls_by_tgid", [{"key": 10, "value": 1}, {"key": 11, "value": 2}])
+    res = apply(pin_root, "calls_by_tgid", [{"key": 10, "value": 1}], exclusive=True)
+    assert res["changed"]
+    assert read(loaded, "calls_by_tgid", 11) is None
+    assert read(loaded, "calls_by_tgid", 10) == struct.pack("<Q", 1)
+
+
+@pytest.mark.parametrize("entries, message", [
+    ([{"key": 9, "value": 1}], "out of range"),
+    ([{"key": "0100", "value": 1}], "is 2 bytes; the map's keys are 4 bytes"),
+    ([{"key": 1, "value": "zz"}], "neither an integer nor a hex string"),
+    ([{"key": 1, "value": 2 ** 64}], "does not fit in 8 bytes"),
+])
+def test_bad_entries_change_nothing(pin_root, loaded, entries, message):
+    with pytest.raises(BpfError) as err:
+        apply(pin_root, "settings", entries)
+    assert message in str(err.value)
+    assert read(loaded, "settings", 1) == struct.pack("<Q", 0)
+
+
+def test_per_cpu_maps_and_missing_maps_are_refused(pin_root, loaded):
+    with pytest.raises(BpfError) as err:
+        MapBackend("obj", "packets", pin_root)
+    assert "not per-CPU counters" in str(err.value)
+    with pytest.raises(BpfError) as err:
+        MapBackend("obj", "nope", pin_root)
+    assert "Load the object with ebpf_program first" in str(err.value)
+
+
+def test_encode():
+    assert encode(1, 4, "entry key") == b"\x01\x00\x00\x00"
+    assert encode("0x01 00 00 00", 4, "entry key") == b"\x01\x00\x00\x00"
+    with pytest.raises(BpfError):
+        encode(True, 4, "entry key")
