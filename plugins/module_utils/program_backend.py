@@ -258,6 +258,7 @@ class ProgramBackend:
                 "name": self.name,
                 "identity": identity,
                 "content": content,
+                "sections": dict((p.name, p.section) for p in selected),
                 "programs_ids": dict((p["name"], p["id"]) for p in after["programs"]),
                 "maps_ids": dict((m["name"], m["id"]) for m in after["maps"]),
             })

@@ -13,7 +13,8 @@ sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 
 import tests.conftest  # noqa: E402,F401  # pylint: disable=unused-import
-from test_netlink import ip, load_cls, load_xdp, veth_netns_pair  # noqa: E402
+from netns import ip, veth_netns_pair  # noqa: E402
+from tiny_programs import load_cls, load_xdp  # noqa: E402
 
 from ansible_collections.ebpf.observability.plugins.module_utils import bpf_syscall as sc  # noqa: E402
 from ansible_collections.ebpf.observability.plugins.module_utils.attachments import find_attachments  # noqa: E402
@@ -33,7 +34,7 @@ def timed(fn, rounds):
 
 
 def main(rounds):
-    with veth_netns_pair() as pair:
+    with veth_netns_pair("ebpft-nl") as pair:
         for i in range(EXTRA_VETH_PAIRS):
             ip("link", "add", "ebpft-nl%da" % i, "type", "veth", "peer", "name", "ebpft-nl%db" % i)
         with Netlink() as nl, load_xdp() as xdp, load_cls() as cls, load_xdp() as idle:

@@ -15,6 +15,8 @@ VARIANTS = {
     "reject": ("test_object.bpf.c", ["-DVARIANT_REJECT"]),
     "conflict": ("test_object.bpf.c", ["-DVARIANT_CONFLICT"]),
     "no_programs": ("no_programs.bpf.c", []),
+    "attach": ("attach_object.bpf.c", []),
+    "attach_v2": ("attach_object.bpf.c", ["-DVARIANT_V2"]),
 }
 
 

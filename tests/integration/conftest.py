@@ -1,12 +1,17 @@
 """Fixtures for tests against the running kernel: test BPF objects compiled from source with
-CO-RE against this kernel's BTF, and a private pin root on bpffs."""
+CO-RE against this kernel's BTF, a private pin root on bpffs, network namespaces joined by veth
+pairs, and tiny programs to attach."""
 import os
 import re
 
 import pytest
 
 from ansible_collections.ebpf.observability.plugins.module_utils import bpffs
+from ansible_collections.ebpf.observability.plugins.module_utils.netlink import Netlink
+from ansible_collections.ebpf.observability.plugins.module_utils.program_backend import ProgramBackend
 from bpf_objects import build_test_objects
+from netns import veth_netns_pair
+from tiny_programs import load_cls, load_xdp
 
 
 @pytest.fixture(scope="session")
@@ -24,3 +29,81 @@ def pin_root(request):
     bpffs.remove_tree(root)
     yield root
     bpffs.remove_tree(root)
+
+
+# ------------------------------------------------------------------------- ebpf_attach
+
+ATTACH_PREFIX = "ebpft-at"
+
+
+@pytest.fixture
+def veth_pair():
+    """Namespaces joined by veth ebpft-at0 (this thread's namespace meanwhile) <-> ebpft-at1, with
+    addresses and nothing else on the wire (see netns.py)."""
+    with veth_netns_pair(ATTACH_PREFIX, addresses=True) as pair:
+        yield pair
+
+
+@pytest.fixture
+def attach_obj(pin_root, bpf_objects):
+    """tests/bpf/attach_object.bpf.c loaded as ebpf_program "att" in a private pin root; the
+    result of the load with "ids" ({program: id}), "pin_root" and "load" (a function loading
+    another variant under the same name: an upgrade)."""
+    def load(variant="attach"):
+        res = ProgramBackend("att", pin_root).present(bpf_objects[variant])
+        res.update(ids=dict((p["name"], p["id"]) for p in res["programs"]), pin_root=pin_root, load=load)
+        return res
+    return load()
+
+
+@pytest.fixture
+def attach(attach_obj, tmp_path):
+    """A function running ebpf_attach's backend on the "att" object: attach(check_mode=False,
+    **options) -> result. Its event directory is attach.events_dir."""
+    from ansible_collections.ebpf.observability.plugins.module_utils.attach_backend import AttachBackend
+    events_dir = str(tmp_path / "events")
+
+    def run(check_mode=False, **options):
+        params = dict(name="att", pin_root=attach_obj["pin_root"], events_dir=events_dir)
+        params.update(options)
+        return AttachBackend(params, check_mode=check_mode).run()
+    run.events_dir = events_dir
+    run.obj = attach_obj
+    return run
+
+
+NETLINK_PREFIX = "ebpft-nl"
+
+
+@pytest.fixture
+def veth():
+    """Namespaces joined by veth ebpft-nl0 (in the first, where this thread runs) <-> ebpft-nl1."""
+    with veth_netns_pair(NETLINK_PREFIX) as pair:
+        yield pair
+
+
+@pytest.fixture
+def nl(veth):
+    with Netlink() as netlink:
+        yield netlink
+
+
+@pytest.fixture
+def idx(nl, veth):
+    return nl.ifindex(veth.ifname)
+
+
+@pytest.fixture
+def xdp_progs():
+    progs = [load_xdp("ebpft_xdp%d" % i) for i in range(3)]
+    yield progs
+    for prog in progs:
+        prog.close()
+
+
+@pytest.fixture
+def cls_progs():
+    progs = [load_cls("ebpft_cls%d" % i) for i in range(2)]
+    yield progs
+    for prog in progs:
+        prog.close()

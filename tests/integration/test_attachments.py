@@ -6,7 +6,7 @@ import pytest
 from ansible_collections.ebpf.observability.plugins.module_utils import attachments as att
 from ansible_collections.ebpf.observability.plugins.module_utils import bpf_syscall as sc
 from ansible_collections.ebpf.observability.plugins.module_utils.errors import BpfError
-from test_netlink import cls_progs, idx, load_cls, load_xdp, nl, prog_id, veth, xdp_progs  # noqa: F401 (fixtures)
+from tiny_programs import load_cls, load_xdp, prog_id
 
 
 def test_unattached_program_has_no_attachments(nl, idx, xdp_progs, cls_progs):
@@ -96,4 +96,3 @@ def test_describe_without_interface_name():
                          "ifindex": 9, "attach_type_name": "tcx_egress"}) == "link 5 (tcx egress on ifindex 9)"
     assert att.describe({"kind": "xdp", "mode": "drv", "ifindex": 3, "interface": None,
                          "prog_id": 1}) == "xdp (drv) on ifindex 3"
-

@@ -4,13 +4,7 @@ Every test gets two fresh namespaces joined by a veth pair (ebpft-nl0 <-> ebpft-
 inside the first one (setns on this thread); both are deleted afterwards, which also drops any
 XDP program or TC filter left on them.
 """
-import contextlib
-import ctypes
 import errno
-import os
-import subprocess
-import types
-import uuid
 
 import pytest
 
@@ -19,110 +13,8 @@ from ansible_collections.ebpf.observability.plugins.module_utils.errors import B
 from ansible_collections.ebpf.observability.plugins.module_utils.netlink import (
     ETH_P_ALL, XDP_FLAGS_DRV_MODE, XDP_FLAGS_HW_MODE, XDP_FLAGS_REPLACE, XDP_FLAGS_SKB_MODE,
     XDP_FLAGS_UPDATE_IF_NOEXIST, Netlink, _xdp_attach_attrs)
-
-PREFIX = "ebpft-nl"
-CLONE_NEWNET = 0x40000000
-XDP_PASS = 2
-TC_ACT_UNSPEC = -1
-INGRESS, EGRESS = 0xFFFFFFF2, 0xFFFFFFF3
-_LIBC = ctypes.CDLL(None, use_errno=True)
-
-
-def _setns(fd):
-    if _LIBC.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-
-
-@contextlib.contextmanager
-def netns_entered(name):
-    """Run the calling thread in network namespace `name` for the duration."""
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    try:
-        target = os.open("/run/netns/" + name, os.O_RDONLY)
-        try:
-            _setns(target)
-        finally:
-            os.close(target)
-        try:
-            yield
-        finally:
-            _setns(home)
-    finally:
-        os.close(home)
-
-
-def ip(*args):
-    subprocess.run(("ip",) + args, check=True, capture_output=True, text=True)
-
-
-@contextlib.contextmanager
-def veth_netns_pair():
-    """Namespaces A and B joined by veth ebpft-nl0 (in A) <-> ebpft-nl1 (in B), both up; the
-    calling thread is in A meanwhile. Both namespaces are deleted on the way out."""
-    tag = "%s-%s" % (PREFIX, uuid.uuid4().hex[:8])
-    ns_a, ns_b = tag + "-a", tag + "-b"
-    created = []
-    try:
-        for ns in (ns_a, ns_b):
-            ip("netns", "add", ns)
-            created.append(ns)
-        ip("-n", ns_a, "link", "add", "ebpft-nl0", "type", "veth", "peer", "name", "ebpft-nl1",
-           "netns", ns_b)
-        ip("-n", ns_a, "link", "set", "ebpft-nl0", "up")
-        ip("-n", ns_b, "link", "set", "ebpft-nl1", "up")
-        with netns_entered(ns_a):
-            yield types.SimpleNamespace(ns=ns_a, peer_ns=ns_b, ifname="ebpft-nl0")
-    finally:
-        for ns in created:
-            subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
-
-
-def load_xdp(name="ebpft_xdp"):
-    return sc.prog_load(sc.BPF_PROG_TYPE_XDP, sc.mov64_imm(0, XDP_PASS) + sc.exit_insn(), "GPL", name)
-
-
-def load_cls(name="ebpft_cls"):
-    return sc.prog_load(sc.BPF_PROG_TYPE_SCHED_CLS, sc.mov64_imm(0, TC_ACT_UNSPEC) + sc.exit_insn(),
-                        "GPL", name)
-
-
-def prog_id(fd):
-    return sc.prog_info(fd)["id"]
-
-
-@pytest.fixture
-def veth():
-    with veth_netns_pair() as pair:
-        yield pair
-
-
-@pytest.fixture
-def nl(veth):
-    with Netlink() as netlink:
-        yield netlink
-
-
-@pytest.fixture
-def idx(nl, veth):
-    return nl.ifindex(veth.ifname)
-
-
-@pytest.fixture
-def xdp_progs():
-    progs = [load_xdp("ebpft_xdp%d" % i) for i in range(3)]
-    yield progs
-    for prog in progs:
-        prog.close()
-
-
-@pytest.fixture
-def cls_progs():
-    progs = [load_cls("ebpft_cls%d" % i) for i in range(2)]
-    yield progs
-    for prog in progs:
-        prog.close()
-
+from netns import ip
+from tiny_programs import INGRESS, EGRESS, prog_id
 
 # ------------------------------------------------------------------------- interfaces
 
@@ -203,7 +95,7 @@ def test_atomic_replace_with_expected_fd(nl, idx, xdp_progs):
 
 
 def test_xdp_clear_refuses_a_wrong_expected_program(nl, idx, xdp_progs):
-    a, b, _ = xdp_progs
+    a, b = xdp_progs[:2]
     nl.xdp_set(idx, a, "drv")
     with pytest.raises(BpfError, match="Active program does not match expected") as info:
         nl.xdp_clear(idx, "drv", b)

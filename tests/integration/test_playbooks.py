@@ -46,7 +46,7 @@ def test_module_playbook(bpf_objects, playbook):
     assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-3000:]
 
 
-@pytest.mark.parametrize("module", ["ebpf_program", "ebpf_map"])
+@pytest.mark.parametrize("module", ["ebpf_program", "ebpf_map", "ebpf_attach", "ebpf_info"])
 def test_ansible_doc_renders(module):
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, "build", "collections"), ANSIBLE_NOCOLOR="1")
     out = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-doc"), "ebpf.observability." + module],
@@ -63,3 +63,11 @@ def test_ebpf_build_role(tmp_path):
     assert check_again == [] and real_again == [], (check_again, real_again)
     objects = sorted(p.name for p in (tmp_path / "objects" / os.uname().machine).glob("*.bpf.o"))
     assert {"xdp_counter.bpf.o", "tc_classifier.bpf.o", "syscall_latency.bpf.o", "net_tracepoints.bpf.o"} <= set(objects)
+
+
+@pytest.mark.playbook
+def test_ebpf_attach_playbook(bpf_objects, veth_pair, tmp_path):
+    # ansible-playbook inherits this thread's network namespace (the veth pair's first one)
+    out, _outcomes = run_playbook("ebpf_attach.yml", {"objects": bpf_objects, "interface": veth_pair.ifname,
+                                                      "events_dir": str(tmp_path / "events")})
+    assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-3000:]

@@ -1,0 +1,352 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: ebpf.observability contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: ebpf_attach
+short_description: Attach a pinned BPF program to XDP, TC or a tracing hook, or detach it
+version_added: "0.1.0"
+description:
+  - Attaches a program pinned by M(ebpf.observability.ebpf_program) (or any pinned program) to an
+    interface's XDP or TC hook, or to a tracepoint, raw tracepoint, kprobe, kretprobe, uprobe or
+    uretprobe, and verifies the attachment by reading it back from the kernel.
+  - Idempotent from what the kernel reports. When the program attached at the hook is the pinned
+    program, nothing changes. When it is an older version of it (the same program of the same
+    O(name), found through the object's pins, load record or maps), it is replaced
+    B(atomically) and the task reports a change. A program this collection did not attach is
+    never replaced without O(force).
+  - B(XDP) goes through netlink. O(mode=auto) tries hw, drv and skb in that order and reports the
+    mode obtained; a named mode is strict unless O(mode_fallback=true). Attaching never overwrites
+    a program that appears meanwhile; replacing passes the expected old program to the kernel,
+    so the interface never runs without a program.
+  - B(TC) uses a TCX bpf_link (Linux 6.6+), placed first among the interface's TCX programs and
+    pinned under the object's C(links/) directory, or a direct-action filter on the clsact qdisc
+    at our own O(priority) and O(handle). Filters of others are never touched and a clsact qdisc
+    is only removed when detaching leaves it empty. Observer programs should return
+    C(TC_ACT_UNSPEC) so later programs and filters still see every packet.
+  - B(Tracing hooks) use a bpf_link pinned under the object's C(links/) directory, so the
+    attachment outlives the task; O(state=absent) removes the pin and verifies the link is gone.
+    An upgrade pins a new link over the old one first, so the hook is never without a program.
+  - Every failure is counted per interface and error type in C(attach_errors.json) under
+    O(events_dir), which the collection's exporter publishes as
+    C(ebpf_attachment_errors_total). Check mode records nothing.
+  - Needs root, or CAP_BPF with CAP_NET_ADMIN (XDP, TC) or CAP_PERFMON (tracing hooks).
+author:
+  - ebpf.observability contributors (@ebpf-observability)
+options:
+  name:
+    description:
+      - The O(ebpf.observability.ebpf_program#module:name) the program was loaded under.
+      - Give O(name) with O(program), or O(pin).
+    type: str
+  program:
+    description:
+      - The program (its C function name) within O(name).
+    type: str
+  pin:
+    description:
+      - Path of a pinned program on bpffs, instead of O(name) and O(program). A path of the form
+        O(pin_root)/<name>/progs/<program> is the same as naming them.
+      - Links of other pinned programs are pinned beside the program, named after it.
+      - Only the pinned program itself counts as ours; replacing an older version needs O(force).
+    type: path
+  pin_root:
+    description:
+      - Directory on bpffs under which M(ebpf.observability.ebpf_program) pins objects.
+    type: path
+    default: /sys/fs/bpf/ebpf_observability
+  hook:
+    description:
+      - Where to attach.
+      - V(auto) takes the hook (and the tracing target and TC direction) from the program's ELF
+        section name when the load record holds it, else from the program type (xdp, sched_cls,
+        tracepoint, raw_tracepoint; a kprobe-type program needs an explicit hook).
+      - V(kprobe) and V(kretprobe) need a kernel with kprobes; on a kernel without them the task
+        fails with "kprobes are not available on this kernel; use a tracepoint".
+    type: str
+    choices: [auto, xdp, tc, tracepoint, raw_tracepoint, kprobe, kretprobe, uprobe, uretprobe]
+    default: auto
+  interface:
+    description:
+      - Network interface for the V(xdp) and V(tc) hooks. It must exist; when it is down the
+        program is attached anyway with a warning (see O(require_up)). Interfaces are never
+        brought up or down.
+    type: str
+  require_up:
+    description:
+      - Fail instead of warning when O(interface) is down.
+    type: bool
+    default: false
+  mode:
+    description:
+      - XDP mode. V(auto) negotiates hw, drv, skb in that order; V(hw), V(drv) (native) and V(skb)
+        (generic) are strict unless O(mode_fallback=true).
+      - A program of ours running in another mode than the one asked is detached and attached
+        again (the only case with a moment without a program; the task warns).
+    type: str
+    choices: [auto, hw, drv, skb]
+    default: auto
+  mode_fallback:
+    description:
+      - With a named O(mode), try the following modes of hw, drv, skb when the interface refuses it.
+    type: bool
+    default: false
+  direction:
+    description:
+      - TC direction. Defaults to the direction in the section name (C(tc/egress),
+        C(tcx/egress)), else V(ingress).
+    type: str
+    choices: [ingress, egress]
+  tc_api:
+    description:
+      - How TC programs are attached.
+      - V(tcx) uses a pinned TCX bpf_link (Linux 6.6+; an error on older kernels).
+      - V(netlink) uses a clsact qdisc and a direct-action C(bpf) filter.
+      - V(auto) keeps an existing attachment of ours where it is and otherwise uses TCX where the
+        kernel has it and netlink elsewhere, so one playbook serves a mixed fleet. The API used
+        is returned in RV(attachment.tc_api). Naming the other API moves an attachment there
+        (the new one is in place before the old one goes).
+    type: str
+    choices: [auto, tcx, netlink]
+    default: auto
+  priority:
+    description:
+      - Priority of the netlink TC filter. The default 256 runs after the priority 1 most
+        libbpf-based tools use and before the priorities C(tc) assigns automatically (49152 and up).
+    type: int
+  handle:
+    description:
+      - Handle of the netlink TC filter. Defaults to the crc32 of C(<name>/<program>) (or of the
+        pin path), so every program of ours has a slot of its own.
+    type: int
+  target:
+    description:
+      - The tracing target. V(tracepoint) C(category/name) (for example
+        C(syscalls/sys_enter_openat)); V(raw_tracepoint) a tracepoint name (C(sys_enter));
+        V(kprobe)/V(kretprobe) a kernel function (C(do_unlinkat), a kprobe may add C(+offset));
+        V(uprobe)/V(uretprobe) C(/absolute/path:function[+offset]) or C(/absolute/path:0xoffset).
+      - Defaults to the target in the section name (C(tracepoint/syscalls/sys_enter_openat)).
+      - Tracepoints are looked up in tracefs; when no tracefs is mounted it is mounted at
+        C(/sys/kernel/tracing) (with a warning).
+    type: str
+  state:
+    description:
+      - V(present) attaches the program; V(absent) detaches it (and older versions of it) from
+        the hook and leaves everything else there alone.
+    type: str
+    choices: [present, absent]
+    default: present
+  force:
+    description:
+      - Replace a program this collection did not attach (an XDP program on the interface, a TC
+        filter in our priority/handle slot). Replacement is atomic. An XDP program attached
+        through someone else's bpf_link cannot be replaced.
+    type: bool
+    default: false
+  events_dir:
+    description:
+      - Directory of the attachment-error event file C(attach_errors.json).
+    type: path
+    default: /var/lib/ebpf_observability
+notes:
+  - Check mode reads the kernel and reports what would change, including every input error;
+    nothing is attached, detached, mounted or recorded.
+  - Supports diff mode; the diff shows the hook's attachment (program id and name, XDP mode,
+    TC API, priority/handle or link) before and after.
+  - Network hooks act in the network namespace the task runs in.
+attributes:
+  check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
+    support: full
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
+    support: full
+requirements:
+  - pyroute2 for the xdp and tc hooks
+  - bpffs mounted at C(/sys/fs/bpf)
+seealso:
+  - module: ebpf.observability.ebpf_program
+  - module: ebpf.observability.ebpf_info
+"""
+
+EXAMPLES = r"""
+- name: Count packets on eth0 with XDP, in the best mode the driver offers
+  ebpf.observability.ebpf_attach:
+    name: xdp_counter
+    program: xdp_count
+    interface: eth0
+
+- name: Classify egress traffic (TCX where the kernel has it, clsact elsewhere)
+  ebpf.observability.ebpf_attach:
+    name: tc_classifier
+    program: tc_egress
+    interface: eth0
+    direction: egress
+
+- name: Attach a tracepoint program (hook and target from its section name)
+  ebpf.observability.ebpf_attach:
+    name: net_tracepoints
+    program: kfree_skb
+
+- name: Attach to a raw tracepoint, naming hook and target
+  ebpf.observability.ebpf_attach:
+    name: syscall_latency
+    program: sys_enter
+    hook: raw_tracepoint
+    target: sys_enter
+
+- name: Probe a library function
+  ebpf.observability.ebpf_attach:
+    name: tls_probe
+    program: ssl_write
+    hook: uprobe
+    target: /usr/lib/x86_64-linux-gnu/libssl.so.3:SSL_write
+
+- name: Detach
+  ebpf.observability.ebpf_attach:
+    name: xdp_counter
+    program: xdp_count
+    interface: eth0
+    state: absent
+"""
+
+RETURN = r"""
+hook:
+  description: The hook used (after O(hook=auto) was resolved).
+  returned: always
+  type: str
+  sample: xdp
+action:
+  description: What was done (or, in check mode, would be done).
+    V(attach), V(replace) (atomically, our older program or with O(force) a foreign one),
+    V(move) (to another XDP mode or TC API), V(detach) or V(none).
+  returned: always
+  type: str
+  sample: attach
+program:
+  description: The pinned program.
+  returned: when the program is pinned
+  type: dict
+  contains:
+    name:
+      description: The ebpf_program name, or null with O(pin).
+      type: str
+    program:
+      description: The program name, or null with O(pin).
+      type: str
+    pin:
+      description: Pin path of the program.
+      type: str
+    id:
+      description: Kernel program id.
+      type: int
+    tag:
+      description: Kernel program tag.
+      type: str
+    type:
+      description: Kernel program type.
+      type: str
+      sample: xdp
+attachment:
+  description: What runs at the hook after the task (empty when nothing does). In check mode the
+    predicted attachment, with ids not known yet null.
+  returned: always
+  type: dict
+  contains:
+    hook:
+      description: The hook.
+      type: str
+    interface:
+      description: Interface name (xdp, tc).
+      type: str
+      sample: eth0
+    ifindex:
+      description: Interface index (xdp, tc).
+      type: int
+    mode:
+      description: XDP mode obtained (drv, skb or hw); null in check mode with O(mode=auto).
+      type: str
+      sample: drv
+    direction:
+      description: TC direction.
+      type: str
+    tc_api:
+      description: TC API used, V(tcx) or V(netlink).
+      type: str
+    priority:
+      description: Netlink TC filter priority.
+      type: int
+    handle:
+      description: Netlink TC filter handle.
+      type: int
+    target:
+      description: Tracing target.
+      type: str
+      sample: syscalls/sys_enter_getpid
+    link_id:
+      description: Kernel id of the bpf_link (tcx and tracing hooks).
+      type: int
+    link_pin:
+      description: Pin path of the bpf_link (tcx and tracing hooks).
+      type: str
+    prog_id:
+      description: Kernel id of the program running at the hook.
+      type: int
+    prog_name:
+      description: Kernel name of the program running at the hook.
+      type: str
+errno:
+  description: The errno of a failure the kernel reported.
+  returned: on failure
+  type: int
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.ebpf.observability.plugins.module_utils.attach_backend import AttachBackend
+from ansible_collections.ebpf.observability.plugins.module_utils.module_runner import run_backend
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            name=dict(type="str"),
+            program=dict(type="str"),
+            pin=dict(type="path"),
+            pin_root=dict(type="path", default="/sys/fs/bpf/ebpf_observability"),
+            hook=dict(type="str", default="auto",
+                      choices=["auto", "xdp", "tc", "tracepoint", "raw_tracepoint", "kprobe", "kretprobe", "uprobe", "uretprobe"]),
+            interface=dict(type="str"),
+            require_up=dict(type="bool", default=False),
+            mode=dict(type="str", default="auto", choices=["auto", "hw", "drv", "skb"]),
+            mode_fallback=dict(type="bool", default=False),
+            direction=dict(type="str", choices=["ingress", "egress"]),
+            tc_api=dict(type="str", default="auto", choices=["auto", "tcx", "netlink"]),
+            priority=dict(type="int"),
+            handle=dict(type="int"),
+            target=dict(type="str"),
+            state=dict(type="str", default="present", choices=["present", "absent"]),
+            force=dict(type="bool", default=False),
+            events_dir=dict(type="path", default="/var/lib/ebpf_observability"),
+        ),
+        required_one_of=[("name", "pin")],
+        mutually_exclusive=[("name", "pin"), ("program", "pin")],
+        required_together=[("name", "program")],
+        supports_check_mode=True,
+    )
+
+    def action():
+        backend = AttachBackend(module.params, check_mode=module.check_mode)
+        return backend, backend.run()
+
+    run_backend(module, action)
+
+
+if __name__ == "__main__":
+    main()

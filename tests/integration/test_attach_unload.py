@@ -1,0 +1,29 @@
+"""ebpf_program state=absent with ebpf_attach's attachments: it refuses while anything is
+attached, naming where, and force detaches everything (pinned links included)."""
+import os
+
+import pytest
+
+from ansible_collections.ebpf.observability.plugins.module_utils.attach_common import link_alive
+from ansible_collections.ebpf.observability.plugins.module_utils.errors import BpfError
+from ansible_collections.ebpf.observability.plugins.module_utils.netlink import Netlink
+from ansible_collections.ebpf.observability.plugins.module_utils.program_backend import ProgramBackend
+
+
+def test_unload_refuses_while_attached_and_force_detaches(attach, veth_pair):
+    obj = attach.obj
+    attach(program="xdp_udp", interface=veth_pair.ifname, mode="skb")
+    attach(program="tc_udp", interface=veth_pair.ifname, tc_api="netlink")
+    tcx = attach(program="tc_udp", interface=veth_pair.ifname, direction="egress", tc_api="tcx")["attachment"]
+    tp = attach(program="tp_getpid", hook="tracepoint", target="syscalls/sys_enter_getpid")["attachment"]
+    with pytest.raises(BpfError, match="att is still attached: xdp \\(skb\\) on ebpft-at0; tc ingress on ebpft-at0 prio 256"):
+        ProgramBackend("att", obj["pin_root"]).absent()
+    assert os.path.exists(tp["link_pin"])
+    res = ProgramBackend("att", obj["pin_root"]).absent(force=True)
+    assert res["changed"] and len(res["detached"]) == 4
+    assert not os.path.exists(obj["pin_dir"])
+    assert not link_alive(tcx["link_id"]) and not link_alive(tp["link_id"])
+    with Netlink() as nl:
+        idx = nl.ifindex(veth_pair.ifname)
+        assert nl.xdp_query(idx)["mode"] is None
+        assert nl.tc_filters(idx, "ingress") == [] and nl.tc_filters(idx, "egress") == []
