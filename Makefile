@@ -48,6 +48,7 @@ demo-clean: setup collection
 
 bench: setup collection bpf
 	$(PY) tests/bench/bench_program.py
+	$(PY) tests/bench/bench_bpf_programs.py
 
 clean:
 	rm -rf build

@@ -4,8 +4,12 @@
 #ifndef __MAPS_BPF_H
 #define __MAPS_BPF_H
 
-/* Adds inc to the counter under key, creating it at zero first. The add is atomic: exact on
- * shared maps, and on per-CPU maps too when the program can be preempted on its CPU. */
+/* Counter maps are per-CPU, and a program never runs twice at once on one CPU: XDP and TC run
+ * with bottom halves disabled, and the tracing hooks skip a program that is already running on
+ * the CPU (bpf_prog_active, prog->active) before it can be re-entered. So each CPU's slot has
+ * one writer at a time and a plain add is exact; a locked add would cost more for nothing. */
+
+/* Adds inc to the counter under key of a per-CPU hash, creating it at zero first. */
 static __always_inline void counter_add(void *map, const void *key, __u64 inc)
 {
 	__u64 zero = 0, *value;
@@ -18,7 +22,16 @@ static __always_inline void counter_add(void *map, const void *key, __u64 inc)
 		if (!value)
 			return; /* map full */
 	}
-	__sync_fetch_and_add(value, inc);
+	*value += inc;
+}
+
+/* Adds inc to slot index of a per-CPU array (the verifier inlines the lookup: no call). */
+static __always_inline void array_add(void *map, __u32 index, __u64 inc)
+{
+	__u64 *value = bpf_map_lookup_elem(map, &index);
+
+	if (value)
+		*value += inc;
 }
 
 static __always_inline __u32 log2_floor(__u64 v)

@@ -1,6 +1,11 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* Packet parsing shared by the XDP and TC programs. Every header is copied to the stack by
- * pkt_load(), which checks it lies within the packet: a short packet just ends parsing. */
+/* Packet parsing shared by the XDP and TC programs. Headers are read in bounds-checked copies:
+ * a short packet just ends parsing.
+ * - XDP (parse_eth, parse_l3): direct packet access, each header checked against data_end.
+ * - TC (parse_skb_l3): bpf_skb_load_bytes_relative() from the network header, which also reads
+ *   non-linear data and needs no knowledge of the L2 header. The IP header and the ports are
+ *   fetched with one call for IPv4 without options and IPv6 without extension headers, because
+ *   the helper call is most of the cost. */
 #ifndef __PACKET_BPF_H
 #define __PACKET_BPF_H
 
@@ -66,6 +71,11 @@ struct pkt_ipv6_ext {
 	__be16 frag_off; /* fragment header only */
 };
 
+struct pkt_ports {
+	__be16 source;
+	__be16 dest;
+};
+
 /* Where offsets count from: the start of the XDP frame, or the skb's network header. */
 enum pkt_src {
 	PKT_XDP,     /* direct packet access, bounds-checked against data_end */
@@ -99,6 +109,12 @@ static __always_inline long pkt_load(void *ctx, enum pkt_src src, __u32 off, voi
 	return 0;
 }
 
+static __always_inline bool has_ports(__u8 l4proto)
+{
+	return l4proto == IPPROTO_TCP || l4proto == IPPROTO_UDP || l4proto == IPPROTO_SCTP ||
+	       l4proto == IPPROTO_UDPLITE;
+}
+
 /* Ethernet header and up to MAX_VLAN_TAGS 802.1Q/802.1ad tags of an XDP frame. Returns the
  * offset of the L3 header and sets pi->ethertype, or returns 0 when the frame is too short. */
 static __always_inline __u32 parse_eth(struct xdp_md *ctx, struct pkt_info *pi)
@@ -124,84 +140,164 @@ static __always_inline __u32 parse_eth(struct xdp_md *ctx, struct pkt_info *pi)
 	return off;
 }
 
-static __always_inline void parse_ipv4(void *ctx, enum pkt_src src, __u32 off, struct pkt_info *pi,
-				       __u32 *l4off, bool *first_frag)
+/* Fields of an IPv4 header already read. Returns the header length (0: not a valid header)
+ * and whether it is a first fragment (the only one that holds the L4 ports). */
+static __always_inline __u32 ipv4_fields(const struct pkt_ipv4 *ip, struct pkt_info *pi, bool *first_frag)
 {
-	struct pkt_ipv4 ip;
-
-	if (pkt_load(ctx, src, off, &ip, sizeof(ip)))
-		return;
-	if ((ip.version_ihl >> 4) != 4 || (ip.version_ihl & 0xf) < 5)
-		return;
+	if ((ip->version_ihl >> 4) != 4 || (ip->version_ihl & 0xf) < 5)
+		return 0;
 	pi->is_ip = 1;
-	pi->l4proto = ip.protocol;
-	pi->dscp = ip.tos >> 2;
-	*l4off = off + (ip.version_ihl & 0xf) * 4;
-	*first_frag = (bpf_ntohs(ip.frag_off) & 0x1fff) == 0;
+	pi->l4proto = ip->protocol;
+	pi->dscp = ip->tos >> 2;
+	*first_frag = (bpf_ntohs(ip->frag_off) & 0x1fff) == 0;
+	return (ip->version_ihl & 0xf) * 4;
 }
 
-static __always_inline void parse_ipv6(void *ctx, enum pkt_src src, __u32 off, struct pkt_info *pi,
-				       __u32 *l4off, bool *first_frag)
+/* Fields of an IPv6 base header already read; returns its next header, or -1 if not IPv6. */
+static __always_inline int ipv6_fields(const struct pkt_ipv6 *ip, struct pkt_info *pi)
 {
-	struct pkt_ipv6 ip;
-	struct pkt_ipv6_ext ext;
-	__u32 vtf;
-	__u8 nh;
+	__u32 vtf = bpf_ntohl(ip->version_tc_flow);
 
-	if (pkt_load(ctx, src, off, &ip, sizeof(ip)))
-		return;
-	vtf = bpf_ntohl(ip.version_tc_flow);
 	if ((vtf >> 28) != 6)
-		return;
+		return -1;
 	pi->is_ip = 1;
 	pi->dscp = (vtf >> 22) & 0x3f;
-	nh = ip.nexthdr;
-	off += sizeof(ip);
+	return ip->nexthdr;
+}
+
+/* Walks up to MAX_IPV6_EXT_HDRS extension headers from *off (just after the base header),
+ * starting with next header nh. Sets pi->l4proto and *off to the L4 header. */
+static __always_inline void ipv6_ext_walk(void *ctx, enum pkt_src src, __u32 *off, __u8 nh, struct pkt_info *pi,
+					  bool *first_frag)
+{
+	struct pkt_ipv6_ext ext;
+
 	*first_frag = true;
 #pragma unroll
 	for (int i = 0; i < MAX_IPV6_EXT_HDRS; i++) {
 		if (nh != IPPROTO_HOPOPTS && nh != IPPROTO_ROUTING && nh != IPPROTO_DSTOPTS &&
 		    nh != IPPROTO_FRAGMENT && nh != IPPROTO_AH)
 			break;
-		if (pkt_load(ctx, src, off, &ext, sizeof(ext)))
+		if (pkt_load(ctx, src, *off, &ext, sizeof(ext)))
 			break;
 		if (nh == IPPROTO_FRAGMENT) {
 			if (bpf_ntohs(ext.frag_off) & 0xfff8)
 				*first_frag = false;
-			off += 8;
+			*off += 8;
 		} else if (nh == IPPROTO_AH) {
-			off += (ext.len + 2) * 4;
+			*off += (ext.len + 2) * 4;
 		} else {
-			off += (ext.len + 1) * 8;
+			*off += (ext.len + 1) * 8;
 		}
 		nh = ext.nexthdr;
 	}
 	pi->l4proto = nh;
-	*l4off = off;
 }
 
-/* Fills pi from the L3 header at off, of type pi->ethertype. Destination ports are read only
- * when want_dport is set (a constant after inlining, so XDP skips the load). */
-static __always_inline void parse_l3(void *ctx, enum pkt_src src, __u32 off, struct pkt_info *pi,
-				     bool want_dport)
+/* Fills pi from the L3 header at off of an XDP frame, of type pi->ethertype (no ports: the
+ * XDP counters do not need them). */
+static __always_inline void parse_l3(struct xdp_md *ctx, __u32 off, struct pkt_info *pi)
 {
-	__be16 ports[2];
-	__u32 l4off = 0;
-	bool first_frag = false;
+	bool first_frag;
 
-	if (pi->ethertype == ETH_P_IP)
-		parse_ipv4(ctx, src, off, pi, &l4off, &first_frag);
-	else if (pi->ethertype == ETH_P_IPV6)
-		parse_ipv6(ctx, src, off, pi, &l4off, &first_frag);
-	if (!want_dport || !first_frag)
-		return;
-	if (pi->l4proto != IPPROTO_TCP && pi->l4proto != IPPROTO_UDP && pi->l4proto != IPPROTO_SCTP &&
-	    pi->l4proto != IPPROTO_UDPLITE)
-		return;
-	if (pkt_load(ctx, src, l4off, ports, sizeof(ports)))
-		return;
-	pi->dport = bpf_ntohs(ports[1]);
+	if (pi->ethertype == ETH_P_IP) {
+		struct pkt_ipv4 ip;
+
+		if (!pkt_load(ctx, PKT_XDP, off, &ip, sizeof(ip)))
+			ipv4_fields(&ip, pi, &first_frag);
+	} else if (pi->ethertype == ETH_P_IPV6) {
+		struct pkt_ipv6 ip;
+		int nh;
+
+		if (pkt_load(ctx, PKT_XDP, off, &ip, sizeof(ip)))
+			return;
+		nh = ipv6_fields(&ip, pi);
+		if (nh < 0)
+			return;
+		off += sizeof(ip);
+		ipv6_ext_walk(ctx, PKT_XDP, &off, nh, pi, &first_frag);
+	}
+}
+
+/* The IP header with the ports of a header-option-free packet behind it, read in one call. */
+struct skb_ipv4_ports {
+	struct pkt_ipv4 ip;
+	struct pkt_ports ports;
+};
+
+struct skb_ipv6_ports {
+	struct pkt_ipv6 ip;
+	struct pkt_ports ports;
+};
+
+static __always_inline void set_dport(struct pkt_info *pi, const struct pkt_ports *ports)
+{
+	pi->dport = bpf_ntohs(ports->dest);
 	pi->has_dport = 1;
+}
+
+/* Reads the ports at off when the packet's L4 protocol has them. */
+static __always_inline void skb_load_dport(struct __sk_buff *skb, __u32 off, struct pkt_info *pi)
+{
+	struct pkt_ports ports;
+
+	if (has_ports(pi->l4proto) && !pkt_load(skb, PKT_SKB_NET, off, &ports, sizeof(ports)))
+		set_dport(pi, &ports);
+}
+
+static __always_inline void parse_skb_ipv4(struct __sk_buff *skb, struct pkt_info *pi)
+{
+	struct skb_ipv4_ports h;
+	bool first_frag, whole;
+	__u32 hlen;
+
+	/* A packet too short for header + ports (an IP header alone) is read again without them. */
+	whole = !pkt_load(skb, PKT_SKB_NET, 0, &h, sizeof(h));
+	if (!whole && pkt_load(skb, PKT_SKB_NET, 0, &h.ip, sizeof(h.ip)))
+		return;
+	hlen = ipv4_fields(&h.ip, pi, &first_frag);
+	if (!hlen || !first_frag || !has_ports(pi->l4proto))
+		return;
+	if (hlen == sizeof(h.ip)) {
+		if (whole)
+			set_dport(pi, &h.ports);
+		return;
+	}
+	skb_load_dport(skb, hlen, pi); /* header options */
+}
+
+static __always_inline void parse_skb_ipv6(struct __sk_buff *skb, struct pkt_info *pi)
+{
+	struct skb_ipv6_ports h;
+	bool first_frag, whole;
+	__u32 off = sizeof(h.ip);
+	int nh;
+
+	whole = !pkt_load(skb, PKT_SKB_NET, 0, &h, sizeof(h));
+	if (!whole && pkt_load(skb, PKT_SKB_NET, 0, &h.ip, sizeof(h.ip)))
+		return;
+	nh = ipv6_fields(&h.ip, pi);
+	if (nh < 0)
+		return;
+	if (nh != IPPROTO_HOPOPTS && nh != IPPROTO_ROUTING && nh != IPPROTO_DSTOPTS && nh != IPPROTO_FRAGMENT &&
+	    nh != IPPROTO_AH) {
+		pi->l4proto = nh;
+		if (whole && has_ports(nh))
+			set_dport(pi, &h.ports);
+		return;
+	}
+	ipv6_ext_walk(skb, PKT_SKB_NET, &off, nh, pi, &first_frag);
+	if (first_frag)
+		skb_load_dport(skb, off, pi);
+}
+
+/* Fills pi from the skb's network header, of type pi->ethertype (skb->protocol). */
+static __always_inline void parse_skb_l3(struct __sk_buff *skb, struct pkt_info *pi)
+{
+	if (pi->ethertype == ETH_P_IP)
+		parse_skb_ipv4(skb, pi);
+	else if (pi->ethertype == ETH_P_IPV6)
+		parse_skb_ipv6(skb, pi);
 }
 
 #endif /* __PACKET_BPF_H */

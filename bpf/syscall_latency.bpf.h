@@ -16,13 +16,10 @@
 #define LATENCY_BUCKET_MIN 8
 #define LATENCY_BUCKET_MAX 34
 
-/* Threads tracked at once (one entry each); the least recently used are evicted. */
-#define MAX_THREADS 16384
-
 struct syscall_start {
 	__u64 ns; /* entry time; 0: no syscall in flight */
 	__u32 id;
-	__u32 pad;
+	__u32 token; /* load_token of the program that wrote it */
 };
 
 struct syscall_error_key {
@@ -35,20 +32,23 @@ struct syscall_latency_key {
 	__u32 bucket;
 };
 
-/* Entry time per thread. LRU: the entry of a thread that is gone, or that never returns
- * (exit, exec from a non-leader thread), is evicted, not leaked. Deliberately not pinned,
- * unlike the counters: it is scratch state of one loaded program. Reused across a reload, an
- * entry left by a thread in a syscall at unload would be matched with a later, unrelated
- * syscall exit of that thread and record the whole gap (up to days) as one latency. */
+/* Entry time of the syscall a thread is in, in the thread's own task storage: found without a
+ * hash lookup, and freed with the task, so a thread that dies inside a syscall leaves nothing
+ * behind. Not pinned by the program (it is scratch state), but a loader that pins every map
+ * reuses it across reloads; entries are therefore stamped with load_token, and an exit only
+ * trusts an entry of the same load. Otherwise an entry left while no program was attached (the
+ * exit went unseen) would be matched with a later exit and count the whole gap as latency. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, MAX_THREADS);
-	__type(key, __u64); /* pid_tgid */
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct syscall_start);
 } syscall_start SEC(".maps");
 
+/* Calls per syscall id: the id is the key, so a per-CPU array (lookup inlined, no call). Ids
+ * never called stay at zero; an exporter leaves zero entries of array maps out. */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, MAX_SYSCALL_ID);
 	__type(key, __u32); /* syscall id */
 	__type(value, __u64);
@@ -64,6 +64,8 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } syscall_errors_total SEC(".maps");
 
+/* (id, bucket) cannot be a compact array index: ebpf_exporter cuts keys into labels at byte
+ * boundaries and the bucket label comes last, so the index would be id + 65536 * bucket. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, 8192);
@@ -73,47 +75,56 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } syscall_latency_seconds SEC(".maps");
 
-/* A thread's entry is created once and then rewritten in place: an update and a delete per
- * syscall would take the map's bucket lock twice and cost several times more. Only the
- * thread itself writes its entry. */
+/* Random, set at the first event after a load (.bss starts at zero each load). Two CPUs racing
+ * to set it just lose the few syscalls stamped with the losing value. */
+__u32 load_token;
+
+static __always_inline __u32 this_load(void)
+{
+	__u32 token = load_token;
+
+	if (!token) {
+		token = bpf_get_prandom_u32() | 1;
+		load_token = token;
+	}
+	return token;
+}
+
 static __always_inline int syscall_enter(__u64 id)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct syscall_start *start, new = {};
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct syscall_start *start;
 
-	start = bpf_map_lookup_elem(&syscall_start, &pid_tgid);
 	if (id >= MAX_SYSCALL_ID) {
+		start = bpf_task_storage_get(&syscall_start, task, 0, 0);
 		if (start)
 			start->ns = 0;
 		return 0;
 	}
+	start = bpf_task_storage_get(&syscall_start, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (start) {
 		start->ns = bpf_ktime_get_ns();
 		start->id = id;
-		return 0;
+		start->token = this_load();
 	}
-	new.ns = bpf_ktime_get_ns();
-	new.id = id;
-	bpf_map_update_elem(&syscall_start, &pid_tgid, &new, BPF_ANY);
 	return 0;
 }
 
 static __always_inline int syscall_exit(long ret)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	struct syscall_latency_key lat = {};
 	struct syscall_start *start;
 	__u64 ns;
 	__u32 id;
 
-	start = bpf_map_lookup_elem(&syscall_start, &pid_tgid);
-	if (!start || !start->ns)
-		return 0; /* entered before the program was attached, or not counted */
+	start = bpf_task_storage_get(&syscall_start, bpf_get_current_task_btf(), 0, 0);
+	if (!start || !start->ns || start->token != load_token)
+		return 0; /* entered before this program was attached, or not counted */
 	ns = bpf_ktime_get_ns() - start->ns;
 	id = start->id;
 	start->ns = 0;
 
-	counter_add(&syscalls_total, &id, 1);
+	array_add(&syscalls_total, id, 1);
 	if (ret < 0 && ret >= -MAX_ERRNO) {
 		struct syscall_error_key err = { .id = id, .err = -ret };
 

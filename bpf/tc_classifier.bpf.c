@@ -1,7 +1,12 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* Classifies packets into operator-defined classes and counts packets and bytes per
  * class x direction. Observes only: returns TC_ACT_UNSPEC so later filters still run.
- * The rules are data in tc_class_rules (layout in README.md), written by the loader. */
+ *
+ * The rules are data in tc_class_rules, compiled by the loader into match tables (layout in
+ * README.md; plugins/module_utils/tc_rules.py writes them): for each field value, the set of
+ * rules (a bit per rule) that the value satisfies. A packet's matching rules are the AND of its
+ * protocol, DSCP and port sets, and the first match is the lowest bit, so classifying costs the
+ * same few array reads for 1 rule or 64. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
@@ -10,76 +15,76 @@
 
 #define TC_ACT_UNSPEC (-1)
 
-#define MAX_RULES 32
-#define MAX_KEYS 256 /* (MAX_RULES + default class) x 2 directions, with room to spare */
-
 #define DIR_INGRESS 0
 #define DIR_EGRESS 1
 
-/* One rule; a packet matches when every condition set in it holds. Rules are evaluated from
- * index 0 and the first match wins; evaluation stops at the first entry with used == 0. */
-struct tc_rule {
-	__u8 used;	 /* 1: entry holds a rule */
-	__u8 proto;	 /* IP protocol number (6 tcp, 17 udp, ...); 0: any */
-	__u8 dscp_match; /* 1: match dscp */
-	__u8 dscp;	 /* 0..63 */
-	__u16 dport_lo;	 /* destination port range, inclusive, host byte order; */
-	__u16 dport_hi;	 /*   dport_hi == 0: any port */
-	__u32 class_id;	 /* counted under this class; 0 is the default class */
-};
+/* tc_class_rules layout, in u64 entries. Entry 0 selects the active generation (0 or 1); a
+ * generation is a block of TC_GEN_SIZE entries at 1 + generation * TC_GEN_SIZE. The loader
+ * writes the inactive block, then flips entry 0, so a packet sees one rule set, old or new. */
+#define TC_MAX_RULES 64
+#define TC_PROTO_NOT_IP 256 /* protocol slot of non-IP packets */
+#define TC_DSCP_NOT_IP 64   /* DSCP slot of non-IP packets */
+#define TC_PORT_NONE 65536  /* port slot of packets without a destination port */
+#define TC_GEN_PROTO 0					   /* 257 sets: IP protocol 0..255, not IP */
+#define TC_GEN_DSCP (TC_GEN_PROTO + TC_PROTO_NOT_IP + 1)   /* 65 sets: DSCP 0..63, not IP */
+#define TC_GEN_PORT (TC_GEN_DSCP + TC_DSCP_NOT_IP + 1)	   /* 65537 sets: port 0..65535, none */
+#define TC_GEN_CLASS (TC_GEN_PORT + TC_PORT_NONE + 1)	   /* 64 class ids, one per rule */
+#define TC_GEN_SIZE (TC_GEN_CLASS + TC_MAX_RULES)
+#define TC_RULES_ENTRIES (1 + 2 * TC_GEN_SIZE)
 
-struct tc_class_key {
-	__u32 class_id;
-	__u32 direction; /* DIR_INGRESS or DIR_EGRESS */
-};
+/* Counters: per-CPU arrays indexed by class id (0..255, 0 = default) | direction << 8, so the
+ * key's first byte is the class and its second the direction. */
+#define MAX_CLASS_ID 255
+#define TC_COUNTER_SLOTS 512
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, MAX_RULES);
+	__uint(max_entries, TC_RULES_ENTRIES);
 	__type(key, __u32);
-	__type(value, struct tc_rule);
+	__type(value, __u64);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } tc_class_rules SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, MAX_KEYS);
-	__type(key, struct tc_class_key);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TC_COUNTER_SLOTS);
+	__type(key, __u32);
 	__type(value, __u64);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } tc_class_packets_total SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, MAX_KEYS);
-	__type(key, struct tc_class_key);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TC_COUNTER_SLOTS);
+	__type(key, __u32);
 	__type(value, __u64);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } tc_class_bytes_total SEC(".maps");
 
-static __always_inline bool rule_matches(const struct tc_rule *r, const struct pkt_info *pi)
+/* The rule set at index of the rules map; 0 (no rule) if out of range. */
+static __always_inline __u64 rules_entry(__u32 index)
 {
-	if (r->proto && (!pi->is_ip || r->proto != pi->l4proto))
-		return false;
-	if (r->dscp_match && (!pi->is_ip || r->dscp != pi->dscp))
-		return false;
-	if (r->dport_hi && (!pi->has_dport || pi->dport < r->dport_lo || pi->dport > r->dport_hi))
-		return false;
-	return true;
+	__u64 *v = bpf_map_lookup_elem(&tc_class_rules, &index);
+
+	return v ? *v : 0;
 }
 
 static __always_inline __u32 classify(const struct pkt_info *pi)
 {
-	for (__u32 i = 0; i < MAX_RULES; i++) {
-		__u32 idx = i;
-		struct tc_rule *r = bpf_map_lookup_elem(&tc_class_rules, &idx);
+	__u32 base = 1 + (rules_entry(0) & 1) * TC_GEN_SIZE;
+	__u64 match;
 
-		if (!r || !r->used)
-			break;
-		if (rule_matches(r, pi))
-			return r->class_id;
-	}
-	return 0;
+	match = rules_entry(base + TC_GEN_PROTO + (pi->is_ip ? pi->l4proto : TC_PROTO_NOT_IP));
+	if (!match)
+		return 0;
+	match &= rules_entry(base + TC_GEN_DSCP + (pi->is_ip ? pi->dscp : TC_DSCP_NOT_IP));
+	if (!match)
+		return 0;
+	match &= rules_entry(base + TC_GEN_PORT + (pi->has_dport ? pi->dport : TC_PORT_NONE));
+	if (!match)
+		return 0;
+	/* The first matching rule is the lowest set bit. */
+	return rules_entry(base + TC_GEN_CLASS + log2_floor(match & -match)) & MAX_CLASS_ID;
 }
 
 /* The network header is set on both hooks, after any L2 header and VLAN tag the stack has
@@ -87,14 +92,13 @@ static __always_inline __u32 classify(const struct pkt_info *pi)
 static __always_inline int count(struct __sk_buff *skb, __u32 direction)
 {
 	struct pkt_info pi = {};
-	struct tc_class_key key = {};
+	__u32 slot;
 
 	pi.ethertype = bpf_ntohs(skb->protocol);
-	parse_l3(skb, PKT_SKB_NET, 0, &pi, true);
-	key.class_id = classify(&pi);
-	key.direction = direction;
-	counter_add(&tc_class_packets_total, &key, 1);
-	counter_add(&tc_class_bytes_total, &key, skb->len);
+	parse_skb_l3(skb, &pi);
+	slot = classify(&pi) | direction << 8;
+	array_add(&tc_class_packets_total, slot, 1);
+	array_add(&tc_class_bytes_total, slot, skb->len);
 	return TC_ACT_UNSPEC;
 }
 

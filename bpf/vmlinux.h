@@ -44,7 +44,7 @@ enum bpf_map_type {
 	BPF_MAP_TYPE_ARRAY = 2,
 	BPF_MAP_TYPE_PERCPU_HASH = 5,
 	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
-	BPF_MAP_TYPE_LRU_HASH = 9,
+	BPF_MAP_TYPE_TASK_STORAGE = 29,
 };
 
 /* bpf_map_update_elem() flags */
@@ -57,6 +57,11 @@ enum {
 /* map_flags */
 enum {
 	BPF_F_NO_PREALLOC = 1,
+};
+
+/* bpf_task_storage_get() flags */
+enum {
+	BPF_LOCAL_STORAGE_GET_F_CREATE = 1,
 };
 
 enum xdp_action {
@@ -135,6 +140,10 @@ struct pt_regs {
 	unsigned long sp;
 	unsigned long ss;
 };
+
+/* The task a syscall runs in (bpf_get_current_task_btf(), task storage): never dereferenced
+ * here, so only its name is declared. */
+struct task_struct;
 
 /* include/trace/trace_events.h: header of every tracepoint record */
 struct trace_entry {

@@ -46,7 +46,7 @@ int xdp_counter(struct xdp_md *ctx)
 	key.ifindex = ctx->ingress_ifindex;
 	l3off = parse_eth(ctx, &pi);
 	if (l3off)
-		parse_l3(ctx, PKT_XDP, l3off, &pi, false);
+		parse_l3(ctx, l3off, &pi);
 
 	switch (pi.ethertype) {
 	case ETH_P_IP:

@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(clang llvm libbpf-dev libbpf1 bpftool iproute2 python3-venv python3-pip make rsync)
+APT_PACKAGES=(clang llvm libbpf-dev libbpf1 bpftool iproute2 python3-venv python3-pip make rsync
+    debootstrap debian-archive-keyring e2fsprogs qemu-system-x86 qemu-utils openssh-client
+    prometheus-node-exporter)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

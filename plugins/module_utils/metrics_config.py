@@ -28,6 +28,11 @@ The caller loads the YAML with whatever loader it has and hands the resulting di
       padding: <bytes skipped after it, default 0>
       decoders: [{name: <decoder>, static_map: {...}, allow_unknown: <bool>, regexps: [...]}]
 
+Beyond ebpf_exporter, the ``btf_enum`` decoder names a number after a constant of a kernel
+enum, read from the running kernel's BTF: ``{name: btf_enum, enum: skb_drop_reason,
+strip_prefix: SKB_DROP_REASON_, allow_unknown: <bool>}`` (after ``uint``). ebpf_exporter
+refuses a config that uses it.
+
 Other top-level keys (``kaddrs``, ``tracing``, ``cgroup_id_map``) belong to program loading
 and are ignored here. Every problem raises :class:`BpfError` naming the metric and the field,
 at load time, where ebpf_exporter would only fail (or misbehave) while collecting.
@@ -43,8 +48,9 @@ import re
 from ansible_collections.ebpf.observability.plugins.module_utils.errors import BpfError
 
 BUCKET_TYPES = ("exp2", "exp2zero", "linear", "fixed")
-# Decoders known to metrics_decoders; "ifindex" is this collection's alias of "ifname".
-DECODER_NAMES = ("cgroup", "dname", "errno", "hex", "ifindex", "ifname", "inet_ip", "ksym",
+# Decoders known to metrics_decoders; "ifindex" is this collection's alias of "ifname",
+# "btf_enum" this collection's extension.
+DECODER_NAMES = ("btf_enum", "cgroup", "dname", "errno", "hex", "ifindex", "ifname", "inet_ip", "ksym",
                  "majorminor", "regexp", "static_map", "string", "syscall", "uint")
 # ebpf_exporter decoders that need data this collection does not ship.
 UNSUPPORTED_DECODERS = ("kstack", "pci_class", "pci_device", "pci_subclass", "pci_vendor")
@@ -56,13 +62,17 @@ _COUNTER_KEYS = frozenset(("name", "help", "labels", "perf_event_array", "flush_
 _HISTOGRAM_KEYS = frozenset(("name", "help", "labels", "bucket_type", "bucket_min", "bucket_max",
                              "bucket_keys", "bucket_multiplier"))
 _LABEL_KEYS = frozenset(("name", "size", "padding", "decoders"))
-_DECODER_KEYS = frozenset(("name", "static_map", "allow_unknown", "regexps"))
+_DECODER_KEYS = frozenset(("name", "static_map", "allow_unknown", "regexps", "enum", "strip_prefix"))
+_BTF_ENUM_KEYS = ("enum", "strip_prefix")
+_C_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
-DecoderConfig = collections.namedtuple("DecoderConfig", "name static_map allow_unknown regexps")
+DecoderConfig = collections.namedtuple("DecoderConfig", "name static_map allow_unknown regexps enum strip_prefix",
+                                       defaults=(None, ""))
 DecoderConfig.__doc__ = """One decoder of a label's chain.
 
 static_map: dict of str to str, or None when the key is absent (ebpf_exporter then decodes
-every value as "empty mapping"); regexps: tuple of compiled patterns (empty unless regexp).
+every value as "empty mapping"); regexps: tuple of compiled patterns (empty unless regexp);
+enum and strip_prefix: the kernel enum's name and the prefix cut from its constants (btf_enum).
 """
 
 LabelConfig = collections.namedtuple("LabelConfig", "name size padding decoders")
@@ -245,7 +255,7 @@ def _parse_decoder(decoder, where):
         raise BpfError("%s: expected a mapping, got %s" % (where, _kind(decoder)))
     unknown = set(decoder) - _DECODER_KEYS
     if unknown:
-        raise BpfError("%s: unknown key(s) %s; expected allow_unknown, name, regexps, static_map"
+        raise BpfError("%s: unknown key(s) %s; expected allow_unknown, enum, name, regexps, static_map, strip_prefix"
                        % (where, ", ".join(sorted(map(str, unknown)))))
     name = decoder.get("name")
     if name in UNSUPPORTED_DECODERS:
@@ -276,7 +286,27 @@ def _parse_decoder(decoder, where):
             except re.error as exc:
                 raise BpfError("%s: regexp %r does not compile: %s" % (where, expression, exc))
         compiled = tuple(patterns)
-    return DecoderConfig(name, static_map, allow_unknown, compiled)
+    enum, strip_prefix = _btf_enum_fields(decoder, name, where)
+    return DecoderConfig(name, static_map, allow_unknown, compiled, enum, strip_prefix)
+
+
+def _btf_enum_fields(decoder, name, where):
+    """(enum, strip_prefix) of a btf_enum decoder; (None, "") for the others."""
+    if name != "btf_enum":
+        given = [key for key in _BTF_ENUM_KEYS if key in decoder]
+        if given:
+            raise BpfError("%s: %s only apply to the btf_enum decoder" % (where, ", ".join(given)))
+        return None, ""
+    enum = decoder.get("enum")
+    if not isinstance(enum, str) or not _C_NAME_RE.match(enum):
+        raise BpfError("%s: btf_enum needs enum, the name of a kernel enum (for example skb_drop_reason), got %r"
+                       % (where, enum))
+    strip_prefix = decoder.get("strip_prefix", "")
+    if strip_prefix is None:
+        strip_prefix = ""
+    if not isinstance(strip_prefix, str):
+        raise BpfError("%s: strip_prefix must be a string, got %s" % (where, _kind(strip_prefix)))
+    return enum, strip_prefix
 
 
 def _scalar_text(value):

@@ -37,6 +37,10 @@ dname          DNS wire-format name -> dotted name (use after ``string``)
 cgroup         decimal cgroup id -> cgroupfs directory path, else ``unknown_cgroup_id:<n>``
 majorminor     first 4 bytes (kernel dev_t encoding) -> device name from /proc/partitions,
                else ``unknown:<major>:<minor>``
+btf_enum       decimal -> name of that value in the kernel enum ``enum`` (read from the
+               running kernel's BTF), without ``strip_prefix``; else ``unknown:<n>``, or the
+               number with ``allow_unknown: true``. An extension of this collection, not an
+               ebpf_exporter decoder: for enums renumbered between kernels (skb_drop_reason)
 =============  ==============================================================================
 """
 
@@ -56,6 +60,8 @@ import sys
 import threading
 import time
 
+from ansible_collections.ebpf.observability.plugins.module_utils import btf
+from ansible_collections.ebpf.observability.plugins.module_utils.errors import BpfError
 from ansible_collections.ebpf.observability.plugins.module_utils.metrics_syscalls import syscall_names
 
 KALLSYMS_PATH = "/proc/kallsyms"
@@ -300,12 +306,17 @@ class Decoders:
     """
 
     def __init__(self, kallsyms_path=KALLSYMS_PATH, cgroup_root=CGROUP_ROOT,
-                 partitions_path=PARTITIONS_PATH, machine=None, ksym_refresh_interval=60.0):
+                 partitions_path=PARTITIONS_PATH, machine=None, ksym_refresh_interval=60.0,
+                 btf_path=btf.VMLINUX_BTF):
         self.kernel_symbols = KernelSymbols(kallsyms_path, ksym_refresh_interval)
         self.cgroup_paths = CgroupPaths(cgroup_root)
         self.partitions_path = partitions_path
+        self.btf_path = btf_path
+        self._btf = None  # a btf.Btf, or the BpfError reading it gave (a kernel's BTF does not appear later)
+        self._btf_enums = {}
         self._syscalls = syscall_names(machine or platform.machine())
         self._functions = {
+            "btf_enum": self.decode_btf_enum,
             "cgroup": self.decode_cgroup,
             "dname": decode_dname,
             "errno": decode_errno,
@@ -366,6 +377,32 @@ class Decoders:
         major, minor = os.major(dev), os.minor(dev)
         name = _partition_name(self.partitions_path, major, minor)
         return name if name else b"unknown:%d:%d" % (major, minor)
+
+    def btf_enum(self, name):
+        """{value: constant name} of kernel enum ``name``, read from the BTF once."""
+        values = self._btf_enums.get(name)
+        if values is None:
+            if self._btf is None:
+                try:
+                    self._btf = btf.read_btf(self.btf_path)
+                except BpfError as exc:
+                    self._btf = exc
+            if isinstance(self._btf, BpfError):
+                raise DecodeError(str(self._btf))
+            try:
+                values = self._btf_enums[name] = self._btf.enum(name)
+            except BpfError as exc:
+                raise DecodeError(str(exc))
+        return values
+
+    def decode_btf_enum(self, data, conf):
+        number = _atoi(data)
+        name = self.btf_enum(conf.enum).get(number)
+        if name is None:
+            return data if conf.allow_unknown else b"unknown:%d" % number
+        if conf.strip_prefix and name.startswith(conf.strip_prefix):
+            name = name[len(conf.strip_prefix):]
+        return name.encode()
 
     def label_decoder(self, label, cache_limit=LABEL_CACHE_LIMIT):
         """A LabelDecoder for a LabelConfig (see metrics_config)."""

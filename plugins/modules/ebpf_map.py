@@ -14,8 +14,8 @@ short_description: Set entries of a map pinned by ebpf_program (configuration da
 version_added: "0.1.0"
 description:
   - Writes entries into an array or hash map that M(ebpf.observability.ebpf_program) pinned, for
-    data a program reads at run time, such as tc_classifier's rules. Programs see the new values
-    at once; nothing is reloaded.
+    data a program reads at run time. Programs see the new values at once; nothing is reloaded.
+    (tc_classifier's classes have their own module, M(ebpf.observability.ebpf_tc_rules).)
   - Idempotent from the kernel. The values the map holds are compared with the final value of
     every entry; when they match (and, with O(exclusive=true), the map holds nothing else)
     nothing is written.
@@ -70,11 +70,14 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Two tc_classifier rules (see bpf/README.md for the layout), the rest cleared
+- name: Three settings of a configuration array, every other entry zeroed
   ebpf.observability.ebpf_map:
-    name: tc_classifier
-    map: tc_class_rules
-    entries: "{{ tc_classifier_classes | ebpf.observability.tc_rules }}"
+    name: my_object
+    map: settings
+    entries:
+      - {key: 0, value: 100}
+      - {key: 1, value: 250}
+      - {key: 2, value: "0x0a00000000000000"}
     exclusive: true
 
 - name: Set one 4-byte key to an 8-byte value
@@ -90,7 +93,7 @@ path:
   description: Pin path of the map.
   returned: always
   type: str
-  sample: /sys/fs/bpf/ebpf_observability/tc_classifier/maps/tc_class_rules
+  sample: /sys/fs/bpf/ebpf_observability/my_object/maps/settings
 map:
   description: The map as the kernel reports it.
   returned: always

@@ -64,3 +64,10 @@ def build_test_objects():
         f.write("this is not an object file\n")
     objects["not_elf"] = text
     return objects
+
+
+def build_product_objects():
+    """{name: path} of the collection's objects, built by bpf/Makefile into build/bpf-programs."""
+    build = os.path.join(REPO, "build", "bpf-programs")
+    subprocess.run(["make", "-s", "-C", os.path.join(REPO, "bpf"), "O=" + build], check=True)
+    return dict((name[:-len(".bpf.o")], os.path.join(build, name)) for name in os.listdir(build) if name.endswith(".bpf.o"))

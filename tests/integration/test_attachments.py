@@ -6,7 +6,7 @@ import pytest
 from ansible_collections.ebpf.observability.plugins.module_utils import attachments as att
 from ansible_collections.ebpf.observability.plugins.module_utils import bpf_syscall as sc
 from ansible_collections.ebpf.observability.plugins.module_utils.errors import BpfError
-from tiny_programs import load_cls, load_xdp, prog_id
+from tiny_programs import prog_id
 
 
 def test_unattached_program_has_no_attachments(nl, idx, xdp_progs, cls_progs):

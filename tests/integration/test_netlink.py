@@ -12,9 +12,10 @@ from ansible_collections.ebpf.observability.plugins.module_utils import bpf_sysc
 from ansible_collections.ebpf.observability.plugins.module_utils.errors import BpfError
 from ansible_collections.ebpf.observability.plugins.module_utils.netlink import (
     ETH_P_ALL, XDP_FLAGS_DRV_MODE, XDP_FLAGS_HW_MODE, XDP_FLAGS_REPLACE, XDP_FLAGS_SKB_MODE,
-    XDP_FLAGS_UPDATE_IF_NOEXIST, Netlink, _xdp_attach_attrs)
+    XDP_FLAGS_UPDATE_IF_NOEXIST, _xdp_attach_attrs)
 from netns import ip
-from tiny_programs import INGRESS, EGRESS, prog_id
+from tiny_programs import INGRESS, prog_id
+
 
 # ------------------------------------------------------------------------- interfaces
 

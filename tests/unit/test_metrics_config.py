@@ -157,6 +157,10 @@ def test_static_map_scalars_become_text():
     (counter(labels=[label(decoders=[{"name": "static_map", "static_map": [1]}])]), r"static_map must be a mapping"),
     (counter(labels=[label(decoders=[{"name": "static_map", "allow_unknown": "yes"}])]),
      r"allow_unknown must be true or false"),
+    (counter(labels=[label(decoders=[{"name": "btf_enum"}])]), r"decoders\[0\]: btf_enum needs enum, the name of a kernel enum"),
+    (counter(labels=[label(decoders=[{"name": "btf_enum", "enum": "enum skb_drop_reason"}])]), r"btf_enum needs enum"),
+    (counter(labels=[label(decoders=[{"name": "btf_enum", "enum": "x", "strip_prefix": 1}])]), r"strip_prefix must be a string"),
+    (counter(labels=[label(decoders=[{"name": "uint", "enum": "x"}])]), r"decoders\[0\]: enum only apply to the btf_enum decoder"),
     (histogram(bucket_type="exp3"), r"histogram 'latency_seconds': bucket_type must be one of exp2, exp2zero"),
     (histogram(bucket_min=None), r"histogram 'latency_seconds': bucket_min must be an integer"),
     (histogram(bucket_max=0), r"bucket_max \(0\) must be greater than bucket_min \(0\)"),
@@ -171,6 +175,14 @@ def test_static_map_scalars_become_text():
 def test_errors_name_metric_and_field(config, message):
     with pytest.raises(BpfError, match=message):
         parse_metrics_config(config)
+
+
+def test_btf_enum_decoder_config():
+    btf_enum = {"name": "btf_enum", "enum": "skb_drop_reason", "strip_prefix": "SKB_DROP_REASON_", "allow_unknown": True}
+    cfg = counter(labels=[label(decoders=[{"name": "uint"}, btf_enum])])
+    uint, enum = parse_metrics_config(cfg).counters[0].labels[0].decoders
+    assert (uint.enum, uint.strip_prefix) == (None, "")
+    assert (enum.name, enum.enum, enum.strip_prefix, enum.allow_unknown) == ("btf_enum", "skb_drop_reason", "SKB_DROP_REASON_", True)
 
 
 def test_error_names_the_source():

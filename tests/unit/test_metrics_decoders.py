@@ -320,3 +320,31 @@ def test_unknown_decoder_name():
     with pytest.raises(DecodeError, match="unknown decoder 'kstack'"):
         Decoders().function("kstack")
     assert "ifname" in Decoders().names() and "ifindex" in Decoders().names()
+
+
+DROP_REASON = {"name": "btf_enum", "enum": "skb_drop_reason", "strip_prefix": "SKB_DROP_REASON_"}
+
+
+def test_btf_enum_names_values_from_this_kernel():
+    decoders = Decoders()
+    values = decoders.btf_enum("skb_drop_reason")
+    no_socket = [value for value, name in values.items() if name == "SKB_DROP_REASON_NO_SOCKET"]
+    assert len(no_socket) == 1
+    assert decode(["uint", DROP_REASON], struct.pack("<I", no_socket[0]), decoders) == "NO_SOCKET"
+    assert decode(["uint", DROP_REASON], struct.pack("<I", 0), decoders) == "SKB_NOT_DROPPED_YET"  # prefix absent: kept
+    assert decode(["uint", dict(DROP_REASON, strip_prefix="")], struct.pack("<I", no_socket[0]), decoders) == \
+        "SKB_DROP_REASON_NO_SOCKET"
+
+
+def test_btf_enum_unknown_values():
+    assert decode(["uint", DROP_REASON], struct.pack("<I", 0xFFFFFF)) == "unknown:16777215"
+    assert decode(["uint", dict(DROP_REASON, allow_unknown=True)], struct.pack("<I", 0xFFFFFF)) == "16777215"
+
+
+def test_btf_enum_failures_are_decoder_errors(tmp_path):
+    outcome = decode(["uint", dict(DROP_REASON, enum="no_such_enum_here")], b"\1\0\0\0")
+    assert isinstance(outcome, DecodeFailure) and outcome.decoder == "btf_enum"
+    assert "has no enum named no_such_enum_here" in outcome.message
+    missing = Decoders(btf_path=str(tmp_path / "vmlinux"))
+    outcome = decode(["uint", DROP_REASON], b"\1\0\0\0", missing)
+    assert isinstance(outcome, DecodeFailure) and "cannot read BTF from" in outcome.message

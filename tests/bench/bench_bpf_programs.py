@@ -1,0 +1,343 @@
+"""What the collection's BPF programs (bpf/) cost, measured in one run and printed as a table
+(`make bench`, as root).
+
+- xdp_counter and tc_classifier: BPF_PROG_TEST_RUN on a 64-byte IPv4 UDP frame, ns per run
+  against an empty program of the same type (XDP_PASS / TC_ACT_UNSPEC); tc_classifier holds 16
+  rules, once with no match (default class) and once matching the 16th.
+- syscall_latency: ns per getpid() in a tight loop of a small C program (compiled here; it
+  calls syscall(SYS_getpid), never a cached getpid), without programs, with two empty programs
+  on the raw sys_enter/sys_exit tracepoints (what any program there costs), and with
+  syscall_latency.
+- net_tracepoints: ns per UDP sendto()+recv() over loopback in a private network namespace
+  (ebpft-bp-bench-*), without programs, with empty programs on the same tracepoints, and with
+  net_tracepoints.
+
+Rounds of each variant are interleaved; the table shows medians, and the difference of the
+fastest rounds ("min cost": load from elsewhere only ever adds time). "program" is the
+programs' own run time per event from the kernel's BPF statistics (run_time_ns / run_cnt,
+summed over the programs one event runs, measured in a separate round: statistics add two
+clock reads per run). Costs are differences within this run: compare ratios between runs, not
+absolute numbers. Nothing is asserted; the goals are printed beside the results.
+"""
+import argparse
+import functools
+import os
+import platform
+import statistics
+import struct
+import subprocess
+import sys
+import uuid
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+
+import tests.conftest  # noqa: E402,F401  # pylint: disable=unused-import
+from tiny_programs import load_cls, load_xdp  # noqa: E402
+
+from ansible_collections.ebpf.observability.plugins.module_utils import bpf_syscall as sc  # noqa: E402
+from ansible_collections.ebpf.observability.plugins.module_utils import bpffs  # noqa: E402
+from ansible_collections.ebpf.observability.plugins.module_utils import perf_event  # noqa: E402
+from ansible_collections.ebpf.observability.plugins.module_utils import tc_rules  # noqa: E402
+from ansible_collections.ebpf.observability.plugins.module_utils.program_backend import ProgramBackend  # noqa: E402
+
+BUILD = os.path.join(REPO, "build", "bench-bpf")
+PIN_ROOT = "/sys/fs/bpf/ebpft-bp-bench"
+NETNS_PREFIX = "ebpft-bp-bench"
+
+LOOP_C = r"""
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+/* loop getpid|udp COUNT [NETNS_PATH]: prints the mean ns per iteration. */
+static double now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
+
+int main(int argc, char **argv)
+{
+    long n = atol(argv[2]), i;
+    double start;
+
+    if (argc > 3) {
+        int fd = open(argv[3], O_RDONLY);
+
+        if (fd < 0 || setns(fd, CLONE_NEWNET)) {
+            perror(argv[3]);
+            return 1;
+        }
+    }
+    if (!strcmp(argv[1], "getpid")) {
+        start = now();
+        for (i = 0; i < n; i++)
+            syscall(SYS_getpid);
+    } else {
+        struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t len = sizeof(addr);
+        char buf[64] = { 0 };
+        int s = socket(AF_INET, SOCK_DGRAM, 0);
+
+        if (s < 0 || bind(s, (void *)&addr, sizeof(addr)) || getsockname(s, (void *)&addr, &len)) {
+            perror("udp socket");
+            return 1;
+        }
+        start = now();
+        for (i = 0; i < n; i++) {
+            if (sendto(s, buf, 18, 0, (void *)&addr, sizeof(addr)) != 18 || recv(s, buf, sizeof(buf), 0) != 18) {
+                perror("udp loop");
+                return 1;
+            }
+        }
+    }
+    printf("%.3f\n", (now() - start) / n);
+    return 0;
+}
+"""
+
+XDP_PASS = 2
+GOALS = {"xdp": 3, "tc": 10, "syscall": 60}
+
+
+def udp_frame(size=64):
+    """An Ethernet + IPv4 + UDP frame of ``size`` bytes (to port 53)."""
+    payload = b"\0" * (size - 14 - 20 - 8)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + 8 + len(payload), 1, 0, 64, 17, 0,
+                     bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]))
+    return b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00" + ip + struct.pack("!HHHH", 40000, 53, 8 + len(payload), 0) + payload
+
+
+def build():
+    os.makedirs(BUILD, exist_ok=True)
+    subprocess.run(["make", "-s", "-C", os.path.join(REPO, "bpf"), "O=" + BUILD], check=True)
+    source = os.path.join(BUILD, "loop.c")
+    with open(source, "w") as f:
+        f.write(LOOP_C)
+    subprocess.run(["cc", "-O2", "-o", os.path.join(BUILD, "loop"), source], check=True)
+
+
+def prog_fd(name, program):
+    return sc.obj_get(os.path.join(PIN_ROOT, name, "progs", program))
+
+
+def interleaved(variants, rounds, run):
+    """{variant: [results]}: ``run(variant)`` for each variant in turn, ``rounds`` times."""
+    results = dict((name, []) for name in variants)
+    for _round in range(rounds):
+        for name in variants:
+            results[name].append(run(name))
+    return results
+
+
+def median(values):
+    return statistics.median(values) if values else float("nan")
+
+
+# ------------------------------------------------------------------------------ test runs
+
+def packet_rows(repeat, rounds):
+    frame = udp_frame()
+    rules_path = os.path.join(PIN_ROOT, "tc_classifier", "maps", tc_rules.MAP_NAME)
+    no_match = [{"name": "r%d" % i, "id": i + 1, "proto": "tcp", "dport": 1000 + i} for i in range(16)]
+    last_match = no_match[:15] + [{"name": "dns", "id": 16, "proto": "udp", "dport": 53}]
+    fds = {"empty xdp": load_xdp("ebpft_bp_xdp"), "empty tc": load_cls("ebpft_bp_cls"),
+           "xdp_counter": prog_fd("xdp_counter", "xdp_counter"),
+           "tc_classifier": prog_fd("tc_classifier", "tc_classify_ingress")}
+
+    def write(classes):
+        with sc.obj_get(rules_path) as rules:
+            active = tc_rules.active_generation(sc.map_lookup(rules, struct.pack("=I", tc_rules.SELECTOR_INDEX), 8))
+            items, selector = tc_rules.update_plan(classes, active)
+            sc.map_update_batch(rules, items)
+            sc.map_update(rules, *selector)
+
+    def run(name):
+        fd = fds[name.split(":")[0]]
+        if name.startswith("tc_classifier"):
+            write(last_match if name.endswith("last") else no_match)
+        out = sc.prog_test_run(fd, frame, repeat=repeat)
+        if name == "xdp_counter" and out["retval"] != XDP_PASS:
+            raise SystemExit("xdp_counter returned %d, not XDP_PASS" % out["retval"])
+        return out["duration_ns"]
+
+    try:
+        got = interleaved(["empty xdp", "xdp_counter", "empty tc", "tc_classifier:none", "tc_classifier:last"], rounds, run)
+    finally:
+        for fd in fds.values():
+            fd.close()
+    return [
+        ("xdp_counter", "ns/packet, BPF_PROG_TEST_RUN 64B UDP", got["empty xdp"], got["xdp_counter"], None, GOALS["xdp"]),
+        ("tc_classifier", "ns/packet, 16 rules, none matches", got["empty tc"], got["tc_classifier:none"], None, GOALS["tc"]),
+        ("tc_classifier", "ns/packet, 16 rules, 16th matches", got["empty tc"], got["tc_classifier:last"], None, GOALS["tc"]),
+    ]
+
+
+# ------------------------------------------------------------------------------ tracing loops
+
+def empty_program(prog_type, name):
+    return sc.prog_load(prog_type, sc.mov64_imm(0, 0) + sc.exit_insn(), "GPL", name)
+
+
+def attach_raw(fd, tracepoint):
+    return sc.raw_tracepoint_open(tracepoint, fd)
+
+
+def attach_tracepoint(fd, category, name, root):
+    with perf_event.open_tracepoint(category, name, root) as event:
+        return perf_event.link_perf_event(fd, event, "%s:%s" % (category, name))
+
+
+def loop(kind, count, netns=None):
+    args = [os.path.join(BUILD, "loop"), kind, str(count)] + ([netns] if netns else [])
+    return float(subprocess.run(args, capture_output=True, text=True, check=True).stdout)
+
+
+def traced_rows(variants, rounds, measure):
+    """Interleaved rounds of ``measure()`` with each variant's programs attached, then one more
+    round each with BPF statistics on (they cost two clock reads per run, so the timed rounds go
+    without). Variants are {name: (programs to attach: [(fd, attach function)], programs to
+    time: [fd])}. Returns ({variant: [results]}, {variant: the timed programs' summed ns per
+    run, or None})."""
+    def attached(name, fn):
+        links = [attach(fd) for fd, attach in variants[name][0]]
+        try:
+            return fn()
+        finally:
+            for link in links:
+                link.close()
+
+    got = interleaved(list(variants), rounds, lambda name: attached(name, measure))
+    own = {}
+    with sc.enable_stats():
+        for name, (_attach_list, timed) in variants.items():
+            before = [sc.prog_info(fd) for fd in timed]
+            attached(name, measure)
+            after = [sc.prog_info(fd) for fd in timed]
+            own[name] = sum((a["run_time_ns"] - b["run_time_ns"]) / max(1, a["run_cnt"] - b["run_cnt"])
+                            for a, b in zip(after, before)) if timed else None
+    return got, own
+
+
+def syscall_rows(calls, rounds):
+    enter_tp = empty_program(sc.BPF_PROG_TYPE_RAW_TRACEPOINT, "ebpft_bp_enter")
+    exit_tp = empty_program(sc.BPF_PROG_TYPE_RAW_TRACEPOINT, "ebpft_bp_exit")
+    enter = prog_fd("syscall_latency", "syscall_enter_tp")
+    leave = prog_fd("syscall_latency", "syscall_exit_tp")
+    on_enter = functools.partial(attach_raw, tracepoint="sys_enter")
+    on_exit = functools.partial(attach_raw, tracepoint="sys_exit")
+    variants = {
+        "none": ([], []),
+        "empty": ([(enter_tp, on_enter), (exit_tp, on_exit)], [enter_tp, exit_tp]),
+        "syscall_latency": ([(enter, on_enter), (leave, on_exit)], [enter, leave]),
+    }
+    try:
+        got, per_event = traced_rows(variants, rounds, lambda: loop("getpid", calls))
+    finally:
+        for fd in (enter_tp, exit_tp, enter, leave):
+            fd.close()
+    return [
+        ("(empty programs)", "ns/getpid(), raw sys_enter+sys_exit", got["none"], got["empty"], per_event["empty"], None),
+        ("syscall_latency", "ns/getpid(), raw sys_enter+sys_exit", got["none"], got["syscall_latency"],
+         per_event["syscall_latency"], GOALS["syscall"]),
+    ]
+
+
+NET_TRACEPOINTS = [("net_rx", "net", "netif_receive_skb"), ("net_tx", "net", "net_dev_xmit"),
+                   ("skb_kfree", "skb", "kfree_skb"), ("tcp_retransmit", "tcp", "tcp_retransmit_skb"),
+                   ("tcp_set_state", "sock", "inet_sock_set_state")]
+
+
+def net_rows(iterations, rounds):
+    root = perf_event.tracefs_root()
+    if root is None:
+        raise SystemExit("tracefs is not mounted (mount -t tracefs tracefs /sys/kernel/tracing)")
+    netns = "%s-%s" % (NETNS_PREFIX, uuid.uuid4().hex[:8])
+    subprocess.run(["ip", "netns", "add", netns], check=True)
+    empties, ours = [], []
+    try:
+        subprocess.run(["ip", "-n", netns, "link", "set", "lo", "up"], check=True)
+        for program, category, name in NET_TRACEPOINTS:
+            attach = functools.partial(attach_tracepoint, category=category, name=name, root=root)
+            empties.append((empty_program(sc.BPF_PROG_TYPE_TRACEPOINT, "ebpft_bp_" + program[:7]), attach))
+            ours.append((prog_fd("net_tracepoints", program), attach))
+        variants = {
+            "none": ([], []),
+            "empty": (empties, [fd for fd, _a in empties[:2]]),
+            "net_tracepoints": (ours, [fd for fd, _a in ours[:2]]),
+        }
+        got, per_event = traced_rows(variants, rounds, lambda: loop("udp", iterations, "/run/netns/" + netns))
+    finally:
+        for fd, _attach in empties + ours:
+            fd.close()
+        subprocess.run(["ip", "netns", "delete", netns], check=False)
+    # One iteration sends a packet and receives it: one net_dev_xmit and one netif_receive_skb.
+    return [
+        ("(empty programs)", "ns/UDP send+recv, loopback", got["none"], got["empty"], per_event["empty"], None),
+        ("net_tracepoints", "ns/UDP send+recv, loopback", got["none"], got["net_tracepoints"],
+         per_event["net_tracepoints"], None),
+    ]
+
+
+# ------------------------------------------------------------------------------ main
+
+def mitigation_note():
+    path = "/sys/devices/system/cpu/vulnerabilities/spec_rstack_overflow"
+    try:
+        with open(path) as f:
+            return "spec_rstack_overflow: " + f.read().strip()
+    except OSError:
+        return ""
+
+
+def print_table(rows):
+    header = ("program", "measurement", "without", "with", "cost", "min cost", "program", "goal")
+    print("%-17s %-37s %8s %8s %8s %8s %8s %7s" % header)
+    for name, what, without, with_prog, own, goal in rows:
+        print("%-17s %-37s %8.1f %8.1f %+8.1f %+8.1f %8s %7s" % (
+            name, what, median(without), median(with_prog), median(with_prog) - median(without),
+            min(with_prog) - min(without), "%.1f" % own if own else "-", "<= +%d" % goal if goal else "-"))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
+    parser.add_argument("--repeat", type=int, default=1000000, help="BPF_PROG_TEST_RUN repeat (>= 1e6)")
+    parser.add_argument("--runs", type=int, default=9, help="interleaved BPF_PROG_TEST_RUN rounds per variant")
+    parser.add_argument("--rounds", type=int, default=25, help="interleaved loop rounds per variant")
+    parser.add_argument("--calls", type=int, default=50000, help="getpid() calls per round")
+    parser.add_argument("--packets", type=int, default=3000, help="UDP round trips per round")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("run as root: the benchmark loads and attaches BPF programs")
+    build()
+    bpffs.remove_tree(PIN_ROOT)
+    try:
+        for name in ("xdp_counter", "tc_classifier", "syscall_latency", "net_tracepoints"):
+            ProgramBackend(name, PIN_ROOT).present(os.path.join(BUILD, name + ".bpf.o"))
+        rows = packet_rows(args.repeat, args.runs)
+        rows += syscall_rows(args.calls, args.rounds)
+        rows += net_rows(args.packets, args.rounds)
+    finally:
+        bpffs.remove_tree(PIN_ROOT)
+    print("%s, %s, %d CPUs; %s" % (platform.node(), os.uname().release, os.cpu_count(), mitigation_note()))
+    print("medians of %d (test runs) / %d (loops) interleaved rounds; 'min cost': difference of the fastest rounds "
+          "(other load only adds time); 'program': the programs' own ns per event (BPF stats, with their two clock "
+          "reads)" % (args.runs, args.rounds))
+    print_table(rows)
+
+
+if __name__ == "__main__":
+    main()

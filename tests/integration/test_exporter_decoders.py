@@ -1,0 +1,154 @@
+"""Every decoder and every bucket type through the exporter, against hand-built BPF maps.
+
+Each metric reads a real hash map pinned under a private pin root, filled by the test with
+known keys and values; the exporter reads it with BPF_MAP_LOOKUP_BATCH and renders the text,
+which prometheus-client's parser reads back. The decoders that look things up (ksym, cgroup,
+majorminor) read tables the test writes, so the expected names do not depend on the host.
+"""
+import os
+import platform
+import socket
+import struct
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from ansible_collections.ebpf.observability.plugins.module_utils import bpf_syscall as sc
+from ansible_collections.ebpf.observability.plugins.module_utils import bpffs
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter import Exporter
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter_config import parse_exporter_config
+from ansible_collections.ebpf.observability.plugins.module_utils.metrics_decoders import Decoders
+from ansible_collections.ebpf.observability.plugins.module_utils.metrics_syscalls import syscall_names
+
+U32 = struct.Struct("=I").pack
+U64 = struct.Struct("=Q").pack
+
+
+def counter(name, labels):
+    return {"name": name, "help": name, "labels": labels}
+
+
+def label(name, size, *decoders, **extra):
+    return dict(name=name, size=size, decoders=[dict(d) if isinstance(d, dict) else {"name": d} for d in decoders], **extra)
+
+
+def histogram(name, bucket_type, **fields):
+    spec = {"name": name, "help": name, "bucket_type": bucket_type,
+            "labels": [label("op", 4, "uint"), label("bucket", 4, "uint")]}
+    spec.update(fields)
+    return spec
+
+
+def pin_hash(maps_dir, name, entries, percpu=False):
+    """A hash map holding ``entries`` ({key bytes: u64}), pinned as maps_dir/name."""
+    key_size = len(next(iter(entries)))
+    cpus = sc.possible_cpus()
+    map_type = sc.BPF_MAP_TYPE_PERCPU_HASH if percpu else sc.BPF_MAP_TYPE_HASH
+    with sc.map_create(map_type, key_size, 8, 64, name=name[:15]) as fd:
+        for key, value in entries.items():
+            # per-CPU: the value on CPU 0, 1 on every other CPU (the exporter sums them)
+            data = U64(value - (cpus - 1)) + U64(1) * (cpus - 1) if percpu else U64(value)
+            sc.map_update(fd, key, data)
+        sc.obj_pin(fd, os.path.join(maps_dir, name))
+
+
+def test_every_decoder_and_bucket_type(pin_root, tmp_path):
+    maps_dir = os.path.join(pin_root, "hand", "maps")
+    bpffs.makedirs(maps_dir)
+    getpid = dict((name, number) for number, name in syscall_names(platform.machine()).items())["getpid"]
+    kallsyms = tmp_path / "kallsyms"
+    kallsyms.write_text("ffffffff81000000 T _stext\nffffffff81234560 T vfs_read\nffffffffc0100000 t mod_fn\t[mod]\n")
+    partitions = tmp_path / "partitions"
+    partitions.write_text("major minor  #blocks  name\n\n 254        0  268435456 vda\n   8       16   1000 sdb\n")
+    cgroup = tmp_path / "cg" / "system.slice" / "x.service"
+    cgroup.mkdir(parents=True)
+    dname = b"\x07example\x03com\x00"
+
+    maps = {
+        "uint_total": (label("n", 4, "uint"), {U32(7): 1, U32(4000000000): 2}),
+        "string_total": (label("s", 8, "string"), {b"eth0\0\0\0\0": 3}),
+        "hex_total": (label("h", 4, "hex"), {b"\xde\xad\xbe\xef": 4}),
+        "static_map_total": (label("m", 4, "uint", {"name": "static_map", "static_map": {1: "one"}}),
+                             {U32(1): 5, U32(2): 6}),
+        "allow_unknown_total": (label("m", 4, "uint", {"name": "static_map", "static_map": {1: "one"}, "allow_unknown": True}),
+                                {U32(2): 7}),
+        "regexp_total": (label("r", 8, "string", {"name": "regexp", "regexps": ["^keep"]}),
+                         {b"keepme\0\0": 8, b"dropme\0\0": 9}),
+        "syscall_total": (label("syscall", 4, "uint", "syscall"), {U32(getpid): 10, U32(1023): 11}),
+        "errno_total": (label("errno", 4, "uint", "errno"), {U32(2): 12, U32(4095): 13}),
+        "ksym_total": (label("function", 8, "ksym"), {U64(0xffffffff81234560): 14, U64(0xffffffffc0100000): 15,
+                                                      U64(0xffffffff81234561): 16}),
+        "inet_ip_total": (label("addr", 4, "inet_ip"), {socket.inet_aton("192.0.2.7"): 17}),
+        "inet_ip6_total": (label("addr", 16, "inet_ip"), {socket.inet_pton(socket.AF_INET6, "2001:db8::1"): 18,
+                                                          socket.inet_pton(socket.AF_INET6, "::ffff:192.0.2.9"): 19}),
+        "ifname_total": (label("interface", 4, "ifname"), {U32(1): 20}),
+        "ifindex_total": (label("interface", 4, "ifindex"), {U32(1): 21}),
+        "dname_total": (label("name", 16, "string", "dname"), {dname.ljust(16, b"\0"): 22}),
+        "cgroup_total": (label("cgroup", 8, "uint", "cgroup"), {U64(os.stat(cgroup).st_ino): 23, U64(1 << 40): 24}),
+        "majorminor_total": (label("device", 4, "majorminor"), {U32(os.makedev(254, 0)): 25, U32(os.makedev(9, 9)): 26}),
+        "padded_total": (label("a", 2, "uint", padding=2), {b"\x05\x00\xff\xff": 27}),
+    }
+    counters = [counter(name, [spec]) for name, (spec, _entries) in maps.items()]
+    for index, (name, (_spec, entries)) in enumerate(maps.items()):
+        pin_hash(maps_dir, name, entries, percpu=index % 2 == 1)
+
+    # Histograms: op 1 holds events in three buckets plus the sum key; keys out of range are ignored.
+    def events(layout):
+        return dict((U32(1) + U32(bucket), count) for bucket, count in layout.items())
+    histograms = [
+        histogram("exp2_seconds", "exp2", bucket_min=0, bucket_max=3, bucket_multiplier=0.5),
+        histogram("exp2zero_seconds", "exp2zero", bucket_min=0, bucket_max=3),
+        histogram("linear_bytes", "linear", bucket_min=1, bucket_max=4, bucket_multiplier=10),
+        histogram("fixed_bytes", "fixed", bucket_keys=[1, 5, 10]),
+    ]
+    pin_hash(maps_dir, "exp2_seconds", events({0: 1, 2: 2, 3: 3, 4: 100, 9: 50}), percpu=True)
+    pin_hash(maps_dir, "exp2zero_seconds", events({0: 4, 1: 1, 3: 2}))
+    pin_hash(maps_dir, "linear_bytes", events({0: 9, 1: 1, 4: 2, 5: 30}))
+    pin_hash(maps_dir, "fixed_bytes", events({1: 1, 5: 1, 10: 3, 11: 70, 7: 8}))
+
+    config = parse_exporter_config({
+        "pin_root": pin_root, "textfile": str(tmp_path / "m.prom"), "attach_events": str(tmp_path / "events.json"),
+        "programs": [{"name": "hand", "metrics": {"metrics": {"counters": counters, "histograms": histograms}}}]})
+    decoders = Decoders(kallsyms_path=str(kallsyms), cgroup_root=str(tmp_path / "cg"), partitions_path=str(partitions))
+    text = Exporter(config, decoders=decoders).render()
+    got = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            got[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+
+    def series(name):
+        return dict((labels, value) for (n, labels), value in got.items() if n == "ebpf_exporter_" + name)
+
+    def one(name, label_name):
+        return dict((dict(labels)[label_name], value) for labels, value in series(name).items())
+
+    assert one("uint_total", "n") == {"7": 1, "4000000000": 2}
+    assert one("string_total", "s") == {"eth0": 3}
+    assert one("hex_total", "h") == {"deadbeef": 4}
+    assert one("static_map_total", "m") == {"one": 5, "unknown:2": 6}
+    assert one("allow_unknown_total", "m") == {"2": 7}
+    assert one("regexp_total", "r") == {"keepme": 8}
+    assert one("syscall_total", "syscall") == {"getpid": 10, "unknown_syscall:1023": 11}
+    assert one("errno_total", "errno") == {"ENOENT": 12, "unknown:4095": 13}
+    assert one("ksym_total", "function") == {"vfs_read": 14, "mod_fn": 15, "unknown_addr:0xffffffff81234561": 16}
+    assert one("inet_ip_total", "addr") == {"192.0.2.7": 17}
+    assert one("inet_ip6_total", "addr") == {"2001:db8::1": 18, "192.0.2.9": 19}
+    assert one("ifname_total", "interface") == {"lo": 20}
+    assert one("ifindex_total", "interface") == {"lo": 21}
+    assert one("dname_total", "name") == {"example.com": 22}
+    assert one("cgroup_total", "cgroup") == {str(cgroup): 23, "unknown_cgroup_id:%d" % (1 << 40): 24}
+    assert one("majorminor_total", "device") == {"vda": 25, "unknown:9:9": 26}
+    assert one("padded_total", "a") == {"5": 27}
+
+    def buckets(name):
+        rows = dict((dict(labels)["le"], value) for labels, value in series(name + "_bucket").items())
+        return rows, got[("ebpf_exporter_%s_sum" % name, (("op", "1"),))], got[("ebpf_exporter_%s_count" % name, (("op", "1"),))]
+
+    # exp2: le = 2^i x 0.5 (Go's float formatting: "1", not "1.0"); the sum is the value at bucket_max + 1 (4) times the multiplier
+    assert buckets("exp2_seconds") == ({"0.5": 1, "1": 1, "2": 3, "4": 6, "+Inf": 6}, 50.0, 6)
+    # exp2zero: bucket 0 is le 0, bucket i is le 2^(i-1)
+    assert buckets("exp2zero_seconds") == ({"0": 4, "1": 5, "2": 5, "4": 7, "+Inf": 7}, 0.0, 7)
+    # linear: le = i x 10 from bucket_min; bucket 0 is out of range
+    assert buckets("linear_bytes") == ({"10": 1, "20": 1, "30": 1, "40": 3, "+Inf": 3}, 300.0, 3)
+    # fixed: le = the keys; the sum is at the last key + 1; key 7 is not a bucket
+    assert buckets("fixed_bytes") == ({"1": 1, "5": 2, "10": 5, "+Inf": 5}, 70.0, 5)
+    assert not [k for k in got if k[0] == "ebpf_exporter_map_errors_total"], text
