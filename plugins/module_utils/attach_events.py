@@ -24,9 +24,9 @@ import errno
 import fcntl
 import json
 import os
-import tempfile
 import time
 
+from ansible_collections.ebpf.observability.plugins.module_utils.atomic_file import write_atomic
 from ansible_collections.ebpf.observability.plugins.module_utils.errors import BpfError
 
 DEFAULT_DIR = "/var/lib/ebpf_observability"
@@ -99,25 +99,6 @@ def add(data, interface, error_type, hook, message, now=None):
     return data
 
 
-def _write_atomic(path, data):
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix="." + FILE_NAME + ".", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, sort_keys=True, indent=1)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.rename(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def record(directory, interface, error_type, hook, message):
     """Add one failure to the event file in ``directory`` (created if missing)."""
     if error_type not in ERROR_TYPES:
@@ -131,7 +112,7 @@ def record(directory, interface, error_type, hook, message):
     try:
         with open(path + ".lock", "a") as lock:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-            _write_atomic(path, add(read(path), interface, error_type, hook, message))
+            write_atomic(path, json.dumps(add(read(path), interface, error_type, hook, message), sort_keys=True, indent=1) + "\n")
     except (IOError, OSError) as e:
         raise BpfError("cannot update the attachment event file %s" % path, errno=e.errno)
     return path

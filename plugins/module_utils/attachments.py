@@ -29,18 +29,22 @@ HOOK_LINK_TYPES = ("xdp", "tcx", "netkit")
 LINK_KEYS = ("ifindex", "attach_type", "attach_type_name", "tp_name")
 
 
-def find_attachments(prog_ids, netlink=None):
-    """Every attachment of the programs whose ids are in ``prog_ids`` (list of dicts)."""
+def find_attachments(prog_ids, netlink=None, links=True):
+    """Every attachment of the programs whose ids are in ``prog_ids`` (list of dicts).
+
+    ``links=False`` leaves out bpf_links: listing them needs CAP_SYS_ADMIN, which a reader such
+    as the exporter's unprivileged service does not have; XDP and TC attachments it still sees.
+    """
     wanted = set(int(prog_id) for prog_id in prog_ids)
     if not wanted:
         return []
     if netlink is None:
         with Netlink() as own:
-            return _find(wanted, own)
-    return _find(wanted, netlink)
+            return _find(wanted, own, links)
+    return _find(wanted, netlink, links)
 
 
-def _find(wanted, netlink):
+def _find(wanted, netlink, with_links):
     found = []
     names = {}
     for state in netlink.xdp_query_all():  # one RTM_GETLINK dump
@@ -63,7 +67,7 @@ def _find(wanted, netlink):
                     found.append({"kind": "tc", "prog_id": entry["prog_id"], "direction": direction,
                                   "prio": entry["prio"], "handle": entry["handle"],
                                   "ifindex": ifindex, "interface": names.get(ifindex)})
-    links = _links(wanted, names)
+    links = _links(wanted, names) if with_links else []
     for entry in found:
         if entry["kind"] == "xdp":
             for link in links:

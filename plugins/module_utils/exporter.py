@@ -58,7 +58,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils import attachme
 from ansible_collections.ebpf.observability.plugins.module_utils import bpf_syscall as sc
 from ansible_collections.ebpf.observability.plugins.module_utils import bpffs
 from ansible_collections.ebpf.observability.plugins.module_utils.errors import BpfError
-from ansible_collections.ebpf.observability.plugins.module_utils.exporter_textfile import write_atomic
+from ansible_collections.ebpf.observability.plugins.module_utils.atomic_file import write_atomic
 from ansible_collections.ebpf.observability.plugins.module_utils.metrics_decoders import Decoders
 from ansible_collections.ebpf.observability.plugins.module_utils.metrics_render import (
     DecoderErrors, MapSnapshot, MetricFamily, MetricsCollector, render_text)
@@ -258,7 +258,13 @@ class Exporter:
         if not types:
             return family
         try:
-            found = attachments.find_attachments(types)
+            try:
+                found = attachments.find_attachments(types)
+            except BpfError as e:
+                if e.errno != errno.EPERM:
+                    raise
+                # Listing bpf_links needs CAP_SYS_ADMIN: without it, XDP and TC attachments only.
+                found = attachments.find_attachments(types, links=False)
         except BpfError as e:
             self._count(self.source_errors, ("attachments",))
             self._problem(("attachments",), "cannot list the attachments: %s" % e)

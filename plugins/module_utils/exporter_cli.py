@@ -39,7 +39,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.exporter import
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter_access import grant_pin_access
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter_config import (
     DEFAULT_CONFIG_PATH, parse_exporter_config)
-from ansible_collections.ebpf.observability.plugins.module_utils.exporter_textfile import remove_stale_temporaries
+from ansible_collections.ebpf.observability.plugins.module_utils.atomic_file import remove_stale_temporaries
 
 try:
     import yaml

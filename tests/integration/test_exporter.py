@@ -478,5 +478,7 @@ def test_non_root_with_only_cap_bpf_reads_the_maps_once_granted(deployment, buil
     assert len(series(after, "ebpf_exporter_big_total")) == 1000
     assert sum(series(after, "ebpf_exporter_big_total").values()) == 1000 * sc.possible_cpus()
     assert value(after, "ebpf_programs_loaded", program_type="xdp") == 1
+    # bpf_links cannot be listed without CAP_SYS_ADMIN: XDP and TC attachments are still counted
+    assert not value(after, "ebpf_exporter_source_errors_total", source="attachments"), stderr
     assert not series(after, "ebpf_exporter_map_errors_total"), stderr
     assert value(after, "ebpf_exporter_last_success_timestamp_seconds") > 0

@@ -12,7 +12,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.exporter import
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter_access import grant_pin_access
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter_config import (
     DEFAULT_INTERVAL, DEFAULT_TEXTFILE, parse_exporter_config)
-from ansible_collections.ebpf.observability.plugins.module_utils.exporter_textfile import (
+from ansible_collections.ebpf.observability.plugins.module_utils.atomic_file import (
     remove_stale_temporaries, write_atomic)
 from ansible_collections.ebpf.observability.plugins.module_utils.metrics_render import MetricFamily
 

@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: ebpf.observability contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Writing a node_exporter textfile so that a reader never sees a partial file.
+"""Writing a file so that a reader never sees a partial one (the exporter's textfile, the
+attachment event file).
 
 The text goes to a temporary file in the target's directory (``.<name>.<random>``: a leading
 dot and no ``.prom`` suffix, so node_exporter's textfile collector never reads it), is flushed
@@ -37,7 +38,7 @@ def write_atomic(path, text, mode=DEFAULT_MODE):
         fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), dir=directory)
     except OSError as e:
         raise BpfError("cannot create a temporary file in %s for %s" % (directory, path), errno=e.errno,
-                       hint="the exporter's user needs write access to the directory (ReadWritePaths= of its unit)")
+                       hint="the writer needs write access to the directory (for the exporter: ReadWritePaths= of its unit)")
     try:
         try:
             view = memoryview(data)
