@@ -78,6 +78,9 @@ def read_bpf_stats_enabled(path=BPF_STATS_SYSCTL):
         return False
 
 
+ARRAY_MAP_TYPES = ("array", "percpu_array")
+
+
 def read_metric_map(collector, metric, path):
     """MapSnapshot of the map pinned at ``path`` for ``metric``; BpfError when it does not fit."""
     with sc.obj_get(path, sc.BPF_F_RDONLY) as fd:
@@ -86,6 +89,10 @@ def read_metric_map(collector, metric, path):
         collector.check_map(metric, info["key_size"], info["value_size"], percpu)
         size = sc.percpu_value_size(info["value_size"]) if percpu else info["value_size"]
         entries = sc.map_lookup_batch(fd, info["key_size"], size, info["max_entries"])
+    if info["type_name"] in ARRAY_MAP_TYPES:
+        # An array holds every index: only those written to are series (as in a hash map).
+        zero = bytes(size)
+        entries = [entry for entry in entries if entry[1] != zero]
     return MapSnapshot(entries, info["value_size"], percpu)
 
 

@@ -40,6 +40,9 @@ of each), so a steady map costs one dict lookup per entry and a pass.
 
 Where this differs from ebpf_exporter:
 
+* The exporter (exporter.read_metric_map) leaves out entries of array maps whose value is
+  zero on every CPU: an array holds every index, and only the indexes written to are series,
+  as in a hash map. ebpf_exporter exports the zero entries too.
 * A label whose decoder fails (wrong size, text that is not a number, unreadable
   /proc/partitions) drops that entry and counts one error under (metric, decoder) in
   :class:`DecoderErrors`; ebpf_exporter drops the whole metric for that scrape and counts

@@ -30,8 +30,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from ansible_collections.ebpf.observability.plugins.module_utils import attach_events
 from ansible_collections.ebpf.observability.plugins.module_utils import bpf_syscall as sc
 from ansible_collections.ebpf.observability.plugins.module_utils import bpffs
-from ansible_collections.ebpf.observability.plugins.module_utils.exporter import Exporter
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter import Exporter, read_metric_map
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter_cli import load_config
+from ansible_collections.ebpf.observability.plugins.module_utils.metrics_config import parse_metrics_config
+from ansible_collections.ebpf.observability.plugins.module_utils.metrics_render import MetricsCollector
 from ansible_collections.ebpf.observability.plugins.module_utils.netlink import Netlink
 from ansible_collections.ebpf.observability.plugins.module_utils.program_backend import ProgramBackend
 from bpf_objects import REPO
@@ -482,3 +484,19 @@ def test_non_root_with_only_cap_bpf_reads_the_maps_once_granted(deployment, buil
     assert not value(after, "ebpf_exporter_source_errors_total", source="attachments"), stderr
     assert not series(after, "ebpf_exporter_map_errors_total"), stderr
     assert value(after, "ebpf_exporter_last_success_timestamp_seconds") > 0
+
+
+def test_zero_entries_of_array_maps_are_not_series(pin_root):
+    """An array holds every index; only those written to become series."""
+    config = parse_metrics_config({"metrics": {"counters": [
+        {"name": "slots_total", "help": "h", "labels": [{"name": "slot", "size": 4, "decoders": [{"name": "uint"}]}]}]}})
+    collector = MetricsCollector(config)
+    for map_type in (sc.BPF_MAP_TYPE_ARRAY, sc.BPF_MAP_TYPE_PERCPU_ARRAY):
+        os.makedirs(pin_root, exist_ok=True)
+        path = os.path.join(pin_root, "slots_%d" % map_type)
+        with sc.map_create(map_type, 4, 8, 64, name="slots_total") as fd:
+            size = sc.percpu_value_size(8) if sc.is_percpu_map_type(map_type) else 8
+            sc.map_update(fd, struct.pack("<I", 5), struct.pack("<Q", 3).ljust(size, b"\0"))
+            sc.obj_pin(fd, path)
+        snapshot = read_metric_map(collector, "slots_total", path)
+        assert [struct.unpack("<I", key)[0] for key, _value in snapshot.entries] == [5]
