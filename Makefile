@@ -30,7 +30,7 @@ test: setup collection
 sanity: collection
 	@mkdir -p $(SANITY_ROOT)
 	rsync -a --delete --exclude .venv --exclude build --exclude .git --exclude '*.bpf.o' \
-		--exclude __pycache__ --exclude .pytest_cache ./ $(SANITY_ROOT)/
+		--exclude __pycache__ --exclude .pytest_cache --exclude tests/output ./ $(SANITY_ROOT)/
 	cd $(SANITY_ROOT) && { [ -d .git ] || git init -q; } && git add -A \
 		&& $(CURDIR)/$(BIN)/ansible-test sanity --venv --python 3.11 --color no
 
@@ -53,3 +53,13 @@ bench: setup collection bpf
 clean:
 	rm -rf build
 	-$(MAKE) -C bpf clean
+
+# The qemu lab (molecule/vm/): `lab-image` builds the guest image and kernels into
+# /var/cache/ebpf-observability-lab unless the cache holds the current recipe (LAB_REBUILD=1
+# forces it); `vm-smoke` runs the Molecule smoke scenario on a 6.1 and a 6.12 VM.
+.PHONY: lab-image vm-smoke
+lab-image: setup
+	$(PY) molecule/vm/image.py $(if $(LAB_REBUILD),--rebuild) >/dev/null
+
+vm-smoke: setup collection bpf lab-image
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/molecule test -s smoke
