@@ -29,27 +29,33 @@ HOOK_LINK_TYPES = ("xdp", "tcx", "netkit")
 LINK_KEYS = ("ifindex", "attach_type", "attach_type_name", "tp_name")
 
 
-def find_attachments(prog_ids, netlink=None, links=True):
-    """Every attachment of the programs whose ids are in ``prog_ids`` (list of dicts).
+def find_attachments(prog_ids, netlink=None, links=True, other_namespaces=False):
+    """Every attachment of the programs whose ids are in ``prog_ids`` (list of dicts), in this
+    network namespace.
 
     ``links=False`` leaves out bpf_links: listing them needs CAP_SYS_ADMIN, which a reader such
     as the exporter's unprivileged service does not have; XDP and TC attachments it still sees.
+    ``other_namespaces=True`` adds the XDP and TCX links bound to interfaces of other network
+    namespaces (marked ``elsewhere``), for a caller that must know every place a program runs.
     """
     wanted = set(int(prog_id) for prog_id in prog_ids)
     if not wanted:
         return []
     if netlink is None:
         with Netlink() as own:
-            return _find(wanted, own, links)
-    return _find(wanted, netlink, links)
+            return _find(wanted, own, links, other_namespaces)
+    return _find(wanted, netlink, links, other_namespaces)
 
 
-def _find(wanted, netlink, with_links):
+def _find(wanted, netlink, with_links, other_namespaces):
     found = []
     names = {}
+    xdp_here = set()  # (ifindex, prog id) of the XDP programs of this network namespace
     for state in netlink.xdp_query_all():  # one RTM_GETLINK dump
         names[state["ifindex"]] = state["interface"]
         for mode, _attr in XDP_MODE_ATTRS:
+            if state[mode + "_prog_id"]:
+                xdp_here.add((state["ifindex"], state[mode + "_prog_id"]))
             if state[mode + "_prog_id"] in wanted:
                 found.append({"kind": "xdp", "prog_id": state[mode + "_prog_id"], "mode": mode,
                               "ifindex": state["ifindex"], "interface": state["interface"]})
@@ -67,7 +73,7 @@ def _find(wanted, netlink, with_links):
                     found.append({"kind": "tc", "prog_id": entry["prog_id"], "direction": direction,
                                   "prio": entry["prio"], "handle": entry["handle"],
                                   "ifindex": ifindex, "interface": names.get(ifindex)})
-    links = _links(wanted, names) if with_links else []
+    links = _links(wanted, names, xdp_here, other_namespaces) if with_links else []
     for entry in found:
         if entry["kind"] == "xdp":
             for link in links:
@@ -77,8 +83,27 @@ def _find(wanted, netlink, with_links):
     return found + links
 
 
-def _links(wanted, names):
+def _in_this_netns(info, xdp_here, tcx_cache):
+    """Whether a link bound to an interface is bound to one of this network namespace: link
+    info gives an ifindex but no namespace, and ifindexes repeat across namespaces."""
+    if info.get("type_name") == "xdp":
+        return (info.get("ifindex"), info.get("prog_id")) in xdp_here
+    if info.get("type_name") == "tcx":
+        key = (info["ifindex"], info["attach_type"])
+        if key not in tcx_cache:
+            try:
+                tcx_cache[key] = set(bpf_syscall.prog_query(*key)["link_ids"])
+            except BpfError as e:
+                if e.errno not in (errno.ENODEV, errno.ENXIO, errno.EINVAL):
+                    raise
+                tcx_cache[key] = set()  # no such interface here
+        return info["id"] in tcx_cache[key]
+    return True
+
+
+def _links(wanted, names, xdp_here, other_namespaces):
     found = []
+    tcx_cache = {}
     for link_id in bpf_syscall.link_ids():
         try:
             with bpf_syscall.link_fd_by_id(link_id) as fd:
@@ -91,10 +116,15 @@ def _links(wanted, names):
             continue
         if info.get("type_name") in HOOK_LINK_TYPES and not info.get("ifindex"):
             continue  # detached from its interface: the link holds the program but runs it nowhere
+        elsewhere = info.get("type_name") in HOOK_LINK_TYPES and not _in_this_netns(info, xdp_here, tcx_cache)
+        if elsewhere and not other_namespaces:
+            continue  # bound to an interface of another network namespace
         entry = {"kind": "link", "prog_id": info["prog_id"], "link_id": info["id"],
                  "link_type": info.get("type_name") or str(info.get("type"))}
         entry.update((key, info[key]) for key in LINK_KEYS if info.get(key) is not None)
-        if entry.get("ifindex") in names:
+        if elsewhere:
+            entry["elsewhere"] = True
+        elif entry.get("ifindex") in names:
             entry["interface"] = names[entry["ifindex"]]
         found.append(entry)
     return found
@@ -144,6 +174,8 @@ def _detach_link(link_id):
 def _where(attachment):
     if attachment.get("interface"):
         return attachment["interface"]
+    if attachment.get("elsewhere"):
+        return "ifindex %s of another network namespace" % attachment.get("ifindex")
     return "ifindex %s" % attachment.get("ifindex")
 
 

@@ -548,6 +548,14 @@ class LinkDetachAttr(Structure):
     _fields_ = [("link_fd", c_uint32)]
 
 
+class ProgQueryAttr(Structure):
+    """BPF_PROG_QUERY (link_ids, link_attach_flags and revision: Linux 6.6+)."""
+    _fields_ = [("target", c_uint32), ("attach_type", c_uint32), ("query_flags", c_uint32),
+                ("attach_flags", c_uint32), ("prog_ids", c_uint64), ("count", c_uint32), ("_pad", c_uint32),
+                ("prog_attach_flags", c_uint64), ("link_ids", c_uint64), ("link_attach_flags", c_uint64),
+                ("revision", c_uint64)]
+
+
 class EnableStatsAttr(Structure):
     """BPF_ENABLE_STATS."""
     _fields_ = [("type", c_uint32)]
@@ -566,7 +574,7 @@ class BpfAttr(Union):
         ("get_id", GetIdAttr), ("info", InfoAttr), ("raw_tracepoint", RawTracepointAttr),
         ("link_create", LinkCreateAttr), ("link_update", LinkUpdateAttr),
         ("link_detach", LinkDetachAttr), ("enable_stats", EnableStatsAttr),
-        ("prog_bind_map", ProgBindMapAttr),
+        ("prog_bind_map", ProgBindMapAttr), ("query", ProgQueryAttr),
     ]
 
 
@@ -1529,6 +1537,22 @@ def link_update(link_fd, new_prog_fd, old_prog_fd=None):
         raise _fail("replacing the program of link fd %d" % _fdnum(link_fd), ret, {
             errno.EPERM: "the attached program is not old_prog_fd, or " + PermissionHint.TEXT,
         })
+
+
+def prog_query(target, attach_type, max_count=64):
+    """Programs and links attached at a hook (BPF_PROG_QUERY): for TCX, ``target`` is an
+    ifindex of the caller's network namespace. Returns dict(prog_ids, link_ids, revision);
+    link_ids is [] on kernels before 6.6."""
+    prog_ids = (c_uint32 * max_count)()
+    link_ids = (c_uint32 * max_count)()
+    attr = ProgQueryAttr(target=int(target), attach_type=attach_type, count=max_count,
+                         prog_ids=addressof(prog_ids), link_ids=addressof(link_ids))
+    ret = _bpf(BPF_PROG_QUERY, attr)
+    if ret < 0:
+        raise _fail("querying the programs attached to %d (%s)" % (int(target), attach_type_name(attach_type)), ret)
+    count = min(attr.count, max_count)
+    return {"prog_ids": list(prog_ids[:count]), "link_ids": [i for i in link_ids[:count] if i],
+            "revision": attr.revision}
 
 
 def link_detach(fd):

@@ -6,7 +6,8 @@
 - objects: every object pinned under the pin root with its programs, maps and pinned links;
 - attachments: where the programs of those objects (older versions still running included)
   are attached: XDP, TC filters, bpf_links;
-- interfaces: every interface of the task's network namespace with its XDP program and mode,
+- interfaces: every interface of the task's network namespace with the XDP modes its driver
+  supports (xdp_features; null where the kernel cannot tell), its XDP program and mode,
   its TC filters per direction and the TCX links on it, each marked with the object that owns
   it (null: not ours);
 - features: what the kernel offers for attaching (features.facts()).
@@ -23,6 +24,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils import bpf_sysc
 from ansible_collections.ebpf.observability.plugins.module_utils import bpffs
 from ansible_collections.ebpf.observability.plugins.module_utils import capabilities
 from ansible_collections.ebpf.observability.plugins.module_utils import features
+from ansible_collections.ebpf.observability.plugins.module_utils import xdp_features
 from ansible_collections.ebpf.observability.plugins.module_utils.errors import BpfError
 from ansible_collections.ebpf.observability.plugins.module_utils.netlink import Netlink
 from ansible_collections.ebpf.observability.plugins.module_utils.program_backend import (
@@ -143,11 +145,13 @@ class InfoBackend:
             if a.get("ifindex"):
                 by_ifindex.setdefault(a["ifindex"], []).append(a)
         qdiscs = nl.hook_qdiscs()
+        xdp_modes = xdp_features.xdp_modes() or {}
         out = []
         for ifindex, name in nl.interfaces():
             found = by_ifindex.get(ifindex, [])
             out.append({
                 "name": name, "ifindex": ifindex, "up": nl.link_is_up(ifindex), "tc_qdisc": qdiscs.get(ifindex),
+                "xdp_modes": xdp_modes.get(ifindex),
                 "xdp": [self._pick(a, XDP_KEYS) for a in found if a["kind"] == "xdp"],
                 "tc": dict((d, [self._pick(a, TC_KEYS) for a in found if a["kind"] == "tc" and a["direction"] == d]) for d in DIRECTIONS),
                 "links": [self._pick(a, IF_LINK_KEYS) for a in found if a["kind"] == "link"],

@@ -306,7 +306,7 @@ class ProgramBackend:
     def absent(self, force=False):
         if not self.needs_unload():
             return self.result()
-        found = att.find_attachments(self.owned_prog_ids())
+        found = att.find_attachments(self.owned_prog_ids(), other_namespaces=True)
         if found and not force:
             raise BpfError("%s is still attached: %s" % (self.name, "; ".join(att.describe(a) for a in found)),
                            hint="detach it with ebpf_attach state=absent, or set force: true to detach and unload")
@@ -318,7 +318,7 @@ class ProgramBackend:
         if found:
             # Our own pinned links go with their pins; then detach what is left.
             bpffs.remove_tree(os.path.join(self.pin_dir, LINKS_DIR))
-            for attachment in att.find_attachments(self.owned_prog_ids()):
+            for attachment in att.find_attachments(self.owned_prog_ids(), other_namespaces=True):
                 att.detach(attachment)
         bpffs.remove_tree(self.pin_dir)
         return self.result()

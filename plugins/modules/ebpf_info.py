@@ -143,6 +143,13 @@ interfaces:
     tc_qdisc:
       description: V(clsact), V(ingress) or null.
       type: str
+    xdp_modes:
+      description:
+        - XDP modes the interface supports (V(skb) always; V(drv) and V(hw) as its driver
+          reports them), or null where the kernel cannot tell (before Linux 6.3).
+      type: list
+      elements: str
+      sample: [skb, drv]
     xdp:
       description: XDP programs (mode, prog_id, link_id when attached through a bpf_link).
       type: list

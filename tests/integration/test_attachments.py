@@ -6,6 +6,8 @@ import pytest
 from ansible_collections.ebpf.observability.plugins.module_utils import attachments as att
 from ansible_collections.ebpf.observability.plugins.module_utils import bpf_syscall as sc
 from ansible_collections.ebpf.observability.plugins.module_utils.errors import BpfError
+from ansible_collections.ebpf.observability.plugins.module_utils.netlink import Netlink
+from netns import netns_entered
 from tiny_programs import prog_id
 
 
@@ -96,3 +98,23 @@ def test_describe_without_interface_name():
                          "ifindex": 9, "attach_type_name": "tcx_egress"}) == "link 5 (tcx egress on ifindex 9)"
     assert att.describe({"kind": "xdp", "mode": "drv", "ifindex": 3, "interface": None,
                          "prog_id": 1}) == "xdp (drv) on ifindex 3"
+
+
+def test_links_of_other_network_namespaces(nl, veth, cls_progs):
+    """Link info names an ifindex but no namespace: a TCX link on the peer's namespace is not
+    attached here, unless the caller asks about every namespace."""
+    with netns_entered(veth.peer_ns):
+        with Netlink() as peer:
+            peer_ifindex = peer.ifindex("ebpft-nl1")
+        link = sc.link_create(cls_progs[0], peer_ifindex, sc.BPF_TCX_INGRESS)
+    try:
+        wanted = [prog_id(cls_progs[0])]
+        assert att.find_attachments(wanted, nl) == []
+        [found] = att.find_attachments(wanted, nl, other_namespaces=True)
+        assert found["elsewhere"] and "interface" not in found
+        assert att.describe(found) == "link %d (tcx ingress on ifindex %d of another network namespace)" % (
+            found["link_id"], peer_ifindex)
+        assert att.detach(found)
+        assert att.find_attachments(wanted, nl, other_namespaces=True) == []
+    finally:
+        link.close()

@@ -1,8 +1,11 @@
 """ebpf_info's facts against the running kernel, inside private namespaces (ebpft-at-*)."""
 import os
 
+import pytest
+
 from ansible_collections.ebpf.observability.plugins.module_utils import bpf_syscall as sc
 from ansible_collections.ebpf.observability.plugins.module_utils import features
+from ansible_collections.ebpf.observability.plugins.module_utils import xdp_features
 from ansible_collections.ebpf.observability.plugins.module_utils.attach_tc import default_handle
 from ansible_collections.ebpf.observability.plugins.module_utils.info_backend import InfoBackend
 from ansible_collections.ebpf.observability.plugins.module_utils.netlink import Netlink
@@ -73,3 +76,16 @@ def test_features_alone_and_an_empty_pin_root(pin_root):
     assert f["libbpf_version"].startswith("v1.")
     assert set(f) == {"kernel_release", "btf", "tracefs", "tracepoints", "raw_tracepoints", "kprobes", "uprobes", "fentry",
                       "perf_link", "xdp", "tc", "tcx", "libbpf_version"}
+
+
+def test_interfaces_report_the_xdp_modes_of_their_driver(veth_pair, pin_root):
+    """veth has native XDP (drv); loopback only generic (skb). Linux 6.3+ reports it."""
+    modes = xdp_features.xdp_modes()
+    if modes is None:
+        pytest.skip("this kernel has no netdev generic netlink family (before 6.3)")
+    with Netlink() as nl:
+        assert modes[nl.ifindex(veth_pair.ifname)] == ["skb", "drv"]
+        assert modes[nl.ifindex("lo")] == ["skb"]
+    assert xdp_features.modes(xdp_features.NETDEV_XDP_ACT_BASIC | xdp_features.NETDEV_XDP_ACT_HW_OFFLOAD) == ["skb", "drv", "hw"]
+    interfaces = InfoBackend(pin_root, ["interfaces"]).run()["interfaces"]
+    assert dict((i["name"], i["xdp_modes"]) for i in interfaces)[veth_pair.ifname] == ["skb", "drv"]
