@@ -61,7 +61,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.errors import B
 from ansible_collections.ebpf.observability.plugins.module_utils.atomic_file import write_atomic
 from ansible_collections.ebpf.observability.plugins.module_utils.metrics_decoders import Decoders
 from ansible_collections.ebpf.observability.plugins.module_utils.metrics_render import (
-    DecoderErrors, MapSnapshot, MetricFamily, MetricsCollector, render_text)
+    DecoderErrors, MapSnapshot, MetricFamily, MetricsCollector, TextRenderer)
 from ansible_collections.ebpf.observability.plugins.module_utils.program_backend import MAPS_DIR, PROGS_DIR
 
 BPF_STATS_SYSCTL = "/proc/sys/kernel/bpf_stats_enabled"
@@ -127,6 +127,7 @@ class Exporter:
         self.decoders = decoders if decoders is not None else Decoders()
         self.decoder_errors = DecoderErrors()
         self.collectors = {}
+        self.renderer = TextRenderer()
         for program in config.programs:
             if program.metrics is not None:
                 self.collectors[program.name] = MetricsCollector(program.metrics, self.decoders, self.decoder_errors)
@@ -165,7 +166,7 @@ class Exporter:
 
     def render(self):
         """One pass as Prometheus text."""
-        return render_text(self.collect())
+        return self.renderer.render(self.collect())
 
     def write(self):
         """One pass written to the textfile (atomically); returns the text."""

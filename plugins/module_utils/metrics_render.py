@@ -530,53 +530,77 @@ def _output_rows(family):
     return tuple(names[i] for i in order), list(zip(rows, series.values()))
 
 
-def _format_lines(line, items):
-    """line % (label values..., value) for every item; unrolled for the usual label counts."""
-    width = line.count("%") - 1
-    if width == 0:
-        return [line % (value,) for _row, value in items]
-    if width == 1:
-        return [line % (a, value) for (a,), value in items]
-    if width == 2:
-        return [line % (a, b, value) for (a, b), value in items]
-    if width == 3:
-        return [line % (a, b, c, value) for (a, b, c), value in items]
-    return [line % (row + (value,)) for row, value in items]
+class TextRenderer:
+    """Renders families in the Prometheus text exposition format 0.0.4; keep one per process.
+
+    Series come sorted by their text, which orders them by label values (label names sorted,
+    ``le`` last within a histogram series). For counters and gauges the text before each value
+    (name and labels) and the sorted order are kept from one pass to the next while a family's
+    set of series stays the same, so a steady map costs one string join per series and a pass.
+    """
+
+    def __init__(self):
+        self._cache = {}  # family name -> (series keys in output order, their set, their line prefixes)
+
+    def render(self, families):
+        out = []
+        cache = {}
+        for family in sorted(families, key=operator.attrgetter("name")):
+            if not family.series:
+                continue
+            name = family.name
+            out.append("# HELP %s %s\n# TYPE %s %s\n" % (name, _escape_help(family.help), name, family.type))
+            if family.type == "histogram":
+                out.extend(_histogram_lines(family))
+                continue
+            series = family.series
+            keys, key_set, prefixes = self._cache.get(name) or ((), frozenset(), ())
+            if series.keys() != key_set:
+                keys, prefixes = _sorted_prefixes(family)
+                key_set = frozenset(keys)
+            cache[name] = (keys, key_set, prefixes)
+            values = list(map(series.__getitem__, keys))
+            if set(map(type, values)) == {int}:
+                out.extend(map("%s%d\n".__mod__, zip(prefixes, values)))
+            else:
+                out.extend(map("%s%s\n".__mod__, zip(prefixes, map(_number, values))))
+        self._cache = cache
+        return "".join(out)
+
+
+def _sorted_prefixes(family):
+    """(series keys, the text before their values), sorted by that text."""
+    names, items = _output_rows(family)  # in family.series order
+    if names:
+        line = "%s{%s} " % (family.name, ",".join('%s="%%s"' % label for label in names))
+        prefixes = [line % row for row, _value in items]
+    else:
+        prefixes = [family.name + " "] * len(items)
+    ordered = sorted(zip(prefixes, family.series))
+    return tuple(key for _prefix, key in ordered), tuple(prefix for prefix, _key in ordered)
+
+
+def _histogram_lines(family):
+    name = family.name
+    names, items = _output_rows(family)
+    pairs = ",".join('%s="%%s"' % label for label in names)
+    bucket_line = "%s_bucket{%sle=\"%%s\"} %%s\n" % (name, pairs + "," if names else "")
+    tail = "%s_%%s{%s} %%s\n" % (name, pairs) if names else name + "_%s %s\n"
+    out = []
+    for row, (cumulative, total) in sorted(items, key=operator.itemgetter(0)):
+        for le_text, count in zip(family.buckets, cumulative):
+            out.append(bucket_line % (row + (le_text, _number(count))))
+        count = cumulative[-1] if cumulative else 0
+        out.append(bucket_line % (row + ("+Inf", _number(count))))
+        out.append(tail % (("sum",) + row + (_number(total),)))
+        out.append(tail % (("count",) + row + (_number(count),)))
+    return out
 
 
 def render_text(families):
-    """The families in the Prometheus text exposition format 0.0.4, as one str.
-
-    Series come sorted by their text, which orders them by label values (label names sorted,
-    ``le`` last within a histogram series).
-    """
-    out = []
-    for family in sorted(families, key=operator.attrgetter("name")):
-        if not family.series:
-            continue
-        name = family.name
-        out.append("# HELP %s %s\n# TYPE %s %s\n" % (name, _escape_help(family.help), name, family.type))
-        names, items = _output_rows(family)
-        pairs = ",".join('%s="%%s"' % label for label in names)
-        if family.type != "histogram":
-            line = ("%s{%s} " % (name, pairs) if names else name + " ")
-            if all(value.__class__ is int for value in family.series.values()):
-                lines = _format_lines(line + "%d\n", items)
-            else:
-                lines = _format_lines(line + "%s\n", [(row, _number(value)) for row, value in items])
-            lines.sort()
-            out.extend(lines)
-            continue
-        bucket_line = "%s_bucket{%sle=\"%%s\"} %%s\n" % (name, pairs + "," if names else "")
-        tail = "%s_%%s{%s} %%s\n" % (name, pairs) if names else name + "_%s %s\n"
-        for row, (cumulative, total) in sorted(items, key=operator.itemgetter(0)):
-            for le_text, count in zip(family.buckets, cumulative):
-                out.append(bucket_line % (row + (le_text, _number(count))))
-            count = cumulative[-1] if cumulative else 0
-            out.append(bucket_line % (row + ("+Inf", _number(count))))
-            out.append(tail % (("sum",) + row + (_number(total),)))
-            out.append(tail % (("count",) + row + (_number(count),)))
-    return "".join(out)
+    """The families in the Prometheus text exposition format 0.0.4, as one str (see
+    TextRenderer; a long-running caller keeps a TextRenderer instead)."""
+    return TextRenderer().render(families)
 
 
 def to_prometheus_client(families):

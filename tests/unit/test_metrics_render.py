@@ -14,7 +14,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.bpf_syscall imp
 from ansible_collections.ebpf.observability.plugins.module_utils.errors import BpfError
 from ansible_collections.ebpf.observability.plugins.module_utils.metrics_config import parse_metrics_config
 from ansible_collections.ebpf.observability.plugins.module_utils.metrics_render import (
-    DecoderErrors, MapSnapshot, MetricFamily, MetricsCollector, entry_values, go_float, parse_bucket_index,
+    DecoderErrors, MapSnapshot, MetricFamily, MetricsCollector, TextRenderer, entry_values, go_float, parse_bucket_index,
     render_text, to_prometheus_client)
 
 U64 = struct.Struct("<Q")
@@ -598,3 +598,23 @@ def test_real_per_cpu_maps_through_batch_lookup():
     for cpu in range(cpus):
         assert got[("ebpf_exporter_cpu_ticks_total", (("cpu", str(cpu)),))] == 7 * (cpu + 1)
     assert len(got) == 20 + cpus and collector.errors.counts == {}
+
+
+def test_text_renderer_reuses_its_cache_only_while_the_series_stay_the_same():
+    renderer = TextRenderer()
+    family = MetricFamily("ebpf_exporter_x_total", "help", "counter", ("b", "a"))
+    family.add(("2", "z"), 1)
+    family.add(("1", "y"), 2)
+    assert renderer.render([family]) == render_text([family])
+    family.series[("2", "z")] = 5  # same series, new value
+    assert renderer.render([family]) == render_text([family])
+    assert 'ebpf_exporter_x_total{a="z",b="2"} 5\n' in renderer.render([family])
+    family.add(("0", 'q"uote'), 3)  # a new series: sorted in, escaped
+    text = renderer.render([family])
+    assert text == render_text([family])
+    assert text.index('a="q\\"uote"') < text.index('a="y"')
+    del family.series[("1", "y")]
+    family.add(("9", "w"), 1)  # as many series as before, another set
+    assert renderer.render([family]) == render_text([family])
+    family.series[("9", "w")] = 0.5
+    assert renderer.render([family]) == render_text([family])
