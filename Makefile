@@ -24,6 +24,7 @@ test: setup collection
 	$(MAKE) sanity
 	$(MAKE) unit
 	$(MAKE) integration
+	$(MAKE) vm-smoke
 
 # ansible-test needs the tree at ansible_collections/<ns>/<name> as a real directory: sync a copy
 # (a git index of its own, so ansible-test lists its files rather than the ignored build/).

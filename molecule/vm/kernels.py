@@ -1,0 +1,91 @@
+"""Debian's cloud kernels for the lab guests, fetched with a private apt state.
+
+Each suite gets its own sources list, lists, archive cache and (empty) dpkg status under the lab
+cache, so the host's apt configuration and lists are never read or changed.
+"""
+import os
+import shutil
+import subprocess
+
+MIRROR = os.environ.get("EBPF_LAB_MIRROR", "http://deb.debian.org/debian")
+SECURITY_MIRROR = os.environ.get("EBPF_LAB_SECURITY_MIRROR", "http://deb.debian.org/debian-security")
+KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+META_PACKAGE = "linux-image-cloud-amd64"
+
+# The suites whose kernels the lab boots, and the kernel series each ships.
+SUITES = {"bookworm": "6.1", "trixie": "6.12"}
+
+
+def _sources(suite):
+    signed = "[signed-by=%s]" % KEYRING
+    return "".join("deb %s %s %s main\n" % (signed, url, name)
+                   for url, name in ((MIRROR, suite), (MIRROR, suite + "-updates"),
+                                     (SECURITY_MIRROR, suite + "-security")))
+
+
+def _apt_state(state_dir, suite):
+    """Creates the private apt state of one suite; returns the apt-get options that select it."""
+    for sub in ("etc/sources.list.d", "etc/preferences.d", "lists/partial", "archives/partial"):
+        os.makedirs(os.path.join(state_dir, sub), exist_ok=True)
+    with open(os.path.join(state_dir, "etc", "sources.list"), "w") as f:
+        f.write(_sources(suite))
+    status = os.path.join(state_dir, "status")
+    if not os.path.exists(status):
+        open(status, "w").close()
+    settings = {
+        "Dir::Etc::SourceList": os.path.join(state_dir, "etc", "sources.list"),
+        "Dir::Etc::SourceParts": os.path.join(state_dir, "etc", "sources.list.d"),
+        "Dir::Etc::Preferences": os.path.join(state_dir, "etc", "preferences"),
+        "Dir::Etc::PreferencesParts": os.path.join(state_dir, "etc", "preferences.d"),
+        "Dir::State": state_dir,
+        "Dir::State::Lists": os.path.join(state_dir, "lists"),
+        "Dir::State::status": status,
+        "Dir::Cache": state_dir,
+        "Dir::Cache::Archives": os.path.join(state_dir, "archives"),
+        "APT::Sandbox::User": "root",
+    }
+    options = []
+    for key, value in settings.items():
+        options += ["-o", "%s=%s" % (key, value)]
+    return options
+
+
+def _download(options, package, dest):
+    os.makedirs(dest, exist_ok=True)
+    subprocess.run(["apt-get", "-q"] + options + ["download", package], cwd=dest, check=True,
+                   stdout=subprocess.DEVNULL)
+    debs = [name for name in os.listdir(dest) if name.startswith(package + "_") and name.endswith(".deb")]
+    if len(debs) != 1:
+        raise RuntimeError("apt-get download %s left %r in %s; expected one package" % (package, debs, dest))
+    return os.path.join(dest, debs[0])
+
+
+def _field(deb, name):
+    return subprocess.run(["dpkg-deb", "--field", deb, name], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def fetch(suite, state_root, dest):
+    """Downloads the newest cloud kernel of `suite` and unpacks it under `dest`.
+
+    Returns {"suite", "series", "package", "version", "release", "vmlinuz", "modules"}: vmlinuz
+    and modules are paths under `dest`."""
+    state_dir = os.path.join(state_root, suite)
+    options = _apt_state(state_dir, suite)
+    subprocess.run(["apt-get", "-q", "-q"] + options + ["update"], check=True, stdout=subprocess.DEVNULL)
+    shutil.rmtree(dest, ignore_errors=True)
+    debs = os.path.join(dest, "debs")
+    meta = _download(options, META_PACKAGE, debs)
+    # The metapackage depends on exactly one versioned image package: "linux-image-R (= V)".
+    package = _field(meta, "Depends").split(",")[0].split("|")[0].split()[0]
+    deb = _download(options, package, debs)
+    unpacked = os.path.join(dest, "unpacked")
+    subprocess.run(["dpkg-deb", "--extract", deb, unpacked], check=True)
+    release = package[len("linux-image-"):]
+    modules = [path for path in (os.path.join(unpacked, "usr", "lib", "modules", release),
+                                 os.path.join(unpacked, "lib", "modules", release)) if os.path.isdir(path)]
+    vmlinuz = os.path.join(unpacked, "boot", "vmlinuz-" + release)
+    if not modules or not os.path.isfile(vmlinuz):
+        raise RuntimeError("%s holds no boot/vmlinuz-%s or modules/%s" % (deb, release, release))
+    return {"suite": suite, "series": SUITES[suite], "package": package, "version": _field(deb, "Version"),
+            "release": release, "vmlinuz": vmlinuz, "modules": modules[0]}

@@ -1,0 +1,214 @@
+"""A lab of qemu VMs (TCG) booted from the cached guest image, one kernel per VM.
+
+    python3 molecule/vm/lab.py up   --dir DIR --vm NAME:SUITE [--vm NAME:SUITE ...]
+    python3 molecule/vm/lab.py down --dir DIR
+    python3 molecule/vm/lab.py wait --dir DIR NAME [--after-boot BOOT_ID]
+
+`up` boots the VMs in parallel (each on its own qcow2 overlay of the cached image, SSH forwarded
+from 127.0.0.1), waits until each prints its readiness marker on the serial console and prints
+the instances as JSON (instance, address, user, port, identity_file, suite, kernel, boot_id).
+`down` stops only the qemu processes named by the pidfiles in DIR and removes what `up` made.
+SUITE is a key of kernels.SUITES (bookworm: 6.1, trixie: 6.12). DIR holds the lab's SSH key,
+overlays, serial logs, pidfiles and lab.json.
+"""
+import argparse
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import image
+import kernels
+
+MAX_VMS = 2  # one emulated CPU each on a 2-core host
+READY = re.compile(rb"EBPF-LAB-READY boot=([0-9a-f]{32})")
+BOOT_TIMEOUT = float(os.environ.get("EBPF_LAB_BOOT_TIMEOUT", "240"))
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _ssh_key(lab_dir):
+    key = os.path.join(lab_dir, "id_ed25519")
+    if not os.path.exists(key):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ebpf-lab", "-f", key], check=True)
+    with open(key + ".pub") as f:
+        return key, f.read().strip()
+
+
+def _paths(lab_dir, name):
+    return {ext: os.path.join(lab_dir, "%s.%s" % (name, ext)) for ext in ("qcow2", "serial", "pid")}
+
+
+def _qemu_argv(name, kernel, paths, port, public_key):
+    cmdline = " ".join([
+        "root=/dev/nvme0n1", "rw", "console=ttyS0", "net.ifnames=0", "systemd.hostname=" + name,
+        # systemd's tmpfiles provision.conf writes /root/.ssh/authorized_keys from this credential.
+        '"systemd.set_credential=ssh.authorized_keys.root:%s"' % public_key,
+    ])
+    return [
+        "qemu-system-x86_64", "-name", name, "-nodefaults",
+        "-accel", "tcg,thread=multi", "-cpu", "max", "-smp", "1", "-m", "1024",
+        "-kernel", kernel["vmlinuz"], "-append", cmdline,
+        "-drive", "file=%s,if=none,id=root,format=qcow2,discard=unmap" % paths["qcow2"],
+        "-device", "nvme,serial=lab-root,drive=root",
+        # restrict=on: the guest reaches nothing outside; only the SSH forward comes in.
+        "-netdev", "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22" % port,
+        "-device", "virtio-net-pci,netdev=net0",
+        "-display", "none", "-monitor", "none", "-serial", "file:" + paths["serial"],
+        "-pidfile", paths["pid"], "-daemonize",
+    ]
+
+
+def _boot(lab_dir, manifest, name, suite, public_key):
+    kernel = manifest["kernels"][suite]
+    paths = _paths(lab_dir, name)
+    for path in paths.values():
+        if os.path.exists(path):
+            os.unlink(path)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", manifest["image"],
+                    paths["qcow2"]], check=True)
+    for _attempt in range(3):
+        port = _free_port()
+        started = time.monotonic()
+        result = subprocess.run(_qemu_argv(name, kernel, paths, port, public_key), capture_output=True, text=True,
+                                check=False)
+        if result.returncode == 0:
+            return {"instance": name, "suite": suite, "kernel": kernel["release"], "port": port,
+                    "started": started}
+        if "host forwarding" not in result.stderr:
+            break
+    raise RuntimeError("qemu for %s failed: %s" % (name, result.stderr.strip()))
+
+
+def _pid(lab_dir, name):
+    """The pid of the lab's qemu for `name`, or None when it is not running (a pid reused by an
+    unrelated process is not ours: its command line must name our pidfile)."""
+    pidfile = _paths(lab_dir, name)["pid"]
+    try:
+        with open(pidfile) as f:
+            pid = int(f.read().strip())
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            argv = f.read().split(b"\0")
+    except (OSError, ValueError):
+        return None
+    return pid if pidfile.encode() in argv else None
+
+
+def _markers(lab_dir, name):
+    try:
+        with open(_paths(lab_dir, name)["serial"], "rb") as f:
+            return [m.decode() for m in READY.findall(f.read())]
+    except FileNotFoundError:
+        return []
+
+
+def wait_ready(lab_dir, name, after_boot=None, timeout=BOOT_TIMEOUT):
+    """Waits for the readiness marker of a boot other than `after_boot`; returns its boot id."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        boots = [boot for boot in _markers(lab_dir, name) if boot != after_boot]
+        if boots:
+            return boots[-1]
+        if _pid(lab_dir, name) is None:
+            break
+        time.sleep(0.5)
+    with open(_paths(lab_dir, name)["serial"], "rb") as f:
+        tail = f.read()[-3000:].decode(errors="replace")
+    state = "still running" if _pid(lab_dir, name) else "not running"
+    raise RuntimeError("VM %s printed no readiness marker within %d s (qemu %s); serial console tail:\n%s"
+                       % (name, timeout, state, tail))
+
+
+def up(lab_dir, vms):
+    """Boots `vms` ([(name, suite)]) and waits until each accepts SSH; returns the instances."""
+    if len(vms) > MAX_VMS:
+        raise ValueError("at most %d VMs at once on this host, got %d" % (MAX_VMS, len(vms)))
+    lab_dir = os.path.abspath(lab_dir)
+    os.makedirs(lab_dir, exist_ok=True)
+    running = [name for name, _suite in vms if _pid(lab_dir, name)]
+    if running:
+        raise RuntimeError("VMs %s already run from %s: run `down` first" % (", ".join(running), lab_dir))
+    manifest = image.ensure_image()
+    key, public_key = _ssh_key(lab_dir)
+    instances = []
+    try:
+        for name, suite in vms:
+            instances.append(_boot(lab_dir, manifest, name, suite, public_key))
+        for instance in instances:
+            instance["boot_id"] = wait_ready(lab_dir, instance["instance"])
+            instance["boot_seconds"] = round(time.monotonic() - instance.pop("started"), 1)
+            instance.update(address="127.0.0.1", user="root", identity_file=key)
+    except BaseException:
+        down(lab_dir)
+        raise
+    with open(os.path.join(lab_dir, "lab.json"), "w") as f:
+        json.dump(instances, f, indent=2)
+    return instances
+
+
+def down(lab_dir):
+    """Stops the qemu processes this lab directory started and removes their files."""
+    lab_dir = os.path.abspath(lab_dir)
+    if not os.path.isdir(lab_dir):
+        return []
+    names = sorted(name[:-len(".qcow2")] for name in os.listdir(lab_dir) if name.endswith(".qcow2"))
+    names += sorted(name[:-len(".pid")] for name in os.listdir(lab_dir)
+                    if name.endswith(".pid") and name[:-len(".pid")] not in names)
+    for name in names:
+        pid = _pid(lab_dir, name)
+        if pid:
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while _pid(lab_dir, name) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if _pid(lab_dir, name):
+                os.kill(pid, signal.SIGKILL)
+        for path in _paths(lab_dir, name).values():
+            if os.path.exists(path):
+                os.unlink(path)
+    lab_json = os.path.join(lab_dir, "lab.json")
+    if os.path.exists(lab_json):
+        os.unlink(lab_json)
+    return names
+
+
+def _vm(spec):
+    name, _sep, suite = spec.partition(":")
+    if suite not in kernels.SUITES or not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name):
+        raise argparse.ArgumentTypeError("expected NAME:SUITE with SUITE one of %s, got %r"
+                                         % (", ".join(kernels.SUITES), spec))
+    return name, suite
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_up = sub.add_parser("up", help="boot VMs and wait until they accept SSH")
+    p_up.add_argument("--dir", required=True)
+    p_up.add_argument("--vm", type=_vm, action="append", required=True, metavar="NAME:SUITE")
+    p_down = sub.add_parser("down", help="stop the lab's VMs and remove their files")
+    p_down.add_argument("--dir", required=True)
+    p_wait = sub.add_parser("wait", help="wait for a VM's next readiness marker (after a reboot)")
+    p_wait.add_argument("--dir", required=True)
+    p_wait.add_argument("--after-boot", help="boot id to skip: the boot before the reboot")
+    p_wait.add_argument("name")
+    args = parser.parse_args()
+    if args.command == "up":
+        json.dump(up(args.dir, args.vm), sys.stdout, indent=2)
+    elif args.command == "down":
+        json.dump(down(args.dir), sys.stdout)
+    else:
+        json.dump({"boot_id": wait_ready(os.path.abspath(args.dir), args.name, args.after_boot)}, sys.stdout)
+    print()
+
+
+if __name__ == "__main__":
+    main()
