@@ -12,7 +12,7 @@ XDP goes through IFLA_XDP: attaching never replaces a program it was not told ab
 never touched. TC uses a clsact qdisc with direct-action ``bpf`` filters; replacing a filter at
 the same prio/handle is one RTM_NEWTFILTER with NLM_F_REPLACE.
 
-Works with pyroute2 0.7 (Debian 12) to 0.9. At import two gaps in those versions are closed:
+Works with pyroute2 0.7 (Debian 12) to 0.9. On first use two gaps in those versions are closed:
 the cls_bpf option map gains TCA_BPF_FLAGS_GEN, TCA_BPF_TAG and TCA_BPF_ID (so filter dumps
 carry the program id and tag), and IFLA_XDP_FLAGS is encoded as the u32 the kernel expects
 (0.7 sends a big-endian u16, which the kernel rejects with ERANGE).
@@ -28,16 +28,12 @@ import socket
 
 from ansible_collections.ebpf.observability.plugins.module_utils.errors import BpfError, errno_error
 
-try:
-    from pyroute2 import IPRoute
-    from pyroute2.netlink.exceptions import NetlinkError
-    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg as _ifinfmsg
-    from pyroute2.netlink.rtnl.tcmsg import sched_bpf as _sched_bpf
-except ImportError as e:
-    PYROUTE2_IMPORT_ERROR = e
-    NetlinkError = OSError
-else:
-    PYROUTE2_IMPORT_ERROR = None
+# pyroute2 is imported when the first Netlink object is made (_load_pyroute2), not with this
+# file: importing it costs ~0.1 s on a real host and ~1 s in an emulated VM, and most module runs
+# (ebpf_program state=present, tracing hooks) never open a netlink socket.
+IPRoute = None
+NetlinkError = OSError
+PYROUTE2_IMPORT_ERROR = None
 
 XDP_FLAGS_UPDATE_IF_NOEXIST = 1 << 0
 XDP_FLAGS_SKB_MODE = 1 << 1
@@ -63,7 +59,26 @@ _TCA_BPF_ORDER = ("TCA_BPF_UNSPEC", "TCA_BPF_ACT", "TCA_BPF_POLICE", "TCA_BPF_CL
 _TCA_BPF_NEW = {"TCA_BPF_FLAGS_GEN": "uint32", "TCA_BPF_TAG": "cdata", "TCA_BPF_ID": "uint32"}
 
 
-def _extend_pyroute2():
+def _load_pyroute2():
+    """Import pyroute2 once and close its gaps; a clear BpfError when it is missing."""
+    global IPRoute, NetlinkError, PYROUTE2_IMPORT_ERROR  # pylint: disable=global-statement
+    if IPRoute is not None:
+        return
+    try:
+        from pyroute2 import IPRoute as ipr_class  # pylint: disable=import-outside-toplevel
+        from pyroute2.netlink.exceptions import NetlinkError as error_class  # pylint: disable=import-outside-toplevel
+        from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg  # pylint: disable=import-outside-toplevel
+        from pyroute2.netlink.rtnl.tcmsg import sched_bpf  # pylint: disable=import-outside-toplevel
+    except ImportError as e:
+        PYROUTE2_IMPORT_ERROR = e
+        raise BpfError("pyroute2 is needed for XDP and TC but cannot be imported: %s" % e,
+                       hint="install it on the target (Debian/Ubuntu: python3-pyroute2)")
+    _extend_pyroute2(ifinfmsg, sched_bpf)
+    NetlinkError = error_class
+    IPRoute = ipr_class
+
+
+def _extend_pyroute2(_ifinfmsg, _sched_bpf):
     """Close the two pyroute2 gaps described in the module docstring (idempotent)."""
     options = _sched_bpf.options
     names = tuple(item[0] for item in options.nla_map)
@@ -80,9 +95,6 @@ def _extend_pyroute2():
     if [tuple(field) for field in xdp_flags.fields] != [("value", "I")]:
         xdp_flags.fields = [("value", "I")]
 
-
-if PYROUTE2_IMPORT_ERROR is None:
-    _extend_pyroute2()
 
 
 def _nl_code(err):
@@ -174,10 +186,7 @@ class Netlink:
     """One rtnetlink socket and the interface, XDP and TC operations of the kernel layer."""
 
     def __init__(self):
-        if PYROUTE2_IMPORT_ERROR is not None:
-            raise BpfError("pyroute2 is needed for XDP and TC but cannot be imported: %s"
-                           % PYROUTE2_IMPORT_ERROR,
-                           hint="install it on the target (Debian/Ubuntu: python3-pyroute2)")
+        _load_pyroute2()
         self.ipr = IPRoute(ext_ack=True)
 
     def close(self):

@@ -13,31 +13,21 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-try:
-    from pyroute2.netlink import NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, genlmsg
-    from pyroute2.netlink.generic import GenericNetlinkSocket
-except ImportError:
-    genlmsg = object
-    HAS_PYROUTE2 = False
-else:
-    HAS_PYROUTE2 = True
-
 NETDEV_CMD_DEV_GET = 1
 NETDEV_XDP_ACT_BASIC = 1 << 0
 NETDEV_XDP_ACT_HW_OFFLOAD = 1 << 4
+NLMSG_ERROR = 2
+NLMSG_DONE = 3
+NLM_F_REQUEST = 0x1
+NLM_F_DUMP = 0x300
 _MAX_REPLIES = 10000
-
-
-class _DevMsg(genlmsg):  # pylint: disable=too-few-public-methods
-    """A netdev family device message (include/uapi/linux/netdev.h, NETDEV_A_DEV_*)."""
-
-    prefix = "NETDEV_A_DEV_"
-    nla_map = (
-        ("NETDEV_A_DEV_UNSPEC", "none"),
-        ("NETDEV_A_DEV_IFINDEX", "uint32"),
-        ("NETDEV_A_DEV_PAD", "none"),
-        ("NETDEV_A_DEV_XDP_FEATURES", "uint64"),
-    )
+# A netdev family device message (include/uapi/linux/netdev.h, NETDEV_A_DEV_*).
+_DEV_ATTRS = (
+    ("NETDEV_A_DEV_UNSPEC", "none"),
+    ("NETDEV_A_DEV_IFINDEX", "uint32"),
+    ("NETDEV_A_DEV_PAD", "none"),
+    ("NETDEV_A_DEV_XDP_FEATURES", "uint64"),
+)
 
 
 def modes(features):
@@ -53,15 +43,19 @@ def modes(features):
 def xdp_modes():
     """{ifindex: [modes]} for the interfaces of the current network namespace, or None when the
     kernel (before 6.3) or pyroute2 cannot tell."""
-    if not HAS_PYROUTE2:
+    try:  # imported here, not with this file: only ebpf_info asks
+        from pyroute2.netlink import genlmsg  # pylint: disable=import-outside-toplevel
+        from pyroute2.netlink.generic import GenericNetlinkSocket  # pylint: disable=import-outside-toplevel
+    except ImportError:
         return None
+    dev_msg = type("netdev_dev_msg", (genlmsg,), {"prefix": "NETDEV_A_DEV_", "nla_map": _DEV_ATTRS})
     sock = GenericNetlinkSocket()
     try:
         try:
-            sock.bind("netdev", _DevMsg)
+            sock.bind("netdev", dev_msg)
         except Exception:  # pylint: disable=broad-except
             return None  # no netdev family: a kernel before 6.3
-        msg = _DevMsg()
+        msg = dev_msg()
         msg["cmd"] = NETDEV_CMD_DEV_GET
         msg["version"] = 1
         # One request and a plain read loop: pyroute2 0.7's nlm_request returns only the first
