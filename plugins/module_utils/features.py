@@ -21,6 +21,7 @@ import ctypes
 import errno
 import os
 
+from ansible_collections.ebpf.observability.plugins.module_utils import bpf_insn
 from ansible_collections.ebpf.observability.plugins.module_utils import bpf_syscall as sc
 from ansible_collections.ebpf.observability.plugins.module_utils import libbpf
 from ansible_collections.ebpf.observability.plugins.module_utils import perf_event
@@ -80,7 +81,7 @@ def _probe_link(prog_type, retval, target, attach_type, yes, no):
     """Load a two-instruction program and try BPF_LINK_CREATE where it cannot succeed: the
     errno tells whether the kernel knows the attach type."""
     try:
-        with sc.prog_load(prog_type, sc.mov64_imm(0, retval) + sc.exit_insn(), "GPL", "ebpfo_probe", log_level=0) as prog:
+        with sc.prog_load(prog_type, bpf_insn.mov64_imm(0, retval) + bpf_insn.exit_insn(), "GPL", "ebpfo_probe", log_level=0) as prog:
             with sc.link_create(prog, target, attach_type):
                 return True  # cannot happen with these targets; an attach would be released here
     except BpfError as e:

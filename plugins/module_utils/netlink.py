@@ -96,7 +96,6 @@ def _extend_pyroute2(_ifinfmsg, _sched_bpf):
         xdp_flags.fields = [("value", "I")]
 
 
-
 def _nl_code(err):
     return getattr(err, "code", None) or getattr(err, "errno", None) or errno.EIO
 

@@ -36,6 +36,7 @@ sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 import tests.conftest  # noqa: E402,F401  # pylint: disable=unused-import
 from tiny_programs import load_cls, load_xdp  # noqa: E402
 
+from ansible_collections.ebpf.observability.plugins.module_utils import bpf_insn  # noqa: E402
 from ansible_collections.ebpf.observability.plugins.module_utils import bpf_syscall as sc  # noqa: E402
 from ansible_collections.ebpf.observability.plugins.module_utils import bpffs  # noqa: E402
 from ansible_collections.ebpf.observability.plugins.module_utils import perf_event  # noqa: E402
@@ -189,7 +190,7 @@ def packet_rows(repeat, rounds):
 # ------------------------------------------------------------------------------ tracing loops
 
 def empty_program(prog_type, name):
-    return sc.prog_load(prog_type, sc.mov64_imm(0, 0) + sc.exit_insn(), "GPL", name)
+    return sc.prog_load(prog_type, bpf_insn.mov64_imm(0, 0) + bpf_insn.exit_insn(), "GPL", name)
 
 
 def attach_raw(fd, tracepoint):

@@ -5,6 +5,7 @@ import struct
 import pytest
 
 from ansible_collections.ebpf.observability.plugins.module_utils import attach_events
+from ansible_collections.ebpf.observability.plugins.module_utils import bpf_insn
 from ansible_collections.ebpf.observability.plugins.module_utils import bpf_syscall as sc
 from ansible_collections.ebpf.observability.plugins.module_utils.attach_common import AttachError
 from ansible_collections.ebpf.observability.plugins.module_utils.attach_xdp import XdpHook
@@ -100,7 +101,7 @@ def test_upgrade_replaces_atomically_under_traffic(attach, veth_pair):
 
 
 def test_foreign_program_is_refused_then_replaced_with_force(attach, veth_pair):
-    with sc.prog_load(sc.BPF_PROG_TYPE_XDP, sc.mov64_imm(0, XDP_PASS) + sc.exit_insn(), "GPL", "ebpft_foreign") as foreign:
+    with sc.prog_load(sc.BPF_PROG_TYPE_XDP, bpf_insn.mov64_imm(0, XDP_PASS) + bpf_insn.exit_insn(), "GPL", "ebpft_foreign") as foreign:
         foreign_id = sc.prog_info(foreign)["id"]
         with Netlink() as nl:
             nl.xdp_set(nl.ifindex(veth_pair.ifname), foreign, "drv")

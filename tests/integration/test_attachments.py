@@ -4,6 +4,7 @@ import errno
 import pytest
 
 from ansible_collections.ebpf.observability.plugins.module_utils import attachments as att
+from ansible_collections.ebpf.observability.plugins.module_utils import bpf_insn
 from ansible_collections.ebpf.observability.plugins.module_utils import bpf_syscall as sc
 from ansible_collections.ebpf.observability.plugins.module_utils.errors import BpfError
 from ansible_collections.ebpf.observability.plugins.module_utils.netlink import Netlink
@@ -50,7 +51,7 @@ def test_ingress_qdisc_filters_are_found_once(nl, idx, cls_progs):
 def test_finds_raw_tracepoint_link():
     if not hasattr(sc, "raw_tracepoint_open"):
         pytest.skip("bpf_syscall has no raw_tracepoint_open")
-    with sc.prog_load(sc.BPF_PROG_TYPE_RAW_TRACEPOINT, sc.mov64_imm(0, 0) + sc.exit_insn(), "GPL",
+    with sc.prog_load(sc.BPF_PROG_TYPE_RAW_TRACEPOINT, bpf_insn.mov64_imm(0, 0) + bpf_insn.exit_insn(), "GPL",
                       "ebpft_rawtp") as prog:
         pid = prog_id(prog)
         with sc.raw_tracepoint_open("sys_enter", prog) as link:

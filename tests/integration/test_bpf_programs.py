@@ -15,6 +15,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from ansible_collections.ebpf.observability.plugins.module_utils import bpf_insn
 from ansible_collections.ebpf.observability.plugins.module_utils import bpf_syscall as sc
 from ansible_collections.ebpf.observability.plugins.module_utils import features
 from ansible_collections.ebpf.observability.plugins.module_utils import tc_rules
@@ -353,7 +354,7 @@ def test_forced_tcp_retransmit_is_counted(net):
     before = net.metrics("net_tracepoints")
     server = socket_in(veth.peer_ns, socket.SOCK_STREAM)
     client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    drop = sc.prog_load(sc.BPF_PROG_TYPE_SCHED_CLS, sc.mov64_imm(0, TC_ACT_SHOT) + sc.exit_insn(), "GPL", "ebpft_bp_drop")
+    drop = sc.prog_load(sc.BPF_PROG_TYPE_SCHED_CLS, bpf_insn.mov64_imm(0, TC_ACT_SHOT) + bpf_insn.exit_insn(), "GPL", "ebpft_bp_drop")
     try:
         server.bind((veth.peer_addr, 8080))
         server.listen(1)

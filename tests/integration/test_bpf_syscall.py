@@ -10,6 +10,7 @@ import subprocess
 
 import pytest
 
+from ansible_collections.ebpf.observability.plugins.module_utils import bpf_insn
 from ansible_collections.ebpf.observability.plugins.module_utils import bpf_syscall as bs
 from ansible_collections.ebpf.observability.plugins.module_utils import bpffs
 from ansible_collections.ebpf.observability.plugins.module_utils.errors import BpfError
@@ -63,21 +64,21 @@ def percpu_sum(raw):
 def counter_program(map_fd):
     """XDP: increment slot 0 of a per-CPU u64 array, return XDP_PASS."""
     return b"".join([
-        bs.st_mem(bs.BPF_W, bs.BPF_REG_10, -4, 0),          # u32 key = 0 on the stack
-        bs.mov64_reg(bs.BPF_REG_2, bs.BPF_REG_10),
-        bs.alu64_imm(bs.BPF_ADD, bs.BPF_REG_2, -4),         # r2 = &key
-        bs.ld_map_fd(bs.BPF_REG_1, map_fd),                 # r1 = map
-        bs.call(bs.BPF_FUNC_map_lookup_elem),
-        bs.jmp_imm(bs.BPF_JEQ, bs.BPF_REG_0, 0, 2),         # no value: skip the increment
-        bs.mov64_imm(bs.BPF_REG_1, 1),
-        bs.atomic_add(bs.BPF_DW, bs.BPF_REG_0, bs.BPF_REG_1, 0),
-        bs.mov64_imm(bs.BPF_REG_0, bs.XDP_PASS),
-        bs.exit_insn(),
+        bpf_insn.st_mem(bpf_insn.BPF_W, bpf_insn.BPF_REG_10, -4, 0),          # u32 key = 0 on the stack
+        bpf_insn.mov64_reg(bpf_insn.BPF_REG_2, bpf_insn.BPF_REG_10),
+        bpf_insn.alu64_imm(bpf_insn.BPF_ADD, bpf_insn.BPF_REG_2, -4),         # r2 = &key
+        bpf_insn.ld_map_fd(bpf_insn.BPF_REG_1, map_fd),                 # r1 = map
+        bpf_insn.call(bpf_insn.BPF_FUNC_map_lookup_elem),
+        bpf_insn.jmp_imm(bpf_insn.BPF_JEQ, bpf_insn.BPF_REG_0, 0, 2),         # no value: skip the increment
+        bpf_insn.mov64_imm(bpf_insn.BPF_REG_1, 1),
+        bpf_insn.atomic_add(bpf_insn.BPF_DW, bpf_insn.BPF_REG_0, bpf_insn.BPF_REG_1, 0),
+        bpf_insn.mov64_imm(bpf_insn.BPF_REG_0, bs.XDP_PASS),
+        bpf_insn.exit_insn(),
     ])
 
 
 def return_program(prog_type, value, name, **kw):
-    return bs.prog_load(prog_type, bs.mov64_imm(0, value) + bs.exit_insn(), name=name, **kw)
+    return bs.prog_load(prog_type, bpf_insn.mov64_imm(0, value) + bpf_insn.exit_insn(), name=name, **kw)
 
 
 @pytest.fixture
@@ -321,7 +322,7 @@ def test_run_statistics_count_while_enabled(counter):
 
 def test_a_rejected_program_carries_the_verifier_log():
     with pytest.raises(BpfError) as exc:
-        bs.prog_load(bs.BPF_PROG_TYPE_XDP, bs.exit_insn(), name="t_reject")  # r0 never set
+        bs.prog_load(bs.BPF_PROG_TYPE_XDP, bpf_insn.exit_insn(), name="t_reject")  # r0 never set
     err = exc.value
     assert err.errno == errno.EACCES
     assert "R0 !read_ok" in err.log
@@ -331,7 +332,7 @@ def test_a_rejected_program_carries_the_verifier_log():
 
 def test_prog_load_without_a_log():
     with pytest.raises(BpfError) as exc:
-        bs.prog_load(bs.BPF_PROG_TYPE_XDP, bs.exit_insn(), name="t_reject", log_level=0)
+        bs.prog_load(bs.BPF_PROG_TYPE_XDP, bpf_insn.exit_insn(), name="t_reject", log_level=0)
     assert exc.value.errno == errno.EACCES and exc.value.log is None
 
 

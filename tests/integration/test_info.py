@@ -3,6 +3,7 @@ import os
 
 import pytest
 
+from ansible_collections.ebpf.observability.plugins.module_utils import bpf_insn
 from ansible_collections.ebpf.observability.plugins.module_utils import bpf_syscall as sc
 from ansible_collections.ebpf.observability.plugins.module_utils import features
 from ansible_collections.ebpf.observability.plugins.module_utils import xdp_features
@@ -56,7 +57,7 @@ def test_everything_we_pinned_and_attached(attach, veth_pair):
 
 
 def test_a_foreign_program_has_no_owner(attach, veth_pair):
-    with sc.prog_load(sc.BPF_PROG_TYPE_XDP, sc.mov64_imm(0, 2) + sc.exit_insn(), "GPL", "ebpft_other") as prog:
+    with sc.prog_load(sc.BPF_PROG_TYPE_XDP, bpf_insn.mov64_imm(0, 2) + bpf_insn.exit_insn(), "GPL", "ebpft_other") as prog:
         prog_id = sc.prog_info(prog)["id"]
         with Netlink() as nl:
             nl.xdp_set(nl.ifindex(veth_pair.ifname), prog, "drv")

@@ -6,6 +6,8 @@ from ctypes import sizeof
 
 import pytest
 
+from ansible_collections.ebpf.observability.plugins.module_utils import bpf_insn
+from ansible_collections.ebpf.observability.plugins.module_utils import bpf_structs
 from ansible_collections.ebpf.observability.plugins.module_utils import bpf_syscall as bs
 from ansible_collections.ebpf.observability.plugins.module_utils.errors import BpfError
 
@@ -67,35 +69,35 @@ def test_percpu_map_types():
 
 def test_encoders_match_the_kernel_encoding():
     # Bytes as clang/bpftool produce them on little-endian hosts.
-    assert bs.mov64_imm(1, 5) == bytes.fromhex("b701000005000000")
-    assert bs.mov64_imm(0, -1) == bytes.fromhex("b7000000ffffffff")
-    assert bs.mov64_reg(2, 10) == bytes.fromhex("bfa2000000000000")
-    assert bs.alu64_imm(bs.BPF_ADD, 2, -4) == bytes.fromhex("07020000fcffffff")
-    assert bs.st_mem(bs.BPF_W, 10, -4, 0) == bytes.fromhex("620afcff00000000")
-    assert bs.ldx_mem(bs.BPF_DW, 1, 0, 8) == bytes.fromhex("7901080000000000")
-    assert bs.stx_mem(bs.BPF_DW, 0, 1, 0) == bytes.fromhex("7b10000000000000")
-    assert bs.atomic_add(bs.BPF_DW, 0, 1, 0) == bytes.fromhex("db10000000000000")
-    assert bs.jmp_imm(bs.BPF_JEQ, 0, 0, 2) == bytes.fromhex("1500020000000000")
-    assert bs.call(bs.BPF_FUNC_map_lookup_elem) == bytes.fromhex("8500000001000000")
-    assert bs.exit_insn() == bytes.fromhex("9500000000000000")
+    assert bpf_insn.mov64_imm(1, 5) == bytes.fromhex("b701000005000000")
+    assert bpf_insn.mov64_imm(0, -1) == bytes.fromhex("b7000000ffffffff")
+    assert bpf_insn.mov64_reg(2, 10) == bytes.fromhex("bfa2000000000000")
+    assert bpf_insn.alu64_imm(bpf_insn.BPF_ADD, 2, -4) == bytes.fromhex("07020000fcffffff")
+    assert bpf_insn.st_mem(bpf_insn.BPF_W, 10, -4, 0) == bytes.fromhex("620afcff00000000")
+    assert bpf_insn.ldx_mem(bpf_insn.BPF_DW, 1, 0, 8) == bytes.fromhex("7901080000000000")
+    assert bpf_insn.stx_mem(bpf_insn.BPF_DW, 0, 1, 0) == bytes.fromhex("7b10000000000000")
+    assert bpf_insn.atomic_add(bpf_insn.BPF_DW, 0, 1, 0) == bytes.fromhex("db10000000000000")
+    assert bpf_insn.jmp_imm(bpf_insn.BPF_JEQ, 0, 0, 2) == bytes.fromhex("1500020000000000")
+    assert bpf_insn.call(bpf_insn.BPF_FUNC_map_lookup_elem) == bytes.fromhex("8500000001000000")
+    assert bpf_insn.exit_insn() == bytes.fromhex("9500000000000000")
 
 
 def test_ld_map_fd_is_a_two_slot_pseudo_map_fd_load():
-    raw = bs.ld_map_fd(1, 7)
+    raw = bpf_insn.ld_map_fd(1, 7)
     assert len(raw) == 16
     code, regs, off, imm = struct.unpack("<BBhi", raw[:8])
-    assert (code, regs & 0xf, regs >> 4, off, imm) == (0x18, 1, bs.BPF_PSEUDO_MAP_FD, 0, 7)
+    assert (code, regs & 0xf, regs >> 4, off, imm) == (0x18, 1, bpf_insn.BPF_PSEUDO_MAP_FD, 0, 7)
     assert raw[8:] == bytes(8)
 
 
 def test_ld_imm64_splits_the_value():
-    raw = bs.ld_imm64(3, 0x1122334455667788)
+    raw = bpf_insn.ld_imm64(3, 0x1122334455667788)
     assert struct.unpack("<i", raw[4:8])[0] == 0x55667788
     assert struct.unpack("<i", raw[12:16])[0] == 0x11223344
 
 
 def test_insn_accepts_unsigned_32_bit_immediates():
-    assert bs.insn(0xb7, 0, 0, 0, 0xffffffff) == bs.insn(0xb7, 0, 0, 0, -1)
+    assert bpf_insn.insn(0xb7, 0, 0, 0, 0xffffffff) == bpf_insn.insn(0xb7, 0, 0, 0, -1)
 
 
 # --- names and constants ---------------------------------------------------------------------
@@ -143,25 +145,25 @@ def test_syscall_numbers():
 # --- layouts against include/uapi/linux/bpf.h ----------------------------------------------------
 
 @pytest.mark.parametrize("cls, size", [
-    (bs.MapElemAttr, 32), (bs.MapBatchAttr, 56), (bs.ObjAttr, 24), (bs.GetIdAttr, 12),
-    (bs.InfoAttr, 16), (bs.RawTracepointAttr, 24), (bs.LinkCreateAttr, 64),
-    (bs.BpfProgInfo, 232), (bs.BpfMapInfo, 88), (bs.BpfLinkInfo, 64),
+    (bpf_structs.MapElemAttr, 32), (bpf_structs.MapBatchAttr, 56), (bpf_structs.ObjAttr, 24), (bpf_structs.GetIdAttr, 12),
+    (bpf_structs.InfoAttr, 16), (bpf_structs.RawTracepointAttr, 24), (bpf_structs.LinkCreateAttr, 64),
+    (bpf_structs.BpfProgInfo, 232), (bpf_structs.BpfMapInfo, 88), (bpf_structs.BpfLinkInfo, 64),
 ])
 def test_struct_sizes(cls, size):
     assert sizeof(cls) == size
 
 
 @pytest.mark.parametrize("cls, field, offset", [
-    (bs.MapCreateAttr, "map_name", 28), (bs.MapCreateAttr, "map_extra", 64),
-    (bs.ProgLoadAttr, "prog_name", 48), (bs.ProgLoadAttr, "expected_attach_type", 68),
-    (bs.ProgLoadAttr, "fd_array", 120), (bs.ProgLoadAttr, "log_true_size", 140),
-    (bs.ProgTestRunAttr, "ctx_in", 48), (bs.ProgTestRunAttr, "batch_size", 72),
-    (bs.MapBatchAttr, "count", 32), (bs.MapBatchAttr, "elem_flags", 40),
-    (bs.BpfProgInfo, "map_ids", 56), (bs.BpfProgInfo, "name", 64),
-    (bs.BpfProgInfo, "netns_dev", 88), (bs.BpfProgInfo, "btf_id", 128),
-    (bs.BpfProgInfo, "run_time_ns", 192), (bs.BpfProgInfo, "verified_insns", 216),
-    (bs.BpfMapInfo, "name", 24), (bs.BpfMapInfo, "btf_id", 64), (bs.BpfMapInfo, "map_extra", 80),
-    (bs.BpfLinkInfo, "u", 16),
+    (bpf_structs.MapCreateAttr, "map_name", 28), (bpf_structs.MapCreateAttr, "map_extra", 64),
+    (bpf_structs.ProgLoadAttr, "prog_name", 48), (bpf_structs.ProgLoadAttr, "expected_attach_type", 68),
+    (bpf_structs.ProgLoadAttr, "fd_array", 120), (bpf_structs.ProgLoadAttr, "log_true_size", 140),
+    (bpf_structs.ProgTestRunAttr, "ctx_in", 48), (bpf_structs.ProgTestRunAttr, "batch_size", 72),
+    (bpf_structs.MapBatchAttr, "count", 32), (bpf_structs.MapBatchAttr, "elem_flags", 40),
+    (bpf_structs.BpfProgInfo, "map_ids", 56), (bpf_structs.BpfProgInfo, "name", 64),
+    (bpf_structs.BpfProgInfo, "netns_dev", 88), (bpf_structs.BpfProgInfo, "btf_id", 128),
+    (bpf_structs.BpfProgInfo, "run_time_ns", 192), (bpf_structs.BpfProgInfo, "verified_insns", 216),
+    (bpf_structs.BpfMapInfo, "name", 24), (bpf_structs.BpfMapInfo, "btf_id", 64), (bpf_structs.BpfMapInfo, "map_extra", 80),
+    (bpf_structs.BpfLinkInfo, "u", 16),
 ])
 def test_field_offsets(cls, field, offset):
     assert getattr(cls, field).offset == offset
@@ -170,10 +172,10 @@ def test_field_offsets(cls, field, offset):
 def test_perf_event_link_names_share_one_offset():
     # The kernel reads the name buffer of uprobe/kprobe/tracepoint at one place.
     for member in ("uprobe", "kprobe", "tracepoint"):
-        sub = getattr(bs._PerfEventTarget, member)
+        sub = getattr(bpf_structs._PerfEventTarget, member)
         assert sub.offset == 0
-    assert bs._LinkPerfEvent.u.offset == 8
-    assert bs._PerfUprobe.name_len.offset == bs._PerfKprobe.name_len.offset == 8
+    assert bpf_structs._LinkPerfEvent.u.offset == 8
+    assert bpf_structs._PerfUprobe.name_len.offset == bpf_structs._PerfKprobe.name_len.offset == 8
 
 
 # --- small helpers ---------------------------------------------------------------------------
