@@ -177,17 +177,14 @@ def main(argv=None):
     try:
         result = restore(read_plan(args.plan), check_mode=args.check)
     except BpfError as e:
-        print("ebpf-observability-restore: %s" % e, file=sys.stderr)
+        sys.stderr.write("ebpf-observability-restore: %s\n" % e)
         return 2
     if args.json:
-        print(json.dumps(result, indent=1, sort_keys=True))
+        sys.stdout.write(json.dumps(result, indent=1, sort_keys=True) + "\n")
     else:
-        for line in result["steps"]:
-            print(line)
-        for line in result["warnings"]:
-            print("warning: %s" % line, file=sys.stderr)
-        for line in result["failures"]:
-            print("failed: %s" % line, file=sys.stderr)
-        print("%s: %d step(s), %d failure(s)%s" % ("ebpf-observability-restore", len(result["steps"]), len(result["failures"]),
-                                                   ", changes made" if result["changed"] and not args.check else ""))
+        sys.stdout.write("".join("%s\n" % line for line in result["steps"]))
+        sys.stderr.write("".join("warning: %s\n" % line for line in result["warnings"]))
+        sys.stderr.write("".join("failed: %s\n" % line for line in result["failures"]))
+        sys.stdout.write("ebpf-observability-restore: %d step(s), %d failure(s)%s\n" % (
+            len(result["steps"]), len(result["failures"]), ", changes made" if result["changed"] and not args.check else ""))
     return 1 if result["failed"] else 0
