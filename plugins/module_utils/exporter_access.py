@@ -84,6 +84,15 @@ def grant_pin_access(pin_root, names, group, check_mode=False):
     st = os.stat(pin_root)
     if not st.st_mode & stat.S_IXOTH and not (st.st_gid == gid and st.st_mode & stat.S_IXGRP):
         _fix(pin_root, gid, stat.S_IMODE(st.st_mode) | stat.S_IXGRP, check_mode, changes)
+    # The directories above it on bpffs (systemd mounts /sys/fs/bpf with mode 0700): search
+    # permission only, so the group can reach the pin root by name; nothing there becomes
+    # listable or readable.
+    parent = os.path.dirname(os.path.normpath(pin_root))
+    while parent != os.path.dirname(parent) and bpffs.is_bpffs(parent):
+        st = os.stat(parent)
+        if not st.st_mode & stat.S_IXOTH and not (st.st_gid == gid and st.st_mode & stat.S_IXGRP):
+            _fix(parent, None, stat.S_IMODE(st.st_mode) | stat.S_IXOTH, check_mode, changes)
+        parent = os.path.dirname(parent)
     for name in names:
         pin_dir = bpffs.pin_path(pin_root, name)
         if not os.path.isdir(pin_dir):

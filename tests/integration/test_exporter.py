@@ -40,7 +40,7 @@ from bpf_objects import REPO
 from netns import netns_entered, veth_netns_pair
 
 PREFIX = "ebpft-ex"
-COMMAND_TEMPLATE = os.path.join(REPO, "roles", "ebpf_exporter", "templates", "ebpf-observability-exporter.j2")
+COMMAND_TEMPLATE = os.path.join(REPO, "roles", "ebpf_runtime", "templates", "ebpf-observability-command.j2")
 MODULE_UTILS = os.path.join(REPO, "plugins", "module_utils")
 BPF_OUT = os.path.join(REPO, "build", "exporter-bpf")
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -53,8 +53,8 @@ KILLS = 3
 # ------------------------------------------------------------------------------ helpers
 
 def render_command(path, python=SYSTEM_PYTHON):
-    """The command as the ebpf_exporter role installs it (its template rendered with Jinja2 and
-    stand-ins for the two Ansible lookups it uses) at ``path``."""
+    """The command as the ebpf_exporter role installs it through ebpf_runtime (the template
+    rendered with Jinja2 and stand-ins for the two Ansible lookups it uses) at ``path``."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.dirname(COMMAND_TEMPLATE)),
                              trim_blocks=True, keep_trailing_newline=True)  # as Ansible's template module
     env.filters["to_json"] = json.dumps
@@ -62,7 +62,10 @@ def render_command(path, python=SYSTEM_PYTHON):
     env.globals["query"] = lambda _plugin, pattern: glob.glob(pattern)
     env.globals["lookup"] = lambda _plugin, name, rstrip=True: open(name).read()
     text = env.get_template(os.path.basename(COMMAND_TEMPLATE)).render(
-        ebpf_exporter_python=python, _ebpf_exporter_module_utils_dir=MODULE_UTILS)
+        ebpf_runtime_command_python=python, ebpf_runtime_command_path=path, ebpf_runtime_command_summary="",
+        ebpf_runtime_command_module="exporter_cli", ebpf_runtime_command_function="main",
+        _ebpf_runtime_package="ansible_collections.ebpf.observability.plugins.module_utils",
+        _ebpf_runtime_module_utils_dir=MODULE_UTILS)
     with open(path, "w") as f:
         f.write(text)
     os.chmod(path, 0o755)
@@ -447,9 +450,13 @@ def exporter_group():
     subprocess.run(["groupdel", name], check=False, capture_output=True)
 
 
-def test_non_root_with_only_cap_bpf_reads_the_maps_once_granted(deployment, built, exporter_group):
+def test_non_root_with_only_cap_bpf_reads_the_maps_once_granted(pin_root, work, built, exporter_group):
     if not os.path.exists(SYSTEM_PYTHON):
         pytest.skip("no %s" % SYSTEM_PYTHON)
+    # The pin root below a directory of mode 0700, as systemd mounts /sys/fs/bpf.
+    os.makedirs(pin_root)
+    os.chmod(pin_root, 0o700)
+    deployment = Deployment(os.path.join(pin_root, "nested"), work)
     load(deployment, built, "xdp_counter")
     big = big_map(deployment.pin_root, 1000)
     deployment.configure([{"name": "xdp_counter"}, big], group=exporter_group)
@@ -476,6 +483,7 @@ def test_non_root_with_only_cap_bpf_reads_the_maps_once_granted(deployment, buil
     link_dir = os.path.join(deployment.pin_root, "xdp_counter", "links")
     assert not os.path.exists(link_dir) or os.stat(link_dir).st_gid != exporter_group
 
+    assert os.stat(pin_root).st_mode & 0o777 == 0o701  # search permission only
     after, stderr = as_nobody()
     assert len(series(after, "ebpf_exporter_big_total")) == 1000
     assert sum(series(after, "ebpf_exporter_big_total").values()) == 1000 * sc.possible_cpus()
