@@ -22,6 +22,7 @@ bpf:
 
 test: setup collection
 	$(MAKE) sanity
+	$(MAKE) lint
 	$(MAKE) unit
 	$(MAKE) integration
 	$(MAKE) vm-smoke
