@@ -42,11 +42,10 @@ unit: collection
 integration: collection
 	$(BIN)/pytest -q tests/integration
 
-# The 2-VM lab (Linux 6.1 and 6.12, molecule/vm/) booted unless it runs, site.yml deployed to it,
-# traffic, and a table of each VM's metrics from its node_exporter; `make demo-down` stops it.
-demo: setup collection lab-image
-	$(PY) molecule/vm/demo.py up
-	$(BIN)/ansible-playbook -i build/lab/inventory.yml playbooks/demo_lab.yml
+# Load the collection's BPF objects on this host with ebpf_program and show what the kernel
+# reports for them; `make demo-clean` unloads them.
+demo: setup collection bpf
+	$(BIN)/ansible-playbook -i playbooks/inventory/localhost.yml playbooks/demo.yml
 
 demo-clean: setup collection
 	$(BIN)/ansible-playbook -i playbooks/inventory/localhost.yml playbooks/demo.yml -e demo_state=absent
@@ -74,26 +73,3 @@ vm-smoke: setup collection bpf lab-image
 .PHONY: lint
 lint: setup collection
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/ansible-lint --profile production roles/ playbooks/
-
-# The demo lab (make demo): stop its VMs. `demo-local` loads the objects on this host instead
-# (`demo-clean` unloads them).
-.PHONY: demo-down demo-local
-demo-down: setup
-	$(PY) molecule/vm/demo.py down
-
-demo-local: setup collection bpf
-	$(BIN)/ansible-playbook -i playbooks/inventory/localhost.yml playbooks/demo.yml
-
-# Molecule scenarios on the qemu lab (molecule/<scenario>/, base config .config/molecule/config.yml):
-# default (6.1 and 6.12 VMs), reboot and remove (6.12), upgrade (6.1). `vm-test` runs the four,
-# reboot and remove side by side (one VM each: two VMs at most on this host, each scenario's
-# output printed when it ends).
-VM_SCENARIOS := vm-default vm-reboot vm-remove vm-upgrade
-.PHONY: vm-test $(VM_SCENARIOS)
-$(VM_SCENARIOS): setup collection lab-image
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/molecule test -s $(@:vm-%=%)
-
-vm-test: setup collection lab-image
-	$(MAKE) vm-default
-	$(MAKE) -j2 --output-sync=target vm-reboot vm-remove
-	$(MAKE) vm-upgrade
