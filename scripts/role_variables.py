@@ -27,10 +27,12 @@ def tables():
         out.append("| --- | --- | --- | --- |")
         for name, option in sorted(spec.get("options", {}).items()):
             default = option.get("default")
-            default = "" if default is None else "`%s`" % _text(default if not isinstance(default, (list, dict)) else yaml.safe_dump(default, default_flow_style=True).strip())
+            if isinstance(default, (list, dict)):
+                default = yaml.safe_dump(default, default_flow_style=True).strip()
+            default = "" if default is None else "`%s`" % _text(default)
             kind = option.get("type", "str") + ("/" + option["elements"] if option.get("elements") else "")
             description = _text(option.get("description", ""))
-            first = description.split(". ")[0].rstrip(".") + "."
+            first = description.split(". ", maxsplit=1)[0].rstrip(".") + "."
             out.append("| `%s` | %s | %s | %s |" % (name, kind, default, first))
         out.append("")
     return "\n".join(out)
