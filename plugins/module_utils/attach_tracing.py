@@ -175,7 +175,13 @@ class TracingHook(Hook):
         """The pinned link is the attachment this hook and target describe."""
         if self.name == "raw_tracepoint":
             return link.get("type_name") == "raw_tracepoint" and link.get("tp_name") == self.target["name"]
-        if link.get("type_name") != "perf_event" or link.get("perf_event_type_name") not in _PERF_TYPES[self.name]:
+        if link.get("type_name") != "perf_event":
+            return False
+        if link.get("perf_event_type_name") == "unspec":
+            # Kernels before 6.6 report nothing about a perf_event link's event: the link
+            # pinned at this hook's path (named for hook and target) is the one this hook made.
+            return True
+        if link.get("perf_event_type_name") not in _PERF_TYPES[self.name]:
             return False
         if self.name == "tracepoint":
             return link.get("tp_name") == self.target["name"]

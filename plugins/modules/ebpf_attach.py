@@ -33,6 +33,9 @@ description:
   - B(Tracing hooks) use a bpf_link pinned under the object's C(links/) directory, so the
     attachment outlives the task; O(state=absent) removes the pin and verifies the link is gone.
     An upgrade pins a new link over the old one first, so the hook is never without a program.
+    Linux 6.6+ reports each link's event (tracepoint, function, file), which must match the
+    target; older kernels report only a perf_event link and its program, so there the link pinned
+    at the target's path under C(links/) stands for the target.
   - Every failure is counted per interface and error type in C(attach_errors.json) under
     O(events_dir), which the collection's exporter publishes as
     C(ebpf_attachment_errors_total). Check mode records nothing.
