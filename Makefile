@@ -42,10 +42,11 @@ unit: collection
 integration: collection
 	$(BIN)/pytest -q tests/integration
 
-# Load the collection's BPF objects on this host with ebpf_program and show what the kernel
-# reports for them; `make demo-clean` unloads them.
-demo: setup collection bpf
-	$(BIN)/ansible-playbook -i playbooks/inventory/localhost.yml playbooks/demo.yml
+# The 2-VM lab (Linux 6.1 and 6.12, molecule/vm/) booted unless it runs, site.yml deployed to it,
+# traffic, and a table of each VM's metrics from its node_exporter; `make demo-down` stops it.
+demo: setup collection lab-image
+	$(PY) molecule/vm/demo.py up
+	$(BIN)/ansible-playbook -i build/lab/inventory.yml playbooks/demo_lab.yml
 
 demo-clean: setup collection
 	$(BIN)/ansible-playbook -i playbooks/inventory/localhost.yml playbooks/demo.yml -e demo_state=absent
@@ -73,3 +74,28 @@ vm-smoke: setup collection bpf lab-image
 .PHONY: lint
 lint: setup collection
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/ansible-lint --profile production roles/ playbooks/
+
+# The demo lab (make demo): stop its VMs. `demo-local` loads the objects on this host instead
+# (`demo-clean` unloads them).
+.PHONY: demo-down demo-local
+demo-down: setup
+	$(PY) molecule/vm/demo.py down
+
+demo-local: setup collection bpf
+	$(BIN)/ansible-playbook -i playbooks/inventory/localhost.yml playbooks/demo.yml
+
+# Molecule scenarios on the qemu lab (molecule/<scenario>/, base config .config/molecule/config.yml,
+# molecule/shared/README.md): default (6.1 and 6.12 VMs), reboot and remove (6.12), upgrade (6.1).
+# `vm-test` runs default, then the one-VM scenarios two at a time (at most two VMs on this host):
+# remove beside reboot followed by upgrade; each one's output is printed when it ends.
+VM_SCENARIOS := vm-default vm-reboot vm-remove vm-upgrade
+.PHONY: vm-test vm-reboot-upgrade $(VM_SCENARIOS)
+$(VM_SCENARIOS): setup collection lab-image
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/molecule test -s $(@:vm-%=%)
+
+vm-reboot-upgrade: vm-reboot
+	$(MAKE) vm-upgrade
+
+vm-test: setup collection lab-image
+	$(MAKE) vm-default
+	$(MAKE) -j2 --output-sync=target vm-remove vm-reboot-upgrade

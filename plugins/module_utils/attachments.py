@@ -9,7 +9,8 @@ An attachment is a dict with ``kind`` ("xdp", "tc" or "link") and ``prog_id``, p
 - tc: ``direction``, ``prio``, ``handle``, ``ifindex``, ``interface``;
 - link: ``link_id``, ``link_type`` and, where the kernel reports them, ``ifindex`` (with
   ``interface`` when that index exists in the current namespace), ``attach_type``,
-  ``attach_type_name``, ``tp_name``.
+  ``attach_type_name``, ``tp_name``, and for perf_event links on Linux 6.6+
+  ``perf_event_type_name`` with ``func_name`` (kprobes) or ``file_name`` (uprobes).
 A program attached through an XDP bpf_link shows both as "xdp" (carrying that ``link_id``) and
 as "link".
 """
@@ -26,7 +27,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.netlink import 
 
 # Link types bound to an interface; their ifindex is 0 once detached.
 HOOK_LINK_TYPES = ("xdp", "tcx", "netkit")
-LINK_KEYS = ("ifindex", "attach_type", "attach_type_name", "tp_name")
+LINK_KEYS = ("ifindex", "attach_type", "attach_type_name", "tp_name", "perf_event_type_name", "func_name", "file_name")
 
 
 def find_attachments(prog_ids, netlink=None, links=True, other_namespaces=False):
@@ -121,7 +122,7 @@ def _links(wanted, names, xdp_here, other_namespaces):
             continue  # bound to an interface of another network namespace
         entry = {"kind": "link", "prog_id": info["prog_id"], "link_id": info["id"],
                  "link_type": info.get("type_name") or str(info.get("type"))}
-        entry.update((key, info[key]) for key in LINK_KEYS if info.get(key) is not None)
+        entry.update((key, info[key]) for key in LINK_KEYS if info.get(key) not in (None, "unspec"))
         if elsewhere:
             entry["elsewhere"] = True
         elif entry.get("ifindex") in names:
@@ -190,8 +191,8 @@ def describe(attachment):
             attachment["direction"], _where(attachment), attachment["prio"], attachment["handle"])
     link_type = attachment.get("link_type") or "unknown type"
     details = [link_type]
-    if attachment.get("tp_name"):
-        details.append(attachment["tp_name"])
+    details.append(attachment.get("perf_event_type_name"))
+    details.append(attachment.get("tp_name") or attachment.get("func_name") or attachment.get("file_name"))
     hook = attachment.get("attach_type_name") or ""
     if hook and link_type in ("tcx", "netkit"):
         details.append(hook[len(link_type) + 1:] if hook.startswith(link_type + "_") else hook)

@@ -99,6 +99,9 @@ def test_describe_without_interface_name():
                          "ifindex": 9, "attach_type_name": "tcx_egress"}) == "link 5 (tcx egress on ifindex 9)"
     assert att.describe({"kind": "xdp", "mode": "drv", "ifindex": 3, "interface": None,
                          "prog_id": 1}) == "xdp (drv) on ifindex 3"
+    assert att.describe({"kind": "link", "link_id": 6, "link_type": "perf_event", "prog_id": 1, "perf_event_type_name": "kprobe",
+                         "func_name": "x64_sys_call"}) == "link 6 (perf_event kprobe x64_sys_call)"
+    assert att.describe({"kind": "link", "link_id": 7, "link_type": "perf_event", "prog_id": 1}) == "link 7 (perf_event)"
 
 
 def test_links_of_other_network_namespaces(nl, veth, cls_progs):

@@ -1,0 +1,135 @@
+"""Runs inside a lab guest (Python 3.9+, prometheus-client): scrapes node_exporter, generates
+traffic, waits until the eBPF exporter has written the textfile twice since the traffic ended,
+scrapes again and prints what changed, as JSON, for a scenario's verify to assert on.
+
+    guest_probe.py [--udp [NETNS:]ADDR:PORT:COUNT ...] [--ping [NETNS:]ADDR:COUNT ...] [--url URL]
+
+--udp sends COUNT datagrams to ADDR:PORT (from network namespace NETNS when given, through
+nsenter); --ping sends COUNT ICMP echo requests. Output:
+  {"boot_time", "started", "ended", "status", "sent": {"udp": n, "ping": n},
+   "before": SAMPLES, "after": SAMPLES, "delta": SAMPLES}
+SAMPLES: {sample name: [{label: value, ..., "value": number}]} of the ebpf_* and node_textfile_*
+families (histogram buckets left out); delta holds after - before of every sample in after.
+"""
+import argparse
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
+
+FAMILIES = ("ebpf_", "node_textfile_")
+PASS_TIMEOUT = 90.0
+
+
+def scrape(url):
+    """(HTTP status, SAMPLES) of one scrape."""
+    with urllib.request.urlopen(url, timeout=20) as response:
+        status, text = response.status, response.read().decode()
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        if not family.name.startswith(FAMILIES):
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_bucket"):
+                continue
+            samples.setdefault(sample.name, []).append(dict(sample.labels, value=sample.value))
+    return status, samples
+
+
+def _key(entry):
+    return tuple(sorted((k, v) for k, v in entry.items() if k != "value"))
+
+
+def delta(before, after):
+    """after - before per sample; a sample that appeared in between counts from 0."""
+    out = {}
+    for name, entries in after.items():
+        old = dict((_key(e), e["value"]) for e in before.get(name, []))
+        out[name] = [dict(e, value=e["value"] - old.get(_key(e), 0)) for e in entries]
+    return out
+
+
+def last_pass(url):
+    _status, samples = scrape(url)
+    values = [e["value"] for e in samples.get("ebpf_exporter_last_success_timestamp_seconds", [])]
+    return values[0] if values else 0.0
+
+
+def wait_passes(url, after, count=2):
+    """Waits until the exporter has finished `count` passes that ended after `after` (the
+    second of two started after the traffic ended)."""
+    seen = set()
+    deadline = time.monotonic() + PASS_TIMEOUT
+    while time.monotonic() < deadline:
+        stamp = last_pass(url)
+        if stamp > after:
+            seen.add(stamp)
+            if len(seen) >= count:
+                return stamp
+        time.sleep(0.5)
+    raise SystemExit("the exporter finished no %d passes within %d s after the traffic (last success %s)"
+                     % (count, PASS_TIMEOUT, last_pass(url)))
+
+
+def send_udp(addr, port, count):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for seq in range(count):
+            sock.sendto(b"probe %d" % seq, (addr, port))
+            if seq % 50 == 49:
+                time.sleep(0.01)  # let the receiving side drain its queue
+
+
+def _in_netns(netns, argv):
+    if netns:
+        argv = ["nsenter", "--net=/run/netns/" + netns] + argv
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+
+
+def _split(spec, fields):
+    parts = spec.split(":")
+    if len(parts) == fields:
+        parts.insert(0, "")
+    if len(parts) != fields + 1:
+        raise SystemExit("cannot read %r" % spec)
+    return parts
+
+
+def boot_time():
+    with open("/proc/stat") as f:
+        return float(next(line.split()[1] for line in f if line.startswith("btime ")))
+
+
+def main():
+    if sys.argv[1:2] == ["send"]:  # the sending half, run inside a network namespace
+        send_udp(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
+    parser.add_argument("--udp", action="append", default=[], metavar="[NETNS:]ADDR:PORT:COUNT")
+    parser.add_argument("--ping", action="append", default=[], metavar="[NETNS:]ADDR:COUNT")
+    parser.add_argument("--url", default="http://127.0.0.1:9100/metrics")
+    args = parser.parse_args()
+    started = time.time()
+    wait_passes(args.url, 0, count=1)
+    _status, before = scrape(args.url)
+    sent = {"udp": 0, "ping": 0}
+    for spec in args.udp:
+        netns, addr, port, count = _split(spec, 3)
+        _in_netns(netns, [sys.executable, __file__, "send", addr, port, count])
+        sent["udp"] += int(count)
+    for spec in args.ping:
+        netns, addr, count = _split(spec, 2)
+        _in_netns(netns, ["ping", "-q", "-n", "-c", count, "-i", "0.01", "-W", "2", addr])
+        sent["ping"] += int(count)
+    ended = time.time()
+    wait_passes(args.url, ended)
+    status, after = scrape(args.url)
+    json.dump({"boot_time": boot_time(), "started": started, "ended": ended, "status": status, "sent": sent,
+               "before": before, "after": after, "delta": delta(before, after)}, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
