@@ -25,7 +25,7 @@ test: setup collection
 	$(MAKE) lint
 	$(MAKE) unit
 	$(MAKE) integration
-	$(MAKE) vm-smoke
+	$(MAKE) vm-test
 
 # ansible-test needs the tree at ansible_collections/<ns>/<name> as a real directory: sync a copy
 # (a git index of its own, so ansible-test lists its files rather than the ignored build/).
@@ -69,11 +69,11 @@ lab-image: setup
 vm-smoke: setup collection bpf lab-image
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/molecule test -s smoke
 
-# ansible-lint with the production profile on the roles and playbooks (.ansible-lint: offline,
-# against the collection as `make collection` links it).
+# ansible-lint with the production profile on the roles, playbooks and Molecule scenarios
+# (.ansible-lint: offline, against the collection as `make collection` links it).
 .PHONY: lint
 lint: setup collection
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/ansible-lint --profile production roles/ playbooks/
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/ansible-lint --profile production roles/ playbooks/ molecule/
 
 # The demo lab (make demo): stop its VMs. `demo-local` loads the objects on this host instead
 # (`demo-clean` unloads them).
