@@ -42,6 +42,8 @@ description:
   - Needs root, or CAP_BPF with CAP_NET_ADMIN (XDP, TC) or CAP_PERFMON (tracing hooks).
 author:
   - ebpf.observability contributors (@ebpf-observability)
+extends_documentation_fragment:
+  - ebpf.observability.ebpf
 options:
   name:
     description:
@@ -59,11 +61,6 @@ options:
       - Links of other pinned programs are pinned beside the program, named after it.
       - Only the pinned program itself counts as ours; replacing an older version needs O(force).
     type: path
-  pin_root:
-    description:
-      - Directory on bpffs under which M(ebpf.observability.ebpf_program) pins objects.
-    type: path
-    default: /sys/fs/bpf/ebpf_observability
   hook:
     description:
       - Where to attach.
@@ -163,13 +160,6 @@ notes:
   - Supports diff mode; the diff shows the hook's attachment (program id and name, XDP mode,
     TC API, priority/handle or link) before and after.
   - Network hooks act in the network namespace the task runs in.
-attributes:
-  check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
-    support: full
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
-    support: full
 requirements:
   - pyroute2 for the xdp and tc hooks
   - bpffs mounted at C(/sys/fs/bpf)

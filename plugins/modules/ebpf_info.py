@@ -26,12 +26,9 @@ description:
   - Needs root, or CAP_BPF (CAP_SYS_ADMIN on kernels before 5.8) and CAP_NET_ADMIN.
 author:
   - ebpf.observability contributors (@ebpf-observability)
+extends_documentation_fragment:
+  - ebpf.observability.ebpf
 options:
-  pin_root:
-    description:
-      - Directory on bpffs under which M(ebpf.observability.ebpf_program) pins objects.
-    type: path
-    default: /sys/fs/bpf/ebpf_observability
   gather:
     description:
       - Which facts to gather.
@@ -42,9 +39,6 @@ options:
 notes:
   - Runs in check mode like in normal mode (it only reads).
 attributes:
-  check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
-    support: full
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: none

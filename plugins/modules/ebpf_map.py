@@ -25,6 +25,8 @@ description:
   - Per-CPU maps hold counters, not configuration, and are refused.
 author:
   - ebpf.observability contributors (@ebpf-observability)
+extends_documentation_fragment:
+  - ebpf.observability.ebpf
 options:
   name:
     description: The O(ebpf.observability.ebpf_program#module:name) of the loaded object.
@@ -54,17 +56,6 @@ options:
       - Also remove every other entry (hash maps) or zero it (array maps, whose entries cannot be removed).
     type: bool
     default: false
-  pin_root:
-    description: The pin root the object was loaded under.
-    type: path
-    default: /sys/fs/bpf/ebpf_observability
-attributes:
-  check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
-    support: full
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
-    support: full
 seealso:
   - module: ebpf.observability.ebpf_program
 """

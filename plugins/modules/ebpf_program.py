@@ -30,6 +30,8 @@ description:
   - Needs root, or CAP_BPF (CAP_SYS_ADMIN on kernels before 5.8), and libbpf 1.x (C(libbpf.so.1)).
 author:
   - ebpf.observability contributors (@ebpf-observability)
+extends_documentation_fragment:
+  - ebpf.observability.ebpf
 options:
   name:
     description:
@@ -54,11 +56,6 @@ options:
       - A name the object does not hold is an error that lists the programs it has.
     type: list
     elements: str
-  pin_root:
-    description:
-      - Directory on bpffs under which every object gets its own directory.
-    type: path
-    default: /sys/fs/bpf/ebpf_observability
   replace_maps:
     description:
       - When a pinned map's definition (type, key or value size, max entries, flags) differs from
@@ -76,13 +73,6 @@ notes:
     the program tags can be compared), then releases it; nothing persists.
   - Supports diff mode; the diff shows programs (name, type, tag, id) and maps (name, type, sizes,
     max entries) before and after.
-attributes:
-  check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
-    support: full
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
-    support: full
 requirements:
   - libbpf 1.x (C(libbpf.so.1); Debian and Ubuntu package C(libbpf1))
   - bpffs mounted at C(/sys/fs/bpf)

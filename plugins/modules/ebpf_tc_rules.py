@@ -23,6 +23,8 @@ description:
     and compared with the compiled list; when they are equal nothing is written.
 author:
   - ebpf.observability contributors (@ebpf-observability)
+extends_documentation_fragment:
+  - ebpf.observability.ebpf
 options:
   name:
     description: The O(ebpf.observability.ebpf_program#module:name) the tc_classifier object was loaded under.
@@ -52,14 +54,7 @@ options:
       dscp:
         description: DSCP, 0 to 63 or a name (ef, afXY, csN, be, va, le).
         type: raw
-  pin_root:
-    description: The pin root the object was loaded under.
-    type: path
-    default: /sys/fs/bpf/ebpf_observability
 attributes:
-  check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
-    support: full
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: none
