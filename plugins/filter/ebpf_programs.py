@@ -204,24 +204,30 @@ class _Planner:
             "programs": programs if subset else None,
             "replace_maps": bool(declared.get("replace_maps", False)),
         })
+        exporter = {"name": name}
         if entry.get("rules"):
-            self._rules(name, declared, plan)
+            class_names = self._rules(name, declared, plan)
+            if class_names:
+                exporter["static_maps"] = {"class": class_names}
         elif declared.get("rules") is not None:
             self.errors.append("%s takes no rules (only tc_classifier does)" % name)
         for item in self._attach_items(name, entry, declared, programs):
             att = self.attachment(name, entry, item, programs)
             if att is not None:
                 plan["attachments"].append(att)
-        plan["exporter_programs"].append({"name": name})
+        plan["exporter_programs"].append(exporter)
 
     def _rules(self, name, declared, plan):
+        """Adds the object's class list to the plan; returns {class id (text): name} for the
+        exporter's ``class`` label, or None when the list is invalid."""
         rules = declared.get("rules") or []
         try:
-            tc_rules.parse_rules(rules)
+            names = tc_rules.class_names(rules)
         except BpfError as e:
             self.errors.append("%s: %s" % (name, e))
-            return
+            return None
         plan["tc_rules"].append({"name": name, "classes": rules})
+        return dict((str(class_id), class_name) for class_id, class_name in sorted(names.items()))
 
     def check_attachments(self, attachments):
         """One program per hook: an interface's XDP hook, a TC direction, a tracing program."""

@@ -5,6 +5,7 @@ import os
 import stat
 
 import pytest
+import yaml
 
 from ansible_collections.ebpf.observability.plugins.module_utils import exporter_cli
 from ansible_collections.ebpf.observability.plugins.module_utils.errors import BpfError
@@ -16,6 +17,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.atomic_file imp
     remove_stale_temporaries, write_atomic)
 from ansible_collections.ebpf.observability.plugins.module_utils.metrics_render import MetricFamily
 
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 METRICS = {"metrics": {"counters": [{"name": "c_total", "help": "h",
                                      "labels": [{"name": "a", "size": 4, "decoders": [{"name": "uint"}]}]}]}}
 
@@ -59,6 +61,34 @@ def test_config_errors_name_the_problem(data, words):
     with pytest.raises(BpfError) as err:
         parse_exporter_config(data, "cfg.yml")
     assert words in str(err.value) and str(err.value).startswith("cfg.yml")
+
+
+def test_static_maps_name_the_deployments_classes():
+    with open(os.path.join(REPO, "bpf", "tc_classifier.yaml")) as f:
+        metrics = yaml.safe_load(f)
+    config = parse_exporter_config({"programs": [{"name": "tc_classifier", "metrics": metrics,
+                                                  "static_maps": {"class": {"0": "default", "1": "dns", 3: "web"}}}]})
+    counters = config.programs[0].metrics.counters
+    assert [c.name for c in counters] == ["tc_class_packets_total", "tc_class_bytes_total"]
+    for counter in counters:  # both counters share their labels in the YAML (an anchor)
+        class_label, direction = counter.labels
+        assert class_label.decoders[1].static_map == {"0": "default", "1": "dns", "3": "web"}
+        assert direction.decoders[1].static_map == {"0": "ingress", "1": "egress"}
+    assert metrics["metrics"]["counters"][0]["labels"][0]["decoders"][1]["static_map"] == {0: "default"}  # not changed
+
+
+@pytest.mark.parametrize("static_maps, words", [
+    ({"a": {"1": "x"}}, "label(s) a, which have no static_map decoder"),
+    ({"nope": {"1": "x"}}, "label(s) nope, which have no static_map decoder"),
+    ({"a": ["x"]}, "static_maps must map label names"),
+    (["a"], "static_maps must map label names"),
+])
+def test_static_maps_errors(static_maps, words):
+    with pytest.raises(BpfError) as err:
+        parse_exporter_config({"programs": [{"name": "one", "metrics": METRICS, "static_maps": static_maps}]}, "cfg.yml")
+    assert str(err.value).startswith("cfg.yml: programs[0] (one): ") and words in str(err.value)
+    with pytest.raises(BpfError, match="needs metrics"):
+        parse_exporter_config({"programs": [{"name": "one", "static_maps": {"a": {}}}]})
 
 
 def test_file_mode_accepts_octal_text_and_numbers():

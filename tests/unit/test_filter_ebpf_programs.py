@@ -52,7 +52,10 @@ def test_plan_expands_the_declared_list():
     assert p["tc_rules"] == [{"name": "tc_classifier", "classes": DECLARED[2]["rules"]}]
     assert p["interfaces"] == ["eth0"] and p["device_units"] == ["sys-subsystem-net-devices-eth0.device"]
     assert p["files"] == ["net_tracepoints.bpf.o", "syscall_latency.bpf.o", "tc_classifier.bpf.o", "xdp_counter.bpf.o"]
-    assert p["exporter_programs"] == [{"name": n} for n in p["objects"]]
+    # the exporter names tc_classifier's classes (its class label), the default class included
+    assert p["exporter_programs"] == [{"name": n} for n in p["objects"][:2]] + [
+        {"name": "tc_classifier", "static_maps": {"class": {"0": "default", "1": "web"}}}] + [
+        {"name": n} for n in p["objects"][3:]]
     restore = f.ebpf_programs_restore_plan(p, "/sys/fs/bpf/x", "/var/lib/x")
     assert sorted(restore) == ["attachments", "events_dir", "format", "loads", "pin_root", "tc_rules"]
 
@@ -61,6 +64,7 @@ def test_tc_classifier_without_rules_installs_an_empty_class_list():
     p = plan([{"name": "tc_classifier", "attach": [{"hook": "tc", "interface": "eth1"}]}])
     assert p["tc_rules"] == [{"name": "tc_classifier", "classes": []}]
     assert p["attachments"][0]["program"] == "tc_classify_ingress"
+    assert p["exporter_programs"] == [{"name": "tc_classifier", "static_maps": {"class": {"0": "default"}}}]
 
 
 @pytest.mark.parametrize("features, arch, variant, warned", [
