@@ -118,6 +118,22 @@ attachments:
     description:
       description: One line, such as C(xdp (drv) on eth0) or C(link 12 (raw_tracepoint sys_enter)).
       type: str
+    tp_name:
+      description: The tracepoint of a raw_tracepoint link, or of a perf_event link on Linux 6.6+.
+      type: str
+      returned: when the kernel reports it
+    perf_event_type_name:
+      description: What a perf_event link is attached to (tracepoint, kprobe, kretprobe, uprobe, uretprobe); Linux 6.6+.
+      type: str
+      returned: when the kernel reports it
+    func_name:
+      description: The kernel function of a kprobe or kretprobe link; Linux 6.6+.
+      type: str
+      returned: when the kernel reports it
+    file_name:
+      description: The file of a uprobe or uretprobe link; Linux 6.6+.
+      type: str
+      returned: when the kernel reports it
 interfaces:
   description: Every interface of the task's network namespace and what runs on it; entries carry
     C(object) and C(program) (null when not ours).
