@@ -177,7 +177,7 @@ class TracingHook(Hook):
             return link.get("type_name") == "raw_tracepoint" and link.get("tp_name") == self.target["name"]
         if link.get("type_name") != "perf_event":
             return False
-        if link.get("perf_event_type_name") == "unspec":
+        if "perf_event_type_name" not in link:
             # Kernels before 6.6 report nothing about a perf_event link's event: the link
             # pinned at this hook's path (named for hook and target) is the one this hook made.
             return True

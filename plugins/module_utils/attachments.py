@@ -122,7 +122,7 @@ def _links(wanted, names, xdp_here, other_namespaces):
             continue  # bound to an interface of another network namespace
         entry = {"kind": "link", "prog_id": info["prog_id"], "link_id": info["id"],
                  "link_type": info.get("type_name") or str(info.get("type"))}
-        entry.update((key, info[key]) for key in LINK_KEYS if info.get(key) not in (None, "unspec"))
+        entry.update((key, info[key]) for key in LINK_KEYS if info.get(key) is not None)
         if elsewhere:
             entry["elsewhere"] = True
         elif entry.get("ifindex") in names:

@@ -715,7 +715,8 @@ def _link_fields(info, name):
         out.update(ifindex=u.tcx.target, attach_type=u.tcx.attach_type)
     elif t == BPF_LINK_TYPE_SOCKMAP:
         out.update(map_id=u.sockmap.target, attach_type=u.sockmap.attach_type)
-    elif t == BPF_LINK_TYPE_PERF_EVENT:
+    elif t == BPF_LINK_TYPE_PERF_EVENT and u.perf_event.type != BPF_PERF_EVENT_UNSPEC:
+        # before Linux 6.6 the kernel fills nothing here (the type stays UNSPEC)
         out.update(_perf_event_fields(u.perf_event, name))
     if "attach_type" in out:
         out["attach_type_name"] = attach_type_name(out["attach_type"])

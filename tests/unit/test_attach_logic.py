@@ -143,12 +143,12 @@ def _tracing_hook(hook, target):
     ("tracepoint", "net/netif_receive_skb", {"type_name": "perf_event", "perf_event_type_name": "kprobe", "func_name": "x"}, False),
     ("tracepoint", "net/netif_receive_skb", {"type_name": "raw_tracepoint", "tp_name": "netif_receive_skb"}, False),
     # before Linux 6.6 the kernel reports no event for perf_event links: the pin path stands for it
-    ("tracepoint", "net/netif_receive_skb", {"type_name": "perf_event", "perf_event_type_name": "unspec"}, True),
-    ("kprobe", "do_unlinkat", {"type_name": "perf_event", "perf_event_type_name": "unspec"}, True),
+    ("tracepoint", "net/netif_receive_skb", {"type_name": "perf_event"}, True),
+    ("kprobe", "do_unlinkat", {"type_name": "perf_event"}, True),
     ("kprobe", "do_unlinkat", {"type_name": "perf_event", "perf_event_type_name": "kprobe", "func_name": "do_unlinkat"}, True),
     ("kprobe", "do_unlinkat", {"type_name": "perf_event", "perf_event_type_name": "kretprobe", "func_name": "do_unlinkat"}, False),
     ("raw_tracepoint", "sys_enter", {"type_name": "raw_tracepoint", "tp_name": "sys_enter"}, True),
-    ("raw_tracepoint", "sys_enter", {"type_name": "perf_event", "perf_event_type_name": "unspec"}, False),
+    ("raw_tracepoint", "sys_enter", {"type_name": "perf_event"}, False),
 ])
 def test_tracing_link_matches_its_target(hook, target, link, matches):
     assert _tracing_hook(hook, target)._matches(link) is matches  # pylint: disable=protected-access

@@ -238,3 +238,13 @@ def test_bpffd_closes_when_collected():
     fd = bs.BpfFd(r)
     del fd
     assert not _is_open(r)
+
+
+def test_perf_event_link_facts_only_where_the_kernel_gives_them():
+    info = bs.BpfLinkInfo()
+    info.type = bs.BPF_LINK_TYPE_PERF_EVENT
+    # Linux < 6.6 fills nothing for perf_event links
+    assert bs._link_fields(info, None) == {}  # pylint: disable=protected-access
+    info.u.perf_event.type = bs.BPF_PERF_EVENT_TRACEPOINT
+    facts = bs._link_fields(info, "netif_receive_skb")  # pylint: disable=protected-access
+    assert (facts["perf_event_type_name"], facts["tp_name"]) == ("tracepoint", "netif_receive_skb")
