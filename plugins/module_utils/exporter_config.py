@@ -37,7 +37,7 @@ import os
 from ansible_collections.ebpf.observability.plugins.module_utils import attach_events
 from ansible_collections.ebpf.observability.plugins.module_utils import bpffs
 from ansible_collections.ebpf.observability.plugins.module_utils.errors import BpfError
-from ansible_collections.ebpf.observability.plugins.module_utils.metrics_config import parse_metrics_config
+from ansible_collections.ebpf.observability.plugins.module_utils.metrics_config import parse_metrics_config, with_static_maps
 
 DEFAULT_CONFIG_PATH = "/etc/ebpf-observability/exporter.yml"
 DEFAULT_TEXTFILE = "/var/lib/prometheus/node-exporter/ebpf_observability.prom"
@@ -149,50 +149,10 @@ def _program(item, where, pin_root, load_file):
         if load_file is None:
             raise BpfError("%s (%s): metrics_file is given but this caller reads no files" % (where, name))
         metrics, origin = load_file(path), path
-    static_maps = item.get("static_maps")
-    if static_maps is not None:
-        metrics = _with_static_maps(metrics, static_maps, "%s (%s)" % (where, name))
     parsed = None
     if metrics is not None:
         parsed = parse_metrics_config(metrics, "%s (%s, metrics from %s)" % (where, name, origin))
+    static_maps = item.get("static_maps")
+    if static_maps is not None:
+        parsed = with_static_maps(parsed, static_maps, "%s (%s)" % (where, name))
     return ProgramConfig(name=name, pin_dir=bpffs.pin_path(pin_root, name), metrics=parsed, source=origin)
-
-
-def _with_static_maps(metrics, static_maps, where):
-    """A copy of ``metrics`` in which every static_map decoder of a label named in
-    ``static_maps`` ({label: {value: name}}) has those entries added (replacing equal keys)."""
-    if not isinstance(static_maps, dict) or not all(isinstance(m, dict) for m in static_maps.values()):
-        raise BpfError("%s: static_maps must map label names to {value: name} mappings" % where)
-    if not isinstance(metrics, dict) or not isinstance(metrics.get("metrics"), dict):
-        raise BpfError("%s: static_maps needs metrics whose labels have static_map decoders" % where)
-    filled = set()
-    out = dict(metrics, metrics=dict(metrics["metrics"]))
-    for kind, entries in out["metrics"].items():
-        if not isinstance(entries, list):
-            continue
-        out["metrics"][kind] = [_metric_with_static_maps(entry, static_maps, filled) for entry in entries]
-    missing = sorted(set(static_maps) - filled)
-    if missing:
-        raise BpfError("%s: static_maps names label(s) %s, which have no static_map decoder in the metrics"
-                       % (where, ", ".join(map(str, missing))))
-    return out
-
-
-def _metric_with_static_maps(metric, static_maps, filled):
-    if not isinstance(metric, dict) or not isinstance(metric.get("labels"), list):
-        return metric
-    labels = []
-    for label in metric["labels"]:
-        extra = static_maps.get(label.get("name")) if isinstance(label, dict) else None
-        if extra is not None and isinstance(label.get("decoders"), list):
-            decoders = []
-            for decoder in label["decoders"]:
-                if isinstance(decoder, dict) and decoder.get("name") == "static_map":
-                    known = dict((str(k), v) for k, v in (decoder.get("static_map") or {}).items())
-                    known.update((str(k), v) for k, v in extra.items())
-                    decoder = dict(decoder, static_map=known)
-                    filled.add(label["name"])
-                decoders.append(decoder)
-            label = dict(label, decoders=decoders)
-        labels.append(label)
-    return dict(metric, labels=labels)

@@ -134,6 +134,40 @@ def parse_metrics_config(config, source="config"):
     return MetricsConfig(parsed_counters, parsed_histograms)
 
 
+def with_static_maps(config, static_maps, where):
+    """``config`` (a MetricsConfig) with the entries of ``static_maps`` ({label: {value: name}})
+    added to the static_map decoders of those labels, replacing equal keys."""
+    if not isinstance(static_maps, dict) or not all(isinstance(m, dict) for m in static_maps.values()):
+        raise BpfError("%s: static_maps must map label names to {value: name} mappings" % where)
+    if config is None:
+        raise BpfError("%s: static_maps needs metrics whose labels have static_map decoders" % where)
+    filled = set()
+
+    def fill_label(label):
+        extra = static_maps.get(label.name)
+        if extra is None:
+            return label
+        decoders = []
+        for decoder in label.decoders:
+            if decoder.name == "static_map":
+                entries = dict(decoder.static_map or {})
+                entries.update((_scalar_text(k), _scalar_text(v)) for k, v in extra.items())
+                decoder = decoder._replace(static_map=entries)
+                filled.add(label.name)
+            decoders.append(decoder)
+        return label._replace(decoders=tuple(decoders))
+
+    def fill_metric(metric):
+        return metric._replace(labels=tuple(fill_label(label) for label in metric.labels))
+
+    out = MetricsConfig(tuple(fill_metric(m) for m in config.counters), tuple(fill_metric(m) for m in config.histograms))
+    missing = sorted(set(static_maps) - filled)
+    if missing:
+        raise BpfError("%s: static_maps names label(s) %s, which have no static_map decoder in the metrics"
+                       % (where, ", ".join(map(str, missing))))
+    return out
+
+
 def _metric_list(metrics, key, source):
     items = metrics.get(key)
     if items is None:
