@@ -302,8 +302,8 @@ errno:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.ebpf.observability.plugins.module_utils.attach_backend import AttachBackend
-from ansible_collections.ebpf.observability.plugins.module_utils.module_runner import run_backend
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach import AttachBackend
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.module_runner import run_backend
 
 
 def main():

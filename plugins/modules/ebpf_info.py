@@ -220,8 +220,8 @@ features:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.ebpf.observability.plugins.module_utils.info_backend import GATHER, InfoBackend
-from ansible_collections.ebpf.observability.plugins.module_utils.module_runner import run_backend
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.info import GATHER, InfoBackend
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.module_runner import run_backend
 
 
 def main():

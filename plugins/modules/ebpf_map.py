@@ -114,8 +114,8 @@ writes:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.ebpf.observability.plugins.module_utils.map_backend import MapBackend
-from ansible_collections.ebpf.observability.plugins.module_utils.module_runner import run_backend
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.maps import MapBackend
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.module_runner import run_backend
 
 
 def main():

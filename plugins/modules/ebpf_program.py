@@ -194,8 +194,8 @@ verifier_log:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.ebpf.observability.plugins.module_utils.module_runner import run_backend
-from ansible_collections.ebpf.observability.plugins.module_utils.program_backend import ProgramBackend
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.module_runner import run_backend
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.program import ProgramBackend
 
 
 def main():

@@ -94,8 +94,8 @@ class_names:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.ebpf.observability.plugins.module_utils.module_runner import run_backend
-from ansible_collections.ebpf.observability.plugins.module_utils.tc_rules_backend import TcRulesBackend
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.module_runner import run_backend
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.tc_rules import TcRulesBackend
 
 
 def main():

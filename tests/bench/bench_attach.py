@@ -20,9 +20,10 @@ import tests.conftest  # noqa: E402,F401  # pylint: disable=unused-import
 from bpf_objects import BUILD, SOURCES, build_test_objects  # noqa: E402
 from netns import veth_netns_pair  # noqa: E402
 
-from ansible_collections.ebpf.observability.plugins.module_utils import attach_common, bpffs  # noqa: E402
-from ansible_collections.ebpf.observability.plugins.module_utils.attach_backend import AttachBackend  # noqa: E402
-from ansible_collections.ebpf.observability.plugins.module_utils.program_backend import ProgramBackend  # noqa: E402
+from ansible_collections.ebpf.observability.plugins.module_utils.backends import attach_common  # noqa: E402
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpffs  # noqa: E402
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach import AttachBackend  # noqa: E402
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.program import ProgramBackend  # noqa: E402
 
 PIN_ROOT = "/sys/fs/bpf/ebpft-at-bench"
 MODULE = "ansible_collections.ebpf.observability.plugins.modules.ebpf_attach"

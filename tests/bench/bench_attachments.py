@@ -16,9 +16,9 @@ import tests.conftest  # noqa: E402,F401  # pylint: disable=unused-import
 from netns import ip, veth_netns_pair  # noqa: E402
 from tiny_programs import load_cls, load_xdp  # noqa: E402
 
-from ansible_collections.ebpf.observability.plugins.module_utils import bpf_syscall as sc  # noqa: E402
-from ansible_collections.ebpf.observability.plugins.module_utils.attachments import find_attachments  # noqa: E402
-from ansible_collections.ebpf.observability.plugins.module_utils.netlink import Netlink  # noqa: E402
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_syscall as sc  # noqa: E402
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.attachments import find_attachments
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.netlink import Netlink  # noqa: E402
 
 EXTRA_VETH_PAIRS = 4  # lo + ebpft-nl0 + 4 pairs = 10 interfaces
 

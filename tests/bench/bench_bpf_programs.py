@@ -36,12 +36,12 @@ sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 import tests.conftest  # noqa: E402,F401  # pylint: disable=unused-import
 from tiny_programs import load_cls, load_xdp  # noqa: E402
 
-from ansible_collections.ebpf.observability.plugins.module_utils import bpf_insn  # noqa: E402
-from ansible_collections.ebpf.observability.plugins.module_utils import bpf_syscall as sc  # noqa: E402
-from ansible_collections.ebpf.observability.plugins.module_utils import bpffs  # noqa: E402
-from ansible_collections.ebpf.observability.plugins.module_utils import perf_event  # noqa: E402
-from ansible_collections.ebpf.observability.plugins.module_utils import tc_rules  # noqa: E402
-from ansible_collections.ebpf.observability.plugins.module_utils.program_backend import ProgramBackend  # noqa: E402
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_insn  # noqa: E402
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_syscall as sc  # noqa: E402
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpffs  # noqa: E402
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import perf_event  # noqa: E402
+from ansible_collections.ebpf.observability.plugins.module_utils.backends import tc_rules_encoding as tc_rules
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.program import ProgramBackend  # noqa: E402
 
 BUILD = os.path.join(REPO, "build", "bench-bpf")
 PIN_ROOT = "/sys/fs/bpf/ebpft-bp-bench"

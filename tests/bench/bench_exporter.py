@@ -37,11 +37,11 @@ import conftest  # noqa: E402,F401  # pylint: disable=unused-import
 
 sys.path.append(os.path.join(TESTS, "integration"))  # the command rendered as the role renders it
 
-from ansible_collections.ebpf.observability.plugins.module_utils import bpf_syscall as bs  # noqa: E402
-from ansible_collections.ebpf.observability.plugins.module_utils import bpffs  # noqa: E402
-from ansible_collections.ebpf.observability.plugins.module_utils.exporter import Exporter  # noqa: E402
-from ansible_collections.ebpf.observability.plugins.module_utils.exporter_cli import settle_after_pass  # noqa: E402
-from ansible_collections.ebpf.observability.plugins.module_utils.exporter_config import parse_exporter_config  # noqa: E402
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_syscall as bs  # noqa: E402
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpffs  # noqa: E402
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.textfile import Exporter  # noqa: E402
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.cli import settle_after_pass  # noqa: E402
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.config import parse_exporter_config
 from test_exporter import render_command, write_config  # noqa: E402  # pylint: disable=wrong-import-order
 
 METRIC = "syscalls_by_pid_total"

@@ -16,7 +16,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import conftest  # noqa: E402,F401  # pylint: disable=unused-import
 
-from ansible_collections.ebpf.observability.plugins.module_utils import bpf_syscall as bs  # noqa: E402
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_syscall as bs  # noqa: E402
 
 
 def best_of(rounds, func):

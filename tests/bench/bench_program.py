@@ -19,8 +19,8 @@ sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 
 from bpf_objects import build_test_objects  # noqa: E402
 
-from ansible_collections.ebpf.observability.plugins.module_utils import bpffs  # noqa: E402
-from ansible_collections.ebpf.observability.plugins.module_utils.program_backend import ProgramBackend  # noqa: E402
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpffs  # noqa: E402
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.program import ProgramBackend  # noqa: E402
 
 PIN_ROOT = "/sys/fs/bpf/ebpfo_bench"
 MODULE = os.path.join(REPO, "plugins", "modules", "ebpf_program.py")

@@ -26,12 +26,12 @@ import tracemalloc
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import conftest  # noqa: E402,F401  # pylint: disable=unused-import
 
-from ansible_collections.ebpf.observability.plugins.module_utils import bpf_syscall as bs  # noqa: E402
-from ansible_collections.ebpf.observability.plugins.module_utils.errors import BpfError  # noqa: E402
-from ansible_collections.ebpf.observability.plugins.module_utils.metrics_config import (  # noqa: E402
-    parse_metrics_config)
-from ansible_collections.ebpf.observability.plugins.module_utils.metrics_render import (  # noqa: E402
-    MapSnapshot, MetricsCollector, render_text)
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_syscall as bs  # noqa: E402
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError  # noqa: E402
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.metrics_config import parse_metrics_config
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.families import MapSnapshot
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.collector import MetricsCollector
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.text_format import render_text
 
 CONFIG = {
     "metrics": {

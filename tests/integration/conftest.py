@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from ansible_collections.ebpf.observability.plugins.module_utils import bpffs
-from ansible_collections.ebpf.observability.plugins.module_utils.netlink import Netlink
-from ansible_collections.ebpf.observability.plugins.module_utils.program_backend import ProgramBackend
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpffs
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.netlink import Netlink
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.program import ProgramBackend
 from bpf_objects import build_test_objects
 from netns import veth_netns_pair
 from tiny_programs import load_cls, load_xdp
@@ -60,7 +60,7 @@ def attach_obj(pin_root, bpf_objects):
 def attach(attach_obj, tmp_path):
     """A function running ebpf_attach's backend on the "att" object: attach(check_mode=False,
     **options) -> result. Its event directory is attach.events_dir."""
-    from ansible_collections.ebpf.observability.plugins.module_utils.attach_backend import AttachBackend
+    from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach import AttachBackend
     events_dir = str(tmp_path / "events")
 
     def run(check_mode=False, **options):

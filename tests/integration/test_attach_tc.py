@@ -5,12 +5,14 @@ import struct
 
 import pytest
 
-from ansible_collections.ebpf.observability.plugins.module_utils import attach_events
-from ansible_collections.ebpf.observability.plugins.module_utils import bpf_syscall as sc
-from ansible_collections.ebpf.observability.plugins.module_utils import features
-from ansible_collections.ebpf.observability.plugins.module_utils.attach_common import AttachError
-from ansible_collections.ebpf.observability.plugins.module_utils.attach_tc import DEFAULT_PRIORITY, default_handle
-from ansible_collections.ebpf.observability.plugins.module_utils.netlink import Netlink
+from ansible_collections.ebpf.observability.plugins.module_utils.state import attach_events
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_syscall as sc
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import features
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_common import AttachError
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_tc import (
+    DEFAULT_PRIORITY, default_handle,
+)
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.netlink import Netlink
 from netns import UdpStream
 
 FOREIGN_PRIO = 1000

@@ -8,11 +8,11 @@ import sys
 
 import pytest
 
-from ansible_collections.ebpf.observability.plugins.module_utils import attach_events
-from ansible_collections.ebpf.observability.plugins.module_utils import bpf_syscall as sc
-from ansible_collections.ebpf.observability.plugins.module_utils import features
-from ansible_collections.ebpf.observability.plugins.module_utils import pin_state
-from ansible_collections.ebpf.observability.plugins.module_utils.attach_common import AttachError, link_alive
+from ansible_collections.ebpf.observability.plugins.module_utils.state import attach_events
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_syscall as sc
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import features
+from ansible_collections.ebpf.observability.plugins.module_utils.state import pin_state
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_common import AttachError, link_alive
 from bpf_objects import BUILD, REPO, SOURCES
 
 COLLECTIONS = os.path.join(REPO, "build", "collections")

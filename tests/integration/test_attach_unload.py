@@ -4,10 +4,10 @@ import os
 
 import pytest
 
-from ansible_collections.ebpf.observability.plugins.module_utils.attach_common import link_alive
-from ansible_collections.ebpf.observability.plugins.module_utils.errors import BpfError
-from ansible_collections.ebpf.observability.plugins.module_utils.netlink import Netlink
-from ansible_collections.ebpf.observability.plugins.module_utils.program_backend import ProgramBackend
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_common import link_alive
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.netlink import Netlink
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.program import ProgramBackend
 
 
 def test_unload_refuses_while_attached_and_force_detaches(attach, veth_pair):

@@ -4,13 +4,13 @@ import struct
 
 import pytest
 
-from ansible_collections.ebpf.observability.plugins.module_utils import attach_events
-from ansible_collections.ebpf.observability.plugins.module_utils import bpf_insn
-from ansible_collections.ebpf.observability.plugins.module_utils import bpf_syscall as sc
-from ansible_collections.ebpf.observability.plugins.module_utils.attach_common import AttachError
-from ansible_collections.ebpf.observability.plugins.module_utils.attach_xdp import XdpHook
-from ansible_collections.ebpf.observability.plugins.module_utils.errors import BpfError
-from ansible_collections.ebpf.observability.plugins.module_utils.netlink import Netlink
+from ansible_collections.ebpf.observability.plugins.module_utils.state import attach_events
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_insn
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_syscall as sc
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_common import AttachError
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_xdp import XdpHook
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.netlink import Netlink
 from netns import UdpStream, ip
 
 XDP_PASS = 2
@@ -121,7 +121,7 @@ def test_foreign_program_is_refused_then_replaced_with_force(attach, veth_pair):
 
 
 def test_changing_mode_moves_the_program_with_a_warning(attach, veth_pair):
-    from ansible_collections.ebpf.observability.plugins.module_utils.attach_backend import AttachBackend
+    from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach import AttachBackend
     attach(program="xdp_udp", interface=veth_pair.ifname, mode="skb")
     params = dict(name="att", program="xdp_udp", pin_root=attach.obj["pin_root"], interface=veth_pair.ifname, mode="drv",
                   events_dir=attach.events_dir)
@@ -140,7 +140,7 @@ def test_missing_and_down_interfaces(attach, veth_pair):
     with pytest.raises(AttachError, match="is down and require_up is set"):
         attach(program="xdp_udp", interface=veth_pair.ifname, require_up=True)
     assert xdp_state(veth_pair.ifname)["mode"] is None
-    from ansible_collections.ebpf.observability.plugins.module_utils.attach_backend import AttachBackend
+    from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach import AttachBackend
     backend = AttachBackend(dict(name="att", program="xdp_udp", pin_root=attach.obj["pin_root"], interface=veth_pair.ifname,
                                  events_dir=attach.events_dir))
     assert backend.run()["changed"]

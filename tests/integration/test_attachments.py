@@ -3,11 +3,11 @@ import errno
 
 import pytest
 
-from ansible_collections.ebpf.observability.plugins.module_utils import attachments as att
-from ansible_collections.ebpf.observability.plugins.module_utils import bpf_insn
-from ansible_collections.ebpf.observability.plugins.module_utils import bpf_syscall as sc
-from ansible_collections.ebpf.observability.plugins.module_utils.errors import BpfError
-from ansible_collections.ebpf.observability.plugins.module_utils.netlink import Netlink
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import attachments as att
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_insn
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_syscall as sc
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.netlink import Netlink
 from netns import netns_entered
 from tiny_programs import prog_id
 

@@ -15,20 +15,21 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from ansible_collections.ebpf.observability.plugins.module_utils import bpf_insn
-from ansible_collections.ebpf.observability.plugins.module_utils import bpf_syscall as sc
-from ansible_collections.ebpf.observability.plugins.module_utils import features
-from ansible_collections.ebpf.observability.plugins.module_utils import tc_rules
-from ansible_collections.ebpf.observability.plugins.module_utils.tc_rules_backend import TcRulesBackend
-from ansible_collections.ebpf.observability.plugins.module_utils.attach_backend import AttachBackend
-from ansible_collections.ebpf.observability.plugins.module_utils.errors import BpfError
-from ansible_collections.ebpf.observability.plugins.module_utils.exporter import read_metric_map
-from ansible_collections.ebpf.observability.plugins.module_utils.metrics_config import parse_metrics_config
-from ansible_collections.ebpf.observability.plugins.module_utils.metrics_decoders import Decoders
-from ansible_collections.ebpf.observability.plugins.module_utils.metrics_render import MetricsCollector, render_text
-from ansible_collections.ebpf.observability.plugins.module_utils.metrics_syscalls import syscall_names
-from ansible_collections.ebpf.observability.plugins.module_utils.netlink import Netlink
-from ansible_collections.ebpf.observability.plugins.module_utils.program_backend import ProgramBackend
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_insn
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_syscall as sc
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import features
+from ansible_collections.ebpf.observability.plugins.module_utils.backends import tc_rules_encoding as tc_rules
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.tc_rules import TcRulesBackend
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach import AttachBackend
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.textfile import read_metric_map
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.metrics_config import parse_metrics_config
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.decoders import Decoders
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.collector import MetricsCollector
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.text_format import render_text
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.syscall_names import syscall_names
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.netlink import Netlink
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.program import ProgramBackend
 from bpf_objects import REPO, build_product_objects
 from netns import netns_entered, socket_in, veth_netns_pair
 

@@ -10,10 +10,11 @@ import subprocess
 
 import pytest
 
-from ansible_collections.ebpf.observability.plugins.module_utils import bpf_insn
-from ansible_collections.ebpf.observability.plugins.module_utils import bpf_syscall as bs
-from ansible_collections.ebpf.observability.plugins.module_utils import bpffs
-from ansible_collections.ebpf.observability.plugins.module_utils.errors import BpfError
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_insn
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_syscall as bs
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_call
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpffs
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for bpf()")
 
@@ -37,14 +38,14 @@ def pin_dir():
 def bpf_calls(monkeypatch):
     """Every bpf() call made through the module: (cmd, result, attr.count or None)."""
     calls = []
-    real = bs._bpf
+    real = bpf_call.sys_bpf
 
     def recording(cmd, attr):
         ret = real(cmd, attr)
         calls.append((cmd, ret, getattr(attr, "count", None)))
         return ret
 
-    monkeypatch.setattr(bs, "_bpf", recording)
+    monkeypatch.setattr(bpf_call, "sys_bpf", recording)
     return calls
 
 

@@ -27,21 +27,23 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from ansible_collections.ebpf.observability.plugins.module_utils import attach_events
-from ansible_collections.ebpf.observability.plugins.module_utils import bpf_syscall as sc
-from ansible_collections.ebpf.observability.plugins.module_utils import bpffs
-from ansible_collections.ebpf.observability.plugins.module_utils.exporter import Exporter, read_metric_map
-from ansible_collections.ebpf.observability.plugins.module_utils.exporter_cli import load_config
-from ansible_collections.ebpf.observability.plugins.module_utils.metrics_config import parse_metrics_config
-from ansible_collections.ebpf.observability.plugins.module_utils.metrics_render import MetricsCollector
-from ansible_collections.ebpf.observability.plugins.module_utils.netlink import Netlink
-from ansible_collections.ebpf.observability.plugins.module_utils.program_backend import ProgramBackend
+from ansible_collections.ebpf.observability.plugins.module_utils.state import attach_events
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_syscall as sc
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpffs
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.textfile import Exporter, read_metric_map
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.cli import load_config
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.metrics_config import parse_metrics_config
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.collector import MetricsCollector
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.netlink import Netlink
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.program import ProgramBackend
 from bpf_objects import REPO
 from netns import netns_entered, veth_netns_pair
 
 PREFIX = "ebpft-ex"
 COMMAND_TEMPLATE = os.path.join(REPO, "roles", "ebpf_runtime", "templates", "ebpf-observability-command.j2")
 MODULE_UTILS = os.path.join(REPO, "plugins", "module_utils")
+with open(os.path.join(REPO, "roles", "ebpf_runtime", "vars", "main.yml")) as _f:
+    RUNTIME_VARS = yaml.safe_load(_f)
 BPF_OUT = os.path.join(REPO, "build", "exporter-bpf")
 SYSTEM_PYTHON = "/usr/bin/python3"
 UDP_PACKETS = 37
@@ -63,9 +65,9 @@ def render_command(path, python=SYSTEM_PYTHON):
     env.globals["lookup"] = lambda _plugin, name, rstrip=True: open(name).read()
     text = env.get_template(os.path.basename(COMMAND_TEMPLATE)).render(
         ebpf_runtime_command_python=python, ebpf_runtime_command_path=path, ebpf_runtime_command_summary="",
-        ebpf_runtime_command_module="exporter_cli", ebpf_runtime_command_function="main",
+        ebpf_runtime_command_module="exporter.cli", ebpf_runtime_command_function="main",
         _ebpf_runtime_package="ansible_collections.ebpf.observability.plugins.module_utils",
-        _ebpf_runtime_module_utils_dir=MODULE_UTILS)
+        _ebpf_runtime_module_utils_dir=MODULE_UTILS, _ebpf_runtime_rooms=RUNTIME_VARS["_ebpf_runtime_rooms"])
     with open(path, "w") as f:
         f.write(text)
     os.chmod(path, 0o755)

@@ -12,12 +12,12 @@ import struct
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from ansible_collections.ebpf.observability.plugins.module_utils import bpf_syscall as sc
-from ansible_collections.ebpf.observability.plugins.module_utils import bpffs
-from ansible_collections.ebpf.observability.plugins.module_utils.exporter import Exporter
-from ansible_collections.ebpf.observability.plugins.module_utils.exporter_config import parse_exporter_config
-from ansible_collections.ebpf.observability.plugins.module_utils.metrics_decoders import Decoders
-from ansible_collections.ebpf.observability.plugins.module_utils.metrics_syscalls import syscall_names
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_syscall as sc
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpffs
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.textfile import Exporter
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.config import parse_exporter_config
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.decoders import Decoders
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.syscall_names import syscall_names
 
 U32 = struct.Struct("=I").pack
 U64 = struct.Struct("=Q").pack

@@ -3,13 +3,13 @@ import os
 
 import pytest
 
-from ansible_collections.ebpf.observability.plugins.module_utils import bpf_insn
-from ansible_collections.ebpf.observability.plugins.module_utils import bpf_syscall as sc
-from ansible_collections.ebpf.observability.plugins.module_utils import features
-from ansible_collections.ebpf.observability.plugins.module_utils import xdp_features
-from ansible_collections.ebpf.observability.plugins.module_utils.attach_tc import default_handle
-from ansible_collections.ebpf.observability.plugins.module_utils.info_backend import InfoBackend
-from ansible_collections.ebpf.observability.plugins.module_utils.netlink import Netlink
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_insn
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_syscall as sc
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import features
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import xdp_features
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_tc import default_handle
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.info import InfoBackend
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.netlink import Netlink
 from test_attach_tc import add_foreign
 
 

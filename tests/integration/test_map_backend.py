@@ -3,10 +3,10 @@ import struct
 
 import pytest
 
-from ansible_collections.ebpf.observability.plugins.module_utils import bpf_syscall as sc
-from ansible_collections.ebpf.observability.plugins.module_utils.errors import BpfError
-from ansible_collections.ebpf.observability.plugins.module_utils.map_backend import MapBackend, encode
-from ansible_collections.ebpf.observability.plugins.module_utils.program_backend import ProgramBackend
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_syscall as sc
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.maps import MapBackend, encode
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.program import ProgramBackend
 
 
 @pytest.fixture

@@ -8,11 +8,12 @@ import errno
 
 import pytest
 
-from ansible_collections.ebpf.observability.plugins.module_utils import bpf_syscall as sc
-from ansible_collections.ebpf.observability.plugins.module_utils.errors import BpfError
-from ansible_collections.ebpf.observability.plugins.module_utils.netlink import (
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_syscall as sc
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.netlink_codec import (
     ETH_P_ALL, XDP_FLAGS_DRV_MODE, XDP_FLAGS_HW_MODE, XDP_FLAGS_REPLACE, XDP_FLAGS_SKB_MODE,
-    XDP_FLAGS_UPDATE_IF_NOEXIST, _xdp_attach_attrs)
+    XDP_FLAGS_UPDATE_IF_NOEXIST, xdp_attach_attrs,
+)
 from netns import ip
 from tiny_programs import INGRESS, prog_id
 
@@ -110,11 +111,11 @@ def test_xdp_clear_refuses_a_wrong_expected_program(nl, idx, xdp_progs):
 
 def test_xdp_flags_sent():
     # The add-only flag is what keeps a program that appears after the pre-check safe.
-    assert _xdp_attach_attrs(7, "drv", None, False) == [
+    assert xdp_attach_attrs(7, "drv", None, False) == [
         ("IFLA_XDP_FD", 7), ("IFLA_XDP_FLAGS", XDP_FLAGS_DRV_MODE | XDP_FLAGS_UPDATE_IF_NOEXIST)]
-    assert _xdp_attach_attrs(7, "skb", 5, False) == [
+    assert xdp_attach_attrs(7, "skb", 5, False) == [
         ("IFLA_XDP_FD", 7), ("IFLA_XDP_EXPECTED_FD", 5), ("IFLA_XDP_FLAGS", XDP_FLAGS_SKB_MODE | XDP_FLAGS_REPLACE)]
-    assert _xdp_attach_attrs(-1, "hw", None, True) == [("IFLA_XDP_FD", -1), ("IFLA_XDP_FLAGS", XDP_FLAGS_HW_MODE)]
+    assert xdp_attach_attrs(-1, "hw", None, True) == [("IFLA_XDP_FD", -1), ("IFLA_XDP_FLAGS", XDP_FLAGS_HW_MODE)]
 
 
 def test_unknown_xdp_mode(nl, idx, xdp_progs):

@@ -87,8 +87,7 @@ def test_ebpf_exporter_role(pin_root):
     command then runs as the role's user (with only CAP_BPF) and reads the maps."""
     import shutil  # pylint: disable=import-outside-toplevel
     import yaml  # pylint: disable=import-outside-toplevel
-    from ansible_collections.ebpf.observability.plugins.module_utils.program_backend import (  # pylint: disable=import-outside-toplevel
-        ProgramBackend)
+    from ansible_collections.ebpf.observability.plugins.module_utils.backends.program import ProgramBackend
     from test_exporter import build_programs, samples, series, value  # pylint: disable=import-outside-toplevel
 
     built = build_programs()

@@ -6,11 +6,11 @@ import sys
 
 import pytest
 
-from ansible_collections.ebpf.observability.plugins.module_utils import bpf_syscall as sc
-from ansible_collections.ebpf.observability.plugins.module_utils import libbpf
-from ansible_collections.ebpf.observability.plugins.module_utils import pin_state
-from ansible_collections.ebpf.observability.plugins.module_utils.errors import BpfError
-from ansible_collections.ebpf.observability.plugins.module_utils.program_backend import ProgramBackend
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_syscall as sc
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import libbpf
+from ansible_collections.ebpf.observability.plugins.module_utils.state import pin_state
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.program import ProgramBackend
 
 TEST_PROG_NAMES = {"count_xdp", "count_tc", "count_sys_enter"}
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -260,8 +260,8 @@ def _run_isolated(code, prefix=()):
 
 
 _TRY_LOAD = (
-    "from ansible_collections.ebpf.observability.plugins.module_utils.program_backend import ProgramBackend\n"
-    "from ansible_collections.ebpf.observability.plugins.module_utils.errors import BpfError\n"
+    "from ansible_collections.ebpf.observability.plugins.module_utils.backends.program import ProgramBackend\n"
+    "from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError\n"
     "try:\n"
     "    ProgramBackend('obj', '/sys/fs/bpf/ebpfo_isolated').present(%r)\n"
     "except BpfError as e:\n"

@@ -1,4 +1,4 @@
-"""The restore command's logic (module_utils/restore.py) against the running kernel: a plan
+"""The restore command's logic (module_utils/backends/host_apply.py) against the running kernel: a plan
 expanded by the role's filter for this host is applied, applied again without a change, and
 applied again after every object was unloaded (bpffs as a reboot leaves it); a failing step is
 counted in the event file and the other steps still apply."""
@@ -8,16 +8,17 @@ import os
 import pytest
 import yaml
 
-from ansible_collections.ebpf.observability.plugins.filter.ebpf_programs import (
-    ebpf_programs_plan, ebpf_programs_restore_plan)
-from ansible_collections.ebpf.observability.plugins.module_utils import attach_events
-from ansible_collections.ebpf.observability.plugins.module_utils import features
-from ansible_collections.ebpf.observability.plugins.module_utils import restore
-from ansible_collections.ebpf.observability.plugins.module_utils import tc_rules
-from ansible_collections.ebpf.observability.plugins.module_utils.errors import BpfError
-from ansible_collections.ebpf.observability.plugins.module_utils.info_backend import InfoBackend
-from ansible_collections.ebpf.observability.plugins.module_utils.program_backend import ProgramBackend
-from ansible_collections.ebpf.observability.plugins.module_utils.tc_rules_backend import TcRulesBackend
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.host_plan import (
+    ebpf_programs_plan, ebpf_programs_restore_plan,
+)
+from ansible_collections.ebpf.observability.plugins.module_utils.state import attach_events
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import features
+from ansible_collections.ebpf.observability.plugins.module_utils.backends import host_apply as restore
+from ansible_collections.ebpf.observability.plugins.module_utils.backends import tc_rules_encoding as tc_rules
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.info import InfoBackend
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.program import ProgramBackend
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.tc_rules import TcRulesBackend
 from netns import veth_netns_pair
 from test_exporter import build_programs
 from test_playbooks import REPO

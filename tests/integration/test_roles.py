@@ -13,11 +13,11 @@ import tempfile
 import pytest
 import yaml
 
-from ansible_collections.ebpf.observability.plugins.module_utils import attach_events
-from ansible_collections.ebpf.observability.plugins.module_utils import bpffs
-from ansible_collections.ebpf.observability.plugins.module_utils.info_backend import InfoBackend
-from ansible_collections.ebpf.observability.plugins.module_utils.netlink import Netlink
-from ansible_collections.ebpf.observability.plugins.module_utils.program_backend import ProgramBackend
+from ansible_collections.ebpf.observability.plugins.module_utils.state import attach_events
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpffs
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.info import InfoBackend
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.netlink import Netlink
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.program import ProgramBackend
 from netns import veth_netns_pair
 from test_playbooks import REPO, run_playbook
 from tiny_programs import load_xdp, prog_id

@@ -1,6 +1,6 @@
 """Minimal programs loaded with the raw syscall, for tests that need something to attach."""
-from ansible_collections.ebpf.observability.plugins.module_utils import bpf_insn
-from ansible_collections.ebpf.observability.plugins.module_utils import bpf_syscall as sc
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_insn
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_syscall as sc
 
 XDP_PASS = 2
 TC_ACT_UNSPEC = -1

@@ -1,4 +1,4 @@
-"""Generate plugins/module_utils/metrics_syscalls.py from the Linux kernel's syscall tables.
+"""Generate plugins/module_utils/exporter/syscall_names.py from the Linux kernel's syscall tables.
 
 The ``syscall`` decoder of the metrics exporter names system calls by number. Its tables come
 from two files of a Linux source tree:
@@ -11,7 +11,7 @@ Usage (from the repository root, with a kernel tree in ~/linux):
 
     python3 tests/tools/gen_syscall_names.py --kernel-version 6.18 \\
         --x86-64 ~/linux/arch/x86/entry/syscalls/syscall_64.tbl \\
-        --generic ~/linux/scripts/syscall.tbl > plugins/module_utils/metrics_syscalls.py
+        --generic ~/linux/scripts/syscall.tbl > plugins/module_utils/exporter/syscall_names.py
 
 A table line is ``<number> <abi> <name> [<entry point> [<compat entry point>]]``; ``#`` starts
 a comment. Only the first three columns are read.

@@ -6,15 +6,19 @@ import threading
 
 import pytest
 
-from ansible_collections.ebpf.observability.plugins.module_utils import attach_events as ev
-from ansible_collections.ebpf.observability.plugins.module_utils import features
-from ansible_collections.ebpf.observability.plugins.module_utils import perf_event
-from ansible_collections.ebpf.observability.plugins.module_utils.attach_backend import hook_from_section, resolve_hook
-from ansible_collections.ebpf.observability.plugins.module_utils.attach_common import AttachError, error_type_of, pin_key
-from ansible_collections.ebpf.observability.plugins.module_utils.attach_tc import default_handle
-from ansible_collections.ebpf.observability.plugins.module_utils.attach_tracing import TracingHook, parse_target, raw_tracepoint_known
-from ansible_collections.ebpf.observability.plugins.module_utils.attach_xdp import held_programs, modes_to_try
-from ansible_collections.ebpf.observability.plugins.module_utils.errors import BpfError
+from ansible_collections.ebpf.observability.plugins.module_utils.state import attach_events as ev
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import features
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import perf_event
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach import hook_from_section, resolve_hook
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_common import (
+    AttachError, error_type_of, pin_key,
+)
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_tc import default_handle
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_tracing import (
+    TracingHook, parse_target, raw_tracepoint_known,
+)
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_xdp import held_programs, modes_to_try
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
 
 
 # --- XDP --------------------------------------------------------------------------------------

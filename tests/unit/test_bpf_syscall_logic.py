@@ -6,10 +6,11 @@ from ctypes import sizeof
 
 import pytest
 
-from ansible_collections.ebpf.observability.plugins.module_utils import bpf_insn
-from ansible_collections.ebpf.observability.plugins.module_utils import bpf_structs
-from ansible_collections.ebpf.observability.plugins.module_utils import bpf_syscall as bs
-from ansible_collections.ebpf.observability.plugins.module_utils.errors import BpfError
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_insn
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_structs
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_syscall as bs
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_call, bpf_maps, bpf_objects
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
 
 
 # --- CPU lists and per-CPU value sizes ------------------------------------------------------
@@ -46,7 +47,7 @@ def test_possible_cpus_of_this_machine_is_cached_and_positive():
     first = bs.possible_cpus()
     assert first >= 1
     assert bs.possible_cpus() == first
-    assert bs._POSSIBLE_CPUS == first
+    assert bpf_maps._POSSIBLE_CPUS == first
 
 
 @pytest.mark.parametrize("value_size, ncpus, expected", [
@@ -181,10 +182,10 @@ def test_perf_event_link_names_share_one_offset():
 # --- small helpers ---------------------------------------------------------------------------
 
 def test_object_names_are_sanitised_and_truncated():
-    assert bs._obj_name("my-prog name") == b"my_prog_name"
-    assert bs._obj_name("a" * 40) == b"a" * 15
-    assert bs._obj_name("") == b""
-    assert bs._obj_name("ok_name.v2") == b"ok_name.v2"
+    assert bpf_call.obj_name("my-prog name") == b"my_prog_name"
+    assert bpf_call.obj_name("a" * 40) == b"a" * 15
+    assert bpf_call.obj_name("") == b""
+    assert bpf_call.obj_name("ok_name.v2") == b"ok_name.v2"
 
 
 def test_verifier_reason_skips_the_statistics():
@@ -195,7 +196,7 @@ def test_verifier_reason_skips_the_statistics():
 
 
 def test_splitter_cuts_records():
-    assert bs._splitter(2, 3).unpack_from(b"aabbccdd") == (b"aa", b"bb", b"cc")
+    assert bpf_maps._splitter(2, 3).unpack_from(b"aabbccdd") == (b"aa", b"bb", b"cc")
 
 
 # --- BpfFd ----------------------------------------------------------------------------------
@@ -244,7 +245,7 @@ def test_perf_event_link_facts_only_where_the_kernel_gives_them():
     info = bs.BpfLinkInfo()
     info.type = bs.BPF_LINK_TYPE_PERF_EVENT
     # Linux < 6.6 fills nothing for perf_event links
-    assert bs._link_fields(info, None) == {}  # pylint: disable=protected-access
+    assert bpf_objects._link_fields(info, None) == {}  # pylint: disable=protected-access
     info.u.perf_event.type = bs.BPF_PERF_EVENT_TRACEPOINT
-    facts = bs._link_fields(info, "netif_receive_skb")  # pylint: disable=protected-access
+    facts = bpf_objects._link_fields(info, "netif_receive_skb")  # pylint: disable=protected-access
     assert (facts["perf_event_type_name"], facts["tp_name"]) == ("tracepoint", "netif_receive_skb")

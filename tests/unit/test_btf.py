@@ -6,10 +6,10 @@ import struct
 
 import pytest
 
-from ansible_collections.ebpf.observability.plugins.module_utils import bpf_syscall as sc
-from ansible_collections.ebpf.observability.plugins.module_utils import btf
-from ansible_collections.ebpf.observability.plugins.module_utils import perf_event
-from ansible_collections.ebpf.observability.plugins.module_utils.errors import BpfError
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_syscall as sc
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import btf
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import perf_event
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
 
 
 class BtfBuilder:

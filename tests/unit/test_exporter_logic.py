@@ -7,15 +7,17 @@ import stat
 import pytest
 import yaml
 
-from ansible_collections.ebpf.observability.plugins.module_utils import exporter_cli
-from ansible_collections.ebpf.observability.plugins.module_utils.errors import BpfError
-from ansible_collections.ebpf.observability.plugins.module_utils.exporter import Exporter
-from ansible_collections.ebpf.observability.plugins.module_utils.exporter_access import grant_pin_access
-from ansible_collections.ebpf.observability.plugins.module_utils.exporter_config import (
-    DEFAULT_INTERVAL, DEFAULT_TEXTFILE, parse_exporter_config)
-from ansible_collections.ebpf.observability.plugins.module_utils.atomic_file import (
-    remove_stale_temporaries, write_atomic)
-from ansible_collections.ebpf.observability.plugins.module_utils.metrics_render import MetricFamily
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter import cli as exporter_cli
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.textfile import Exporter
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.pin_access import grant_pin_access
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.config import (
+    DEFAULT_INTERVAL, DEFAULT_TEXTFILE, parse_exporter_config,
+)
+from ansible_collections.ebpf.observability.plugins.module_utils.state.atomic_file import (
+    remove_stale_temporaries, write_atomic,
+)
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.families import MetricFamily
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 METRICS = {"metrics": {"counters": [{"name": "c_total", "help": "h",

@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from ansible_collections.ebpf.observability.plugins.filter import ebpf_programs as f
+from ansible_collections.ebpf.observability.plugins.module_utils.backends import host_plan
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 with open(os.path.join(REPO, "roles", "ebpf_programs", "vars", "main.yml")) as _f:
@@ -128,7 +129,7 @@ def test_input_errors_say_what_to_change(declared, message):
     ("eth0", "eth0"), ("veth-a", "veth\\x2da"), ("br0.100", "br0.100"), (".hidden", "\\x2ehidden"), ("wg@x", "wg\\x40x"),
 ])
 def test_systemd_escape(name, escaped):
-    assert f.systemd_escape(name) == escaped
+    assert host_plan.systemd_escape(name) == escaped
 
 
 INFO = {

@@ -3,11 +3,11 @@ import os
 
 import pytest
 
-from ansible_collections.ebpf.observability.plugins.module_utils import bpffs
-from ansible_collections.ebpf.observability.plugins.module_utils import capabilities
-from ansible_collections.ebpf.observability.plugins.module_utils import libbpf
-from ansible_collections.ebpf.observability.plugins.module_utils import object_file
-from ansible_collections.ebpf.observability.plugins.module_utils.errors import BpfError, errno_error
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpffs
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import capabilities
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import libbpf
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import object_file
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError, errno_error
 
 
 @pytest.mark.parametrize("name", ["xdp_counter", "a", "A-1_b", "x" * 128])

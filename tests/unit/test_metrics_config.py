@@ -4,9 +4,10 @@ import re
 import pytest
 import yaml
 
-from ansible_collections.ebpf.observability.plugins.module_utils.errors import BpfError
-from ansible_collections.ebpf.observability.plugins.module_utils.metrics_config import (
-    CounterConfig, HistogramConfig, key_size, metric_label_names, parse_metrics_config)
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.metrics_config import (
+    CounterConfig, HistogramConfig, key_size, metric_label_names, parse_metrics_config,
+)
 
 # Modelled on ebpf_exporter's examples/biolatency.yaml and examples/cachestat.yaml.
 BIOLATENCY = """

@@ -1,4 +1,4 @@
-"""metrics_decoders: every decoder against hand-built key bytes, and the label chain."""
+"""exporter decoders: every decoder against hand-built key bytes, and the label chain."""
 import os
 import platform
 import socket
@@ -7,10 +7,11 @@ import uuid
 
 import pytest
 
-from ansible_collections.ebpf.observability.plugins.module_utils.metrics_config import (
-    DECODER_NAMES, parse_metrics_config)
-from ansible_collections.ebpf.observability.plugins.module_utils.metrics_decoders import (
-    SKIP, DecodeError, DecodeFailure, Decoders, KernelSymbols)
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.metrics_config import (
+    DECODER_NAMES, parse_metrics_config,
+)
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.decoders import SKIP, DecodeFailure, Decoders
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.host_names import DecodeError, KernelSymbols
 
 
 def label_of(decoders, size=8):

@@ -1,4 +1,4 @@
-"""metrics_render: map entries (hand-built with struct.pack) -> metric families -> text."""
+"""exporter collector, families and text format: map entries (hand-built with struct.pack) -> metric families -> text."""
 import math
 import random
 import struct
@@ -9,13 +9,17 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
-from ansible_collections.ebpf.observability.plugins.module_utils import bpf_syscall as bs
-from ansible_collections.ebpf.observability.plugins.module_utils.bpf_syscall import possible_cpus
-from ansible_collections.ebpf.observability.plugins.module_utils.errors import BpfError
-from ansible_collections.ebpf.observability.plugins.module_utils.metrics_config import parse_metrics_config
-from ansible_collections.ebpf.observability.plugins.module_utils.metrics_render import (
-    DecoderErrors, MapSnapshot, MetricFamily, MetricsCollector, TextRenderer, entry_values, go_float, parse_bucket_index,
-    render_text, to_prometheus_client)
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_syscall as bs
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.bpf_syscall import possible_cpus
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.metrics_config import parse_metrics_config
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.families import (
+    DecoderErrors, MapSnapshot, MetricFamily, entry_values, go_float, parse_bucket_index,
+)
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.collector import MetricsCollector
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.text_format import (
+    TextRenderer, render_text, to_prometheus_client,
+)
 
 U64 = struct.Struct("<Q")
 

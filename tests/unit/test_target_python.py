@@ -7,7 +7,7 @@ import os
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TARGET_CODE = sorted(glob.glob(os.path.join(REPO, "plugins", "module_utils", "*.py"))
+TARGET_CODE = sorted(glob.glob(os.path.join(REPO, "plugins", "module_utils", "**", "*.py"), recursive=True)
                      + glob.glob(os.path.join(REPO, "plugins", "modules", "*.py")))
 
 

@@ -7,8 +7,8 @@ import struct
 
 import pytest
 
-from ansible_collections.ebpf.observability.plugins.module_utils import tc_rules as tr
-from ansible_collections.ebpf.observability.plugins.module_utils.errors import BpfError
+from ansible_collections.ebpf.observability.plugins.module_utils.backends import tc_rules_encoding as tr
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
 
 CLASSES = [
     {"name": "voice", "id": 1, "proto": "udp", "dport": "10000-20000", "dscp": "ef"},

@@ -1,0 +1,160 @@
+# -*- coding: utf-8 -*-
+# Copyright: ebpf.observability contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The exporter's configuration, checked and typed.
+
+The caller loads the file (YAML or JSON) and hands the dict to
+:func:`parse_exporter_config`::
+
+    pin_root: /sys/fs/bpf/ebpf_observability      # where ebpf_program pinned the objects
+    textfile: /var/lib/prometheus/node-exporter/ebpf_observability.prom
+    file_mode: "0644"                             # mode of the textfile
+    interval: 15                                  # seconds between passes (service mode)
+    attach_events: /var/lib/ebpf_observability/attach_errors.json
+    group: ebpf-exporter                          # group --grant-access gives the pins to
+    programs:
+      - name: xdp_counter                         # the object's name under pin_root
+        metrics_file: /etc/ebpf-observability/metrics/xdp_counter.yaml
+      - name: tc_classifier
+        metrics: {metrics: {counters: [...]}}     # the same, inline
+        static_maps: {class: {"1": dns}}          # entries added to the static_map decoders
+                                                  # of these labels (the deployment's names)
+      - name: net_tracepoints                     # no metrics: only counted and watched
+
+A program's metrics are a cloudflare/ebpf_exporter config (its ``metrics`` section: see
+metrics_config); each metric reads the map pinned as ``<pin_root>/<name>/maps/<metric>``.
+``metrics_file`` is read through the ``load_file`` function the caller passes, so this module
+needs no YAML parser.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import collections
+import os
+
+from ansible_collections.ebpf.observability.plugins.module_utils.state import attach_events
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpffs
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.metrics_config import (
+    parse_metrics_config, with_static_maps,
+)
+
+DEFAULT_CONFIG_PATH = "/etc/ebpf-observability/exporter.yml"
+DEFAULT_TEXTFILE = "/var/lib/prometheus/node-exporter/ebpf_observability.prom"
+DEFAULT_INTERVAL = 15.0
+DEFAULT_FILE_MODE = 0o644
+TEXTFILE_SUFFIX = ".prom"
+
+_KEYS = frozenset(("pin_root", "textfile", "file_mode", "interval", "attach_events", "group", "programs"))
+_PROGRAM_KEYS = frozenset(("name", "metrics", "metrics_file", "static_maps"))
+
+ProgramConfig = collections.namedtuple("ProgramConfig", "name pin_dir metrics source")
+ProgramConfig.__doc__ = """One deployed BPF object: its name, pin directory and metrics.
+
+metrics is a metrics_config.MetricsConfig, or None for an object exported only through the
+self metrics; source names where the metrics came from (file path or "inline").
+"""
+
+ExporterConfig = collections.namedtuple(
+    "ExporterConfig", "pin_root textfile file_mode interval attach_events group programs")
+ExporterConfig.__doc__ = "The checked exporter configuration (see the module docstring); programs is a tuple."
+
+
+def parse_exporter_config(data, source="config", load_file=None):
+    """Check a loaded config dict and return an ExporterConfig.
+
+    ``load_file(path)`` returns the loaded content of a ``metrics_file``; without it a
+    program may only give ``metrics`` inline. Every problem raises BpfError naming ``source``.
+    """
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise BpfError("%s: the exporter config must be a mapping, not %s" % (source, type(data).__name__))
+    unknown = set(data) - _KEYS
+    if unknown:
+        raise BpfError("%s: unknown key(s) %s; expected %s"
+                       % (source, ", ".join(sorted(map(str, unknown))), ", ".join(sorted(_KEYS))))
+    pin_root = _path(data, "pin_root", bpffs.DEFAULT_PIN_ROOT, source)
+    textfile = _path(data, "textfile", DEFAULT_TEXTFILE, source)
+    if not textfile.endswith(TEXTFILE_SUFFIX):
+        raise BpfError("%s: textfile %s must end in %s: node_exporter's textfile collector reads only those files"
+                       % (source, textfile, TEXTFILE_SUFFIX))
+    programs = data.get("programs") or []
+    if not isinstance(programs, list):
+        raise BpfError("%s: programs must be a list of {name, metrics_file or metrics}" % source)
+    parsed = []
+    for index, item in enumerate(programs):
+        parsed.append(_program(item, "%s: programs[%d]" % (source, index), pin_root, load_file))
+    names = [p.name for p in parsed]
+    duplicates = sorted(set(n for n in names if names.count(n) > 1))
+    if duplicates:
+        raise BpfError("%s: program(s) listed twice: %s" % (source, ", ".join(duplicates)))
+    group = data.get("group")
+    if group is not None and not isinstance(group, (str, int)):
+        raise BpfError("%s: group must be a group name or id" % source)
+    return ExporterConfig(
+        pin_root=pin_root,
+        textfile=textfile,
+        file_mode=_mode(data.get("file_mode", DEFAULT_FILE_MODE), source),
+        interval=_interval(data.get("interval", DEFAULT_INTERVAL), source),
+        attach_events=_path(data, "attach_events", attach_events.events_path(), source),
+        group=group,
+        programs=tuple(parsed),
+    )
+
+
+def _path(data, key, default, source):
+    value = data.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, str) or not os.path.isabs(value):
+        raise BpfError("%s: %s must be an absolute path, not %r" % (source, key, value))
+    return os.path.normpath(value)
+
+
+def _mode(value, source):
+    try:
+        mode = int(value, 8) if isinstance(value, str) else int(value)
+    except (TypeError, ValueError):
+        mode = -1
+    if isinstance(value, bool) or not 0 <= mode <= 0o777:
+        raise BpfError("%s: file_mode must be an octal mode such as \"0644\", not %r" % (source, value))
+    return mode
+
+
+def _interval(value, source):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise BpfError("%s: interval must be a number of seconds above 0, not %r" % (source, value))
+    return float(value)
+
+
+def _program(item, where, pin_root, load_file):
+    if not isinstance(item, dict):
+        raise BpfError("%s: expected a mapping with name and metrics_file or metrics" % where)
+    unknown = set(item) - _PROGRAM_KEYS
+    if unknown:
+        raise BpfError("%s: unknown key(s) %s; expected %s"
+                       % (where, ", ".join(sorted(map(str, unknown))), ", ".join(sorted(_PROGRAM_KEYS))))
+    try:
+        name = bpffs.check_name(item.get("name"), "program name")
+    except BpfError as e:
+        raise BpfError("%s: %s" % (where, e))
+    metrics, origin = item.get("metrics"), "inline"
+    path = item.get("metrics_file")
+    if path is not None and metrics is not None:
+        raise BpfError("%s (%s): give metrics_file or metrics, not both" % (where, name))
+    if path is not None:
+        if not isinstance(path, str) or not os.path.isabs(path):
+            raise BpfError("%s (%s): metrics_file must be an absolute path, not %r" % (where, name, path))
+        if load_file is None:
+            raise BpfError("%s (%s): metrics_file is given but this caller reads no files" % (where, name))
+        metrics, origin = load_file(path), path
+    parsed = None
+    if metrics is not None:
+        parsed = parse_metrics_config(metrics, "%s (%s, metrics from %s)" % (where, name, origin))
+    static_maps = item.get("static_maps")
+    if static_maps is not None:
+        parsed = with_static_maps(parsed, static_maps, "%s (%s)" % (where, name))
+    return ProgramConfig(name=name, pin_dir=bpffs.pin_path(pin_root, name), metrics=parsed, source=origin)

@@ -1,0 +1,163 @@
+# -*- coding: utf-8 -*-
+# Copyright: ebpf.observability contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Metric families as the exporter builds them, and the values they are made of: the decoder
+error counter, Go-syntax bucket indexes and floats, per-CPU u64 value columns."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import collections
+import math
+import operator
+import re
+
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
+
+NAMESPACE = "ebpf_exporter"
+VALUE_SIZE = 8
+DECODER_ERRORS_NAME = "decoder_errors_total"
+DECODER_ERRORS_HELP = "How many times has decoders encountered errors"
+
+MapSnapshot = collections.namedtuple("MapSnapshot", "entries value_size percpu")
+MapSnapshot.__doc__ = """What the caller read from one map.
+
+entries: sequence of (key bytes, value bytes), as bpf_syscall.map_lookup_batch returns them;
+value_size: the map's value_size as map_info reports it (8 for a u64 counter), not the size of
+a per-CPU value buffer; percpu: whether the map type is per-CPU (each value then holds one
+roundup(value_size, 8)-byte slot per possible CPU).
+"""
+
+_GO_UINT_RE = re.compile(r"^(?:0[xX](_?[0-9a-fA-F])+|0[bB](_?[01])+|0[oO](_?[0-7])+|0(_?[0-7])*|[1-9](_?[0-9])*)$")
+
+
+class MetricFamily:
+    """One metric and its series.
+
+    type is "counter", "gauge" or "histogram". series maps a tuple of label values (in
+    label_names order) to a number, or for a histogram to (cumulative bucket counts, sum)
+    with one count per entry of ``buckets`` (the ``le`` texts, ``+Inf`` not included; the
+    last count is also the +Inf bucket and ``_count``).
+    """
+
+    __slots__ = ("name", "help", "type", "label_names", "series", "buckets")
+
+    def __init__(self, name, help_text, metric_type, label_names=(), buckets=()):
+        if metric_type not in ("counter", "gauge", "histogram"):
+            raise BpfError("metric %r: type must be counter, gauge or histogram, not %r" % (name, metric_type))
+        self.name = name
+        self.help = help_text
+        self.type = metric_type
+        self.label_names = tuple(label_names)
+        self.series = {}
+        self.buckets = tuple(buckets)
+
+    def add(self, label_values, value):
+        """Add value to the series with these label values (a counter or gauge)."""
+        key = tuple(label_values)
+        self.series[key] = self.series.get(key, 0) + value
+
+    def __repr__(self):
+        return "MetricFamily(%r, %s, %d series)" % (self.name, self.type, len(self.series))
+
+
+class DecoderErrors:
+    """Decoder errors counted per (metric, decoder) since the collector started.
+
+    The decoder is a decoder name, or ``key_size``, ``value_size`` or ``bucket`` for entries
+    that do not fit the metric's layout (see the module docstring).
+    """
+
+    def __init__(self):
+        self.counts = {}
+
+    def add(self, metric, decoder, count=1):
+        key = (metric, decoder)
+        self.counts[key] = self.counts.get(key, 0) + count
+
+    def total(self):
+        return sum(self.counts.values())
+
+    def family(self, namespace=NAMESPACE):
+        """The counts as ``ebpf_exporter_decoder_errors_total{metric, decoder}``."""
+        family = MetricFamily(full_name(namespace, DECODER_ERRORS_NAME), DECODER_ERRORS_HELP, "counter",
+                              ("metric", "decoder"))
+        family.series.update(self.counts)
+        return family
+
+
+def go_float(value):
+    """Format a float as Go's strconv.FormatFloat(value, 'g', -1, 64) does."""
+    value = float(value)
+    if value == 0:
+        return "-0" if math.copysign(1.0, value) < 0 else "0"
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    text = repr(value)
+    sign = ""
+    if text[0] == "-":
+        sign, text = "-", text[1:]
+    mantissa, _e, exponent = text.partition("e")
+    integer, _dot, fraction = mantissa.partition(".")
+    digits = (integer + fraction).lstrip("0")
+    point = len(integer) + int(exponent or 0) - (len(integer + fraction) - len(digits))
+    digits = digits.rstrip("0")
+    exp = point - 1
+    if exp < -4 or exp >= 6:  # Go's %e/%f switch for the shortest representation
+        tail = ("." + digits[1:]) if len(digits) > 1 else ""
+        return "%s%s%se%s%02d" % (sign, digits[0], tail, "-" if exp < 0 else "+", abs(exp))
+    if point <= 0:
+        return "%s0.%s%s" % (sign, "0" * -point, digits)
+    if point >= len(digits):
+        return sign + digits + "0" * (point - len(digits))
+    return "%s%s.%s" % (sign, digits[:point], digits[point:])
+
+
+def parse_bucket_index(text):
+    """Parse a bucket label as Go's strconv.ParseUint(text, 0, 64); None when it is not one."""
+    if not _GO_UINT_RE.match(text):
+        return None
+    clean = text.replace("_", "")
+    if len(clean) > 1 and clean[0] == "0" and clean[1] in "0123456789_":
+        value = int(clean, 8)
+    else:
+        value = int(clean, 0)
+    return value if value < (1 << 64) else None
+
+
+def entry_values(values, value_size, percpu):
+    """The u64 value of each entry, per-CPU slots summed. values: sequence of value bytes."""
+    if value_size != VALUE_SIZE:
+        raise BpfError("value size is %d bytes; metrics maps must hold u64 values (8 bytes)" % value_size)
+    if not values:
+        return []
+    columns = per_cpu_values(values, value_size) if percpu else [_u64s(values, 1)]
+    total = columns[0]
+    for column in columns[1:]:
+        total = list(map(operator.add, total, column))
+    return total
+
+
+def per_cpu_values(values, value_size):
+    """For per-CPU values: one list of u64 per CPU, each with one item per entry."""
+    stride = (value_size + 7) // 8 * 8
+    slots = len(values[0]) // stride
+    if slots == 0 or len(values[0]) != slots * stride:
+        raise BpfError("per-CPU value of %d bytes is not a whole number of %d-byte CPU slots"
+                       % (len(values[0]), stride))
+    flat = _u64s(values, slots)
+    return [flat[cpu::slots] for cpu in range(slots)]
+
+
+def _u64s(values, slots):
+    data = b"".join(values)
+    if len(data) != len(values) * slots * VALUE_SIZE:
+        raise BpfError("map values differ in size; expected %d bytes each" % (slots * VALUE_SIZE))
+    return memoryview(data).cast("Q").tolist()
+
+
+def full_name(namespace, name):
+    return "%s_%s" % (namespace, name) if namespace else name

@@ -1,0 +1,322 @@
+# -*- coding: utf-8 -*-
+# Copyright: ebpf.observability contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The exporter: one pass reads every configured map and writes one Prometheus textfile.
+
+A pass (:meth:`Exporter.collect`) does, for each configured program (exporter.config):
+
+* every metric of its metrics config reads the map pinned as ``<pin_dir>/maps/<metric>``,
+  opened read-only (BPF_F_RDONLY) and read with BPF_MAP_LOOKUP_BATCH; the map's key and value
+  sizes are checked against the metric's labels; MetricsCollector turns the entries into
+  families as cloudflare/ebpf_exporter does (metric names ``ebpf_exporter_<metric>``);
+* the programs pinned in ``<pin_dir>/progs/`` give the self metrics below.
+
+A map that cannot be opened, read or decoded is left out and counted in
+``ebpf_exporter_map_errors_total{program, map}``; the other maps are exported all the same.
+A problem is logged when it first appears, when its message changes and when it clears, not at
+every pass. Collectors and their label caches live as long as the Exporter, so a long-running
+exporter decodes each distinct label value once.
+
+Self metrics:
+
+==================================================  ==============================================
+``ebpf_programs_loaded{program_type}``              pinned programs of the configured objects
+``ebpf_programs_attached{interface,program_type}``  their attachments (XDP, TC, bpf_links;
+                                                    ``interface`` is empty for tracepoints)
+``ebpf_attachment_errors_total{interface,           failed attach attempts, from ebpf_attach's
+error_type}``                                       event file (attach_events)
+``ebpf_program_run_count_total{object,program,      runs and run time per program, only while
+program_type}``, ``ebpf_program_run_time_seconds_   ``kernel.bpf_stats_enabled`` is 1
+total{...}``
+``ebpf_exporter_bpf_stats_enabled``                 that sysctl (0 or 1)
+``ebpf_exporter_last_success_timestamp_seconds``    end of the last pass that read every map
+                                                    (0 until one did)
+``ebpf_exporter_run_duration_seconds``              how long this pass took to read and decode
+``ebpf_exporter_map_errors_total{program,map}``     maps that could not be read, since start
+``ebpf_exporter_source_errors_total{source}``       self-metric sources that failed, since start
+                                                    (``programs``, ``attachments``)
+``ebpf_exporter_decoder_errors_total{metric,        entries left out by a failing decoder, since
+decoder}``                                          start (families.DecoderErrors)
+==================================================  ==============================================
+
+Attachments are looked up in the exporter's own network namespace. Listing bpf_links needs
+CAP_SYS_ADMIN; without it the attachment source fails and ``ebpf_programs_attached`` is left
+out (counted under ``source="attachments"``).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import errno
+import logging
+import os
+import time
+
+from ansible_collections.ebpf.observability.plugins.module_utils.state import attach_events
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import attachments
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_syscall as sc
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpffs
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
+from ansible_collections.ebpf.observability.plugins.module_utils.state.atomic_file import write_atomic
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.decoders import Decoders
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.families import (
+    DecoderErrors, MapSnapshot, MetricFamily,
+)
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.collector import MetricsCollector
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.text_format import TextRenderer
+from ansible_collections.ebpf.observability.plugins.module_utils.state.pin_state import MAPS_DIR, PROGS_DIR
+
+BPF_STATS_SYSCTL = "/proc/sys/kernel/bpf_stats_enabled"
+
+LOG = logging.getLogger("ebpf_observability.exporter")
+
+
+def read_bpf_stats_enabled(path=BPF_STATS_SYSCTL):
+    """Whether the kernel counts program run time and runs (kernel.bpf_stats_enabled = 1)."""
+    try:
+        with open(path) as f:
+            return f.read().strip() == "1"
+    except (IOError, OSError):
+        return False
+
+
+ARRAY_MAP_TYPES = ("array", "percpu_array")
+
+
+def read_metric_map(collector, metric, path):
+    """MapSnapshot of the map pinned at ``path`` for ``metric``; BpfError when it does not fit."""
+    with sc.obj_get(path, sc.BPF_F_RDONLY) as fd:
+        info = sc.map_info(fd)
+        percpu = sc.is_percpu_map_type(info["type"])
+        collector.check_map(metric, info["key_size"], info["value_size"], percpu)
+        size = sc.percpu_value_size(info["value_size"]) if percpu else info["value_size"]
+        entries = sc.map_lookup_batch(fd, info["key_size"], size, info["max_entries"])
+    if info["type_name"] in ARRAY_MAP_TYPES:
+        # An array holds every index: only those written to are series (as in a hash map).
+        zero = bytes(size)
+        entries = [entry for entry in entries if entry[1] != zero]
+    return MapSnapshot(entries, info["value_size"], percpu)
+
+
+def pinned_programs(pin_dir):
+    """[(pin name, prog_info)] of the programs pinned in ``<pin_dir>/progs``, opened read-only."""
+    progs_dir = os.path.join(pin_dir, PROGS_DIR)
+    found = []
+    for name in bpffs.list_pins(progs_dir):
+        with sc.obj_get(os.path.join(progs_dir, name), sc.BPF_F_RDONLY) as fd:
+            found.append((name, sc.prog_info(fd)))
+    return found
+
+
+def _map_problem(program, path, err):
+    """What to tell the operator about a map that could not be read."""
+    if err.errno == errno.ENOENT:
+        if not os.path.isdir(program.pin_dir):
+            return "program %s is not loaded (nothing under %s): load it with ebpf_program name=%s" % (
+                program.name, program.pin_dir, program.name)
+        return "no map is pinned at %s: the object has no map named like this metric" % path
+    if err.errno == errno.EACCES:
+        return "%s; give the exporter's group read access to the pins (ebpf-observability-exporter " \
+               "--grant-access, run as root; the ebpf_exporter role does this)" % err
+    return str(err)
+
+
+class Exporter:
+    """Turns the configured maps into one textfile; keep one per process (caches live here)."""
+
+    def __init__(self, config, decoders=None, clock=time.time, bpf_stats_path=BPF_STATS_SYSCTL):
+        self.config = config
+        self.decoders = decoders if decoders is not None else Decoders()
+        self.decoder_errors = DecoderErrors()
+        self.collectors = {}
+        self.renderer = TextRenderer()
+        for program in config.programs:
+            if program.metrics is not None:
+                self.collectors[program.name] = MetricsCollector(program.metrics, self.decoders, self.decoder_errors)
+        self.clock = clock
+        self.bpf_stats_path = bpf_stats_path
+        self.map_errors = {}
+        self.source_errors = {}
+        self.last_success = 0.0
+        self.problems = {}
+        self._failing = set()
+
+    # -- one pass -------------------------------------------------------------------------
+
+    def collect(self):
+        """Every family of one pass: the programs' metrics, then the self metrics."""
+        start = time.monotonic()
+        self._failing = set()
+        families = {}
+        map_failures = 0
+        for program in self.config.programs:
+            collector = self.collectors.get(program.name)
+            if collector is not None:
+                map_failures += self._collect_program(program, collector, families)
+        programs = self._programs()
+        for family in self._program_families(programs):
+            families[family.name] = family
+        family = self._attached(programs)
+        if family is not None:
+            families[family.name] = family
+        self._end_problems()
+        if map_failures == 0:
+            self.last_success = self.clock()
+        for family in self._health(time.monotonic() - start):
+            families[family.name] = family
+        return list(families.values())
+
+    def render(self):
+        """One pass as Prometheus text."""
+        return self.renderer.render(self.collect())
+
+    def write(self):
+        """One pass written to the textfile (atomically); returns the text."""
+        text = self.render()
+        write_atomic(self.config.textfile, text, self.config.file_mode)
+        return text
+
+    # -- metric maps ----------------------------------------------------------------------
+
+    def _collect_program(self, program, collector, families):
+        failures = 0
+        maps_dir = os.path.join(program.pin_dir, MAPS_DIR)
+        for metric in collector.plans:
+            path = os.path.join(maps_dir, metric)
+            key = ("map", program.name, metric)
+            try:
+                family = collector.collect_metric(metric, read_metric_map(collector, metric, path))
+                if family is not None and family.series:
+                    self._merge(families, family, program.name)
+            except BpfError as e:
+                failures += 1
+                self._count(self.map_errors, (program.name, metric))
+                self._problem(key, "%s/%s: %s" % (program.name, metric, _map_problem(program, path, e)))
+                continue
+            except Exception as e:  # pylint: disable=broad-except
+                # A bug or an unforeseen map layout must not cost the other maps their export.
+                failures += 1
+                self._count(self.map_errors, (program.name, metric))
+                self._problem(key, "%s/%s: unexpected %s: %s" % (program.name, metric, type(e).__name__, e))
+        return failures
+
+    def _merge(self, families, family, program):
+        """Add a family; two objects exporting one metric (say both syscall_latency variants)
+        share it when type, labels and buckets agree, their series summed."""
+        other = families.get(family.name)
+        if other is None:
+            families[family.name] = family
+            return
+        if (other.type, other.label_names, other.buckets) != (family.type, family.label_names, family.buckets):
+            raise BpfError("metric %s is exported by another program with other labels or buckets; rename one"
+                           % family.name)
+        for labels, value in family.series.items():
+            old = other.series.get(labels)
+            if old is None:
+                other.series[labels] = value
+            elif family.type == "histogram":
+                other.series[labels] = (tuple(a + b for a, b in zip(old[0], value[0])), old[1] + value[1])
+            else:
+                other.series[labels] = old + value
+
+    # -- self metrics ---------------------------------------------------------------------
+
+    def _programs(self):
+        """[(object name, pin name, prog_info)] of every configured object's pinned programs."""
+        found = []
+        for program in self.config.programs:
+            try:
+                found.extend((program.name, name, info) for name, info in pinned_programs(program.pin_dir))
+            except BpfError as e:
+                self._count(self.source_errors, ("programs",))
+                self._problem(("programs", program.name), "%s: cannot read the pinned programs: %s" % (program.name, e))
+        return found
+
+    def _program_families(self, programs):
+        loaded = MetricFamily("ebpf_programs_loaded", "BPF programs pinned by the configured objects, by program type",
+                              "gauge", ("program_type",))
+        for _obj, _name, info in programs:
+            loaded.add((info["type_name"],), 1)
+        enabled = read_bpf_stats_enabled(self.bpf_stats_path)
+        stats_on = MetricFamily("ebpf_exporter_bpf_stats_enabled",
+                                "Whether the kernel counts BPF program runs and run time (kernel.bpf_stats_enabled)",
+                                "gauge")
+        stats_on.add((), 1 if enabled else 0)
+        families = [loaded, stats_on]
+        if enabled:
+            labels = ("object", "program", "program_type")
+            count = MetricFamily("ebpf_program_run_count_total", "Times the program ran since bpf stats were enabled",
+                                 "counter", labels)
+            run_time = MetricFamily("ebpf_program_run_time_seconds_total",
+                                    "Time the program ran since bpf stats were enabled", "counter", labels)
+            for obj, name, info in programs:
+                if "run_cnt" in info:
+                    count.add((obj, name, info["type_name"]), info["run_cnt"])
+                    run_time.add((obj, name, info["type_name"]), info["run_time_ns"] / 1e9)
+            families.extend((count, run_time))
+        errors = MetricFamily("ebpf_attachment_errors_total", "Failed attach attempts, by interface and error type",
+                              "counter", ("interface", "error_type"))
+        errors.series.update(attach_events.counts(self.config.attach_events))
+        families.append(errors)
+        return families
+
+    def _attached(self, programs):
+        types = dict((info["id"], info["type_name"]) for _obj, _name, info in programs)
+        family = MetricFamily("ebpf_programs_attached",
+                              "Attachments of the configured objects' programs, by interface and program type",
+                              "gauge", ("interface", "program_type"))
+        if not types:
+            return family
+        try:
+            try:
+                found = attachments.find_attachments(types)
+            except BpfError as e:
+                if e.errno != errno.EPERM:
+                    raise
+                # Listing bpf_links needs CAP_SYS_ADMIN: without it, XDP and TC attachments only.
+                found = attachments.find_attachments(types, links=False)
+        except BpfError as e:
+            self._count(self.source_errors, ("attachments",))
+            self._problem(("attachments",), "cannot list the attachments: %s" % e)
+            return None
+        # An XDP program attached through a bpf_link is reported as "xdp" and as "link".
+        xdp_links = set(a["link_id"] for a in found if a["kind"] == "xdp" and "link_id" in a)
+        for attachment in found:
+            if attachment["kind"] == "link" and attachment["link_id"] in xdp_links:
+                continue
+            family.add((attachment.get("interface") or "", types[attachment["prog_id"]]), 1)
+        return family
+
+    def _health(self, duration):
+        success = MetricFamily("ebpf_exporter_last_success_timestamp_seconds",
+                               "When the exporter last read every configured map (Unix time; 0: never)", "gauge")
+        success.add((), self.last_success)
+        run = MetricFamily("ebpf_exporter_run_duration_seconds", "How long the last pass took to read and decode",
+                           "gauge")
+        run.add((), duration)
+        map_errors = MetricFamily("ebpf_exporter_map_errors_total", "Passes in which the map could not be read or did not fit its metric",
+                                  "counter", ("program", "map"))
+        map_errors.series.update(self.map_errors)
+        source_errors = MetricFamily("ebpf_exporter_source_errors_total",
+                                     "Failed reads of a self-metric source (per object for programs)", "counter", ("source",))
+        source_errors.series.update(self.source_errors)
+        return [success, run, map_errors, source_errors, self.decoder_errors.family()]
+
+    # -- problems -------------------------------------------------------------------------
+
+    @staticmethod
+    def _count(table, key):
+        table[key] = table.get(key, 0) + 1
+
+    def _problem(self, key, message):
+        """Log a problem when it is new or its message changed."""
+        self._failing.add(key)
+        if self.problems.get(key) != message:
+            LOG.warning("%s", message)
+            self.problems[key] = message
+
+    def _end_problems(self):
+        """Log the problems of earlier passes that this pass did not have."""
+        for key in [k for k in self.problems if k not in self._failing]:
+            LOG.info("recovered: %s", self.problems.pop(key))

@@ -1,0 +1,202 @@
+# -*- coding: utf-8 -*-
+# Copyright: ebpf.observability contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Where programs are attached: XDP and TC in the current network namespace, and every
+bpf_link of the kernel.
+
+An attachment is a dict with ``kind`` ("xdp", "tc" or "link") and ``prog_id``, plus
+- xdp: ``mode`` (drv, skb, hw), ``ifindex``, ``interface``;
+- tc: ``direction``, ``prio``, ``handle``, ``ifindex``, ``interface``;
+- link: ``link_id``, ``link_type`` and, where the kernel reports them, ``ifindex`` (with
+  ``interface`` when that index exists in the current namespace), ``attach_type``,
+  ``attach_type_name``, ``tp_name``, and for perf_event links on Linux 6.6+
+  ``perf_event_type_name`` with ``func_name`` (kprobes) or ``file_name`` (uprobes).
+A program attached through an XDP bpf_link shows both as "xdp" (carrying that ``link_id``) and
+as "link".
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import errno
+
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_syscall
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.netlink import Netlink
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.netlink_codec import XDP_MODE_ATTRS
+
+# Link types bound to an interface; their ifindex is 0 once detached.
+HOOK_LINK_TYPES = ("xdp", "tcx", "netkit")
+LINK_KEYS = ("ifindex", "attach_type", "attach_type_name", "tp_name", "perf_event_type_name", "func_name", "file_name")
+
+
+def find_attachments(prog_ids, netlink=None, links=True, other_namespaces=False):
+    """Every attachment of the programs whose ids are in ``prog_ids`` (list of dicts), in this
+    network namespace.
+
+    ``links=False`` leaves out bpf_links: listing them needs CAP_SYS_ADMIN, which a reader such
+    as the exporter's unprivileged service does not have; XDP and TC attachments it still sees.
+    ``other_namespaces=True`` adds the XDP and TCX links bound to interfaces of other network
+    namespaces (marked ``elsewhere``), for a caller that must know every place a program runs.
+    """
+    wanted = set(int(prog_id) for prog_id in prog_ids)
+    if not wanted:
+        return []
+    if netlink is None:
+        with Netlink() as own:
+            return _find(wanted, own, links, other_namespaces)
+    return _find(wanted, netlink, links, other_namespaces)
+
+
+def _find(wanted, netlink, with_links, other_namespaces):
+    found = []
+    names = {}
+    xdp_here = set()  # (ifindex, prog id) of the XDP programs of this network namespace
+    for state in netlink.xdp_query_all():  # one RTM_GETLINK dump
+        names[state["ifindex"]] = state["interface"]
+        for mode, _attr in XDP_MODE_ATTRS:
+            if state[mode + "_prog_id"]:
+                xdp_here.add((state["ifindex"], state[mode + "_prog_id"]))
+            if state[mode + "_prog_id"] in wanted:
+                found.append({"kind": "xdp", "prog_id": state[mode + "_prog_id"], "mode": mode,
+                              "ifindex": state["ifindex"], "interface": state["interface"]})
+    for ifindex, qdisc in sorted(netlink.hook_qdiscs().items()):  # one RTM_GETQDISC dump
+        # An ingress qdisc has only the ingress hook (asking it for egress lists ingress again).
+        for direction in ("ingress", "egress") if qdisc == "clsact" else ("ingress",):
+            try:
+                filters = netlink.tc_filters(ifindex, direction)
+            except BpfError as e:
+                if e.errno == errno.ENODEV:
+                    break  # removed meanwhile
+                raise
+            for entry in filters:
+                if entry["prog_id"] in wanted:
+                    found.append({"kind": "tc", "prog_id": entry["prog_id"], "direction": direction,
+                                  "prio": entry["prio"], "handle": entry["handle"],
+                                  "ifindex": ifindex, "interface": names.get(ifindex)})
+    links = _links(wanted, names, xdp_here, other_namespaces) if with_links else []
+    for entry in found:
+        if entry["kind"] == "xdp":
+            for link in links:
+                if link["link_type"] == "xdp" and (link.get("ifindex"), link["prog_id"]) \
+                        == (entry["ifindex"], entry["prog_id"]):
+                    entry["link_id"] = link["link_id"]  # only the link can detach it
+    return found + links
+
+
+def _in_this_netns(info, xdp_here, tcx_cache):
+    """Whether a link bound to an interface is bound to one of this network namespace: link
+    info gives an ifindex but no namespace, and ifindexes repeat across namespaces."""
+    if info.get("type_name") == "xdp":
+        return (info.get("ifindex"), info.get("prog_id")) in xdp_here
+    if info.get("type_name") == "tcx":
+        key = (info["ifindex"], info["attach_type"])
+        if key not in tcx_cache:
+            try:
+                tcx_cache[key] = set(bpf_syscall.prog_query(*key)["link_ids"])
+            except BpfError as e:
+                if e.errno not in (errno.ENODEV, errno.ENXIO, errno.EINVAL):
+                    raise
+                tcx_cache[key] = set()  # no such interface here
+        return info["id"] in tcx_cache[key]
+    return True
+
+
+def _links(wanted, names, xdp_here, other_namespaces):
+    found = []
+    tcx_cache = {}
+    for link_id in bpf_syscall.link_ids():
+        try:
+            with bpf_syscall.link_fd_by_id(link_id) as fd:
+                info = bpf_syscall.link_info(fd.fd)
+        except BpfError as e:
+            if e.errno == errno.ENOENT:
+                continue  # released meanwhile
+            raise
+        if info.get("prog_id") not in wanted:
+            continue
+        if info.get("type_name") in HOOK_LINK_TYPES and not info.get("ifindex"):
+            continue  # detached from its interface: the link holds the program but runs it nowhere
+        elsewhere = info.get("type_name") in HOOK_LINK_TYPES and not _in_this_netns(info, xdp_here, tcx_cache)
+        if elsewhere and not other_namespaces:
+            continue  # bound to an interface of another network namespace
+        entry = {"kind": "link", "prog_id": info["prog_id"], "link_id": info["id"],
+                 "link_type": info.get("type_name") or str(info.get("type"))}
+        entry.update((key, info[key]) for key in LINK_KEYS if info.get(key) is not None)
+        if elsewhere:
+            entry["elsewhere"] = True
+        elif entry.get("ifindex") in names:
+            entry["interface"] = names[entry["ifindex"]]
+        found.append(entry)
+    return found
+
+
+def detach(attachment, netlink=None):
+    """Detach one attachment from find_attachments(); False if it was gone already.
+
+    Only the program found there is detached: a program attached meanwhile in its place is
+    left alone (BpfError)."""
+    if attachment.get("link_id") is not None:
+        return _detach_link(attachment["link_id"])
+    if netlink is None:
+        with Netlink() as own:
+            return _detach(attachment, own)
+    return _detach(attachment, netlink)
+
+
+def _detach(attachment, netlink):
+    ifindex = attachment["ifindex"]
+    try:
+        if attachment["kind"] == "tc":
+            return netlink.tc_detach(ifindex, attachment["direction"], attachment["prio"],
+                                     attachment["handle"], expected_prog_id=attachment["prog_id"])
+        if netlink.xdp_query(ifindex)[attachment["mode"] + "_prog_id"] != attachment["prog_id"]:
+            return False
+        with bpf_syscall.prog_fd_by_id(attachment["prog_id"]) as prog:
+            netlink.xdp_clear(ifindex, attachment["mode"], prog.fd)
+    except BpfError as e:
+        if e.errno in (errno.ENODEV, errno.ENOENT):
+            return False  # the interface or the program is gone, and the attachment with it
+        raise
+    return True
+
+
+def _detach_link(link_id):
+    try:
+        with bpf_syscall.link_fd_by_id(link_id) as link:
+            bpf_syscall.link_detach(link.fd)
+    except BpfError as e:
+        if e.errno == errno.ENOENT:
+            return False
+        raise
+    return True
+
+
+def _where(attachment):
+    if attachment.get("interface"):
+        return attachment["interface"]
+    if attachment.get("elsewhere"):
+        return "ifindex %s of another network namespace" % attachment.get("ifindex")
+    return "ifindex %s" % attachment.get("ifindex")
+
+
+def describe(attachment):
+    """One line for messages: ``xdp (drv) on eth0``, ``tc ingress on veth1 prio 1 handle 0x1``,
+    ``link 42 (raw_tracepoint sys_enter)``."""
+    kind = attachment["kind"]
+    if kind == "xdp":
+        return "xdp (%s) on %s" % (attachment["mode"], _where(attachment))
+    if kind == "tc":
+        return "tc %s on %s prio %d handle %#x" % (
+            attachment["direction"], _where(attachment), attachment["prio"], attachment["handle"])
+    link_type = attachment.get("link_type") or "unknown type"
+    details = [link_type]
+    details.append(attachment.get("perf_event_type_name"))
+    details.append(attachment.get("tp_name") or attachment.get("func_name") or attachment.get("file_name"))
+    hook = attachment.get("attach_type_name") or ""
+    if hook and link_type in ("tcx", "netkit"):
+        details.append(hook[len(link_type) + 1:] if hook.startswith(link_type + "_") else hook)
+    if attachment.get("ifindex"):
+        details.append("on " + _where(attachment))
+    return "link %d (%s)" % (attachment["link_id"], " ".join(d for d in details if d))

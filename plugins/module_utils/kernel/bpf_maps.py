@@ -1,0 +1,276 @@
+# -*- coding: utf-8 -*-
+# Copyright: ebpf.observability contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Map creation and element access through bpf(2), single and batched, per-CPU values."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import ctypes
+import errno
+import functools
+import struct
+from ctypes import addressof, create_string_buffer
+
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.bpf_consts import (
+    BPF_ANY, BPF_MAP_CREATE, BPF_MAP_DELETE_ELEM, BPF_MAP_GET_NEXT_KEY, BPF_MAP_LOOKUP_BATCH,
+    BPF_MAP_LOOKUP_ELEM, BPF_MAP_TYPE_LRU_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY,
+    BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE, BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_UPDATE_BATCH,
+    BPF_MAP_UPDATE_ELEM, map_type_name,
+)
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_call
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.bpf_call import (
+    ENOTSUPP, BpfFd, fdnum, fail, obj_name, buffer_of,
+)
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.bpf_structs import (
+    MapCreateAttr, MapElemAttr, MapBatchAttr,
+)
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError, PermissionHint
+
+# ---------------------------------------------------------------------------------------
+# Maps
+# ---------------------------------------------------------------------------------------
+
+_POSSIBLE_CPUS = None
+
+PERCPU_MAP_TYPES = frozenset((
+    BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_LRU_PERCPU_HASH,
+    BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE,
+))
+
+
+def parse_cpu_list(text):
+    """CPU numbers in a kernel cpu list such as "0-3,8,10-11"."""
+    cpus = []
+    for part in text.strip().split(","):
+        part = part.strip()
+        if not part:
+            continue
+        first, sep, last = part.partition("-")
+        try:
+            lo = int(first)
+            hi = int(last) if sep else lo
+        except ValueError:
+            raise BpfError("malformed CPU list %r" % text)
+        if hi < lo:
+            raise BpfError("malformed CPU list %r" % text)
+        cpus.extend(range(lo, hi + 1))
+    return cpus
+
+
+def possible_cpus(path="/sys/devices/system/cpu/possible"):
+    """Number of possible CPUs (what per-CPU map values are sized by); cached."""
+    global _POSSIBLE_CPUS
+    if _POSSIBLE_CPUS is None or path != "/sys/devices/system/cpu/possible":
+        try:
+            with open(path) as f:
+                count = len(parse_cpu_list(f.read()))
+        except OSError as e:
+            raise BpfError("reading the possible CPUs from %s failed: %s" % (path, e))
+        if not count:
+            raise BpfError("%s lists no CPUs" % path)
+        if path != "/sys/devices/system/cpu/possible":
+            return count
+        _POSSIBLE_CPUS = count
+    return _POSSIBLE_CPUS
+
+
+def is_percpu_map_type(map_type):
+    """Whether values of this map type hold one slot per possible CPU."""
+    return map_type in PERCPU_MAP_TYPES
+
+
+def percpu_value_size(value_size, ncpus=None):
+    """Bytes of a per-CPU value as user space reads it: roundup(value_size, 8) x CPUs."""
+    return ((value_size + 7) // 8 * 8) * (ncpus or possible_cpus())
+
+
+def map_create(map_type, key_size, value_size, max_entries, name="", flags=0,
+               inner_map_fd=None, map_extra=0):
+    """Create a map; returns its fd."""
+    attr = MapCreateAttr(map_type=map_type, key_size=key_size, value_size=value_size,
+                         max_entries=max_entries, map_flags=flags, map_name=obj_name(name),
+                         map_extra=map_extra)
+    if inner_map_fd is not None:
+        attr.inner_map_fd = fdnum(inner_map_fd)
+    ret = bpf_call.sys_bpf(BPF_MAP_CREATE, attr)
+    if ret < 0:
+        raise fail("creating %s map %r (key %d, value %d, %d entries)"
+                   % (map_type_name(map_type), name, key_size, value_size, max_entries), ret, {
+                       errno.EINVAL: "this kernel does not support that map type with "
+                                     "these sizes and flags",
+                       errno.ENOMEM: "not enough locked memory for the map",
+                   })
+    return BpfFd(ret)
+
+
+_READ_ONLY_HINT = ("the map fd is read-only (opened with BPF_F_RDONLY, or the map is frozen "
+                   "or read-only for user space), or " + PermissionHint.TEXT)
+
+
+def map_lookup(fd, key, value_size):
+    """The value stored under `key` (bytes), or None when the key is absent.
+
+    For per-CPU maps pass percpu_value_size(value_size)."""
+    val = create_string_buffer(value_size)
+    kbuf, kaddr = buffer_of(key)
+    ret = bpf_call.sys_bpf(BPF_MAP_LOOKUP_ELEM, MapElemAttr(map_fd=fdnum(fd), key=kaddr,
+                                                            value=addressof(val)))
+    if ret < 0:
+        if ret == -errno.ENOENT:
+            return None
+        raise fail("looking up key %s in map fd %d" % (bytes(key).hex(), fdnum(fd)), ret,
+                   {errno.EPERM: "the map fd is write-only, or " + PermissionHint.TEXT})
+    return val.raw
+
+
+def map_update(fd, key, value, flags=BPF_ANY):
+    """Store `value` under `key` (flags: BPF_ANY, BPF_NOEXIST, BPF_EXIST)."""
+    kbuf, kaddr = buffer_of(key)
+    vbuf, vaddr = buffer_of(value)
+    ret = bpf_call.sys_bpf(BPF_MAP_UPDATE_ELEM, MapElemAttr(map_fd=fdnum(fd), key=kaddr, value=vaddr,
+                                                            flags=flags))
+    if ret < 0:
+        raise fail("updating key %s in map fd %d" % (bytes(key).hex(), fdnum(fd)), ret, {
+            errno.EPERM: _READ_ONLY_HINT,
+            errno.EEXIST: "the key exists and BPF_NOEXIST was given",
+            errno.ENOENT: "the key does not exist and BPF_EXIST was given",
+            errno.E2BIG: "the map is full",
+        })
+
+
+def map_delete(fd, key, missing_ok=False):
+    """Delete `key`; a missing key raises BpfError (errno ENOENT) unless missing_ok."""
+    kbuf, kaddr = buffer_of(key)
+    ret = bpf_call.sys_bpf(BPF_MAP_DELETE_ELEM, MapElemAttr(map_fd=fdnum(fd), key=kaddr))
+    if ret < 0:
+        if ret == -errno.ENOENT and missing_ok:
+            return
+        raise fail("deleting key %s from map fd %d" % (bytes(key).hex(), fdnum(fd)), ret, {
+            errno.EPERM: _READ_ONLY_HINT,
+            errno.ENOENT: "the key is not in the map",
+            errno.EINVAL: "entries of this map type cannot be deleted",
+        })
+
+
+def map_next_key(fd, key, key_size):
+    """The key after `key` (None: the first key), or None after the last one."""
+    nxt = create_string_buffer(key_size)
+    if key is None:
+        kbuf, kaddr = None, 0
+    else:
+        kbuf, kaddr = buffer_of(key)
+    ret = bpf_call.sys_bpf(BPF_MAP_GET_NEXT_KEY, MapElemAttr(map_fd=fdnum(fd), key=kaddr,
+                                                             value=addressof(nxt)))
+    if ret < 0:
+        if ret == -errno.ENOENT:
+            return None
+        raise fail("iterating the keys of map fd %d" % fdnum(fd), ret)
+    return nxt.raw
+
+
+def map_dump_per_key(fd, key_size, value_size):
+    """All (key, value) pairs, read one key at a time (BPF_MAP_GET_NEXT_KEY + LOOKUP).
+
+    Works on every kernel and every iterable map type; map_lookup_batch is faster."""
+    num = fdnum(fd)
+    cur = create_string_buffer(key_size)
+    nxt = create_string_buffer(key_size)
+    val = create_string_buffer(value_size)
+    step = MapElemAttr(map_fd=num, key=0, value=addressof(nxt))
+    look = MapElemAttr(map_fd=num, key=addressof(nxt), value=addressof(val))
+    out = []
+    while True:
+        ret = bpf_call.sys_bpf(BPF_MAP_GET_NEXT_KEY, step)
+        if ret < 0:
+            if ret == -errno.ENOENT:
+                return out
+            raise fail("iterating the keys of map fd %d" % num, ret)
+        ret = bpf_call.sys_bpf(BPF_MAP_LOOKUP_ELEM, look)
+        if ret == 0:
+            out.append((nxt.raw, val.raw))
+        elif ret != -errno.ENOENT:  # deleted between the two calls: skip it
+            raise fail("looking up a key in map fd %d" % num, ret)
+        ctypes.memmove(cur, nxt, key_size)
+        step.key = addressof(cur)
+
+
+@functools.lru_cache(maxsize=32)
+def _splitter(size, count):
+    """A struct that cuts `count` consecutive `size`-byte records into bytes objects
+    (several times faster than slicing in a Python loop)."""
+    return struct.Struct(("%ds" % size) * count)
+
+
+_BATCH_UNSUPPORTED = (-errno.EINVAL, -ENOTSUPP, -errno.EOPNOTSUPP)
+_BATCH_BYTES_MAX = 64 << 20
+
+
+def map_lookup_batch(fd, key_size, value_size, max_entries, batch=None):
+    """All (key, value) pairs through BPF_MAP_LOOKUP_BATCH.
+
+    `batch` is how many entries one call asks for (default: the whole map, bounded to
+    64 MiB of buffers). Falls back to map_dump_per_key where the kernel or the map type
+    has no batch lookup. For per-CPU maps pass percpu_value_size(value_size)."""
+    num = fdnum(fd)
+    entry = key_size + value_size
+    if batch is None:
+        batch = max_entries + 1  # one call reads everything and ends with ENOENT
+    batch = max(1, min(batch, max(1, _BATCH_BYTES_MAX // max(entry, 1))))
+    token = max(key_size, 8)  # arrays use a key as the position, hash maps a u32 bucket
+    tokens = (create_string_buffer(token), create_string_buffer(token))
+    keys = create_string_buffer(batch * key_size)
+    vals = create_string_buffer(batch * value_size)
+    attr = MapBatchAttr(map_fd=num, in_batch=0, out_batch=addressof(tokens[1]),
+                        keys=addressof(keys), values=addressof(vals))
+    out = []
+    flip = 1
+    while True:
+        attr.count = batch
+        ret = bpf_call.sys_bpf(BPF_MAP_LOOKUP_BATCH, attr)
+        if ret < 0 and ret != -errno.ENOENT:
+            if ret == -errno.ENOSPC and attr.count == 0:
+                # A hash bucket holds more entries than one batch: grow and ask again.
+                batch *= 2
+                keys = create_string_buffer(batch * key_size)
+                vals = create_string_buffer(batch * value_size)
+                attr.keys, attr.values = addressof(keys), addressof(vals)
+                continue
+            if ret in _BATCH_UNSUPPORTED and attr.in_batch == 0 and not out:
+                return map_dump_per_key(fd, key_size, value_size)
+            raise fail("batch lookup in map fd %d" % num, ret)
+        n = attr.count
+        if n:
+            out.extend(zip(_splitter(key_size, n).unpack_from(keys),
+                           _splitter(value_size, n).unpack_from(vals)))
+        if ret == -errno.ENOENT or (ret == 0 and n == 0) or len(out) >= max_entries:
+            return out
+        # The position the kernel returned is where the next call starts.
+        attr.in_batch = addressof(tokens[flip])
+        flip ^= 1
+        attr.out_batch = addressof(tokens[flip])
+
+
+def map_update_batch(fd, items, elem_flags=BPF_ANY):
+    """Store many (key, value) pairs in one call (BPF_MAP_UPDATE_BATCH); all keys must have
+    one length and all values another. Returns how many were stored."""
+    items = list(items)
+    if not items:
+        return 0
+    key_size, value_size = len(items[0][0]), len(items[0][1])
+    if any(len(k) != key_size or len(v) != value_size for k, v in items):
+        raise BpfError("map_update_batch: all keys and all values must have one size each")
+    kbuf, kaddr = buffer_of(b"".join(item[0] for item in items))
+    vbuf, vaddr = buffer_of(b"".join(item[1] for item in items))
+    attr = MapBatchAttr(map_fd=fdnum(fd), keys=kaddr, values=vaddr, count=len(items),
+                        elem_flags=elem_flags)
+    ret = bpf_call.sys_bpf(BPF_MAP_UPDATE_BATCH, attr)
+    if ret < 0:
+        raise fail("batch update of %d entries in map fd %d (%d stored)"
+                   % (len(items), fdnum(fd), attr.count), ret, {
+                       errno.EPERM: _READ_ONLY_HINT,
+                       errno.E2BIG: "the map is full",
+                       ENOTSUPP: "this map type has no batch update on this kernel",
+                   })
+    return attr.count
