@@ -237,7 +237,7 @@ def main():
         backend = InfoBackend(module.params["pin_root"], module.params["gather"])
         return backend, backend.run()
 
-    run_backend(module, action)
+    run_backend(module, action, changes_state=False)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.program import ProgramBackend
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.tc_rules import TcRulesBackend
+from ansible_collections.ebpf.observability.plugins.module_utils.state.host_lock import HostLock
 
 PLAN_FORMAT = 1
 DEFAULT_PLAN = "/etc/ebpf_observability/restore.json"
@@ -175,7 +176,12 @@ def main(argv=None):
     """The command: 0 when every step succeeded, 1 when one failed, 2 when the plan is unusable."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        result = restore(read_plan(args.plan), check_mode=args.check)
+        plan = read_plan(args.plan)
+        if args.check:
+            result = restore(plan, check_mode=True)
+        else:
+            with HostLock("ebpf-observability-restore"):
+                result = restore(plan)
     except BpfError as e:
         sys.stderr.write("ebpf-observability-restore: %s\n" % e)
         return 2

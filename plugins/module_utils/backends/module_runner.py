@@ -2,20 +2,31 @@
 # Copyright: ebpf.observability contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """What every module of the collection does around its backend: turn BpfError into a
-failure that carries the kernel's answer, pass warnings on, and keep the diff only in diff mode."""
+failure that carries the kernel's answer, pass warnings on, and keep the diff only in diff mode.
+A module that changes the host's eBPF state holds the host lock (state/host_lock) for its whole
+run, outside check mode."""
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
+from ansible_collections.ebpf.observability.plugins.module_utils.state.host_lock import HostLock
 
 
-def run_backend(module, action):
-    """``action()`` returns (backend, result dict); exits the module."""
+def run_backend(module, action, changes_state=True):
+    """``action()`` returns (backend, result dict); exits the module. With ``changes_state`` (every
+    module but ebpf_info) the action runs under the host lock unless in check mode."""
     backend = None
+    lock = HostLock(module._name) if changes_state and not module.check_mode else None
     try:
-        backend, result = action()
+        if lock is not None:
+            lock.acquire()
+        try:
+            backend, result = action()
+        finally:
+            if lock is not None:
+                lock.release()
     except BpfError as e:
         extra = {}
         if e.log:
