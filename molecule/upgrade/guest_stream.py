@@ -29,7 +29,7 @@ PIN_ROOT = "/sys/fs/bpf/ebpf_observability"
 PEER_NS = "/run/netns/labpeer"
 RATE = 100  # datagrams per second and stream
 # stream: (sender's network namespace, receiver's, destination address, port)
-STREAMS = {"in": (PEER_NS, None, "192.168.77.1", 7001), "out": (None, PEER_NS, "192.168.77.2", 7002)}
+STREAMS = {"in": (PEER_NS, None, "198.51.100.1", 7001), "out": (None, PEER_NS, "198.51.100.2", 7002)}
 CLASS_SLOTS = {"class_in": 5 | 0 << 8, "class_out": 6 | 1 << 8}  # class id | direction << 8
 SEQ = struct.Struct("!Q")
 

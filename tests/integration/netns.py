@@ -3,7 +3,7 @@
 ``veth_netns_pair(prefix)`` makes namespaces ``<prefix>-<random>-a`` and ``-b`` joined by a veth
 pair and runs the calling thread inside A meanwhile (setns on this thread only: bpffs stays
 visible, unlike with ``ip netns exec``). With ``addresses=True`` both ends get IPv4 addresses
-of 10.199.0.0/30, static neighbour entries and no IPv6, so the only packets on the wire are the
+of 192.0.2.0/30 (TEST-NET-1), static neighbour entries and no IPv6, so the only packets on the wire are the
 ones a test sends. Everything is deleted on the way out.
 """
 import contextlib
@@ -17,7 +17,7 @@ import types
 import uuid
 
 CLONE_NEWNET = 0x40000000
-ADDR_A, ADDR_B = "10.199.0.1", "10.199.0.2"
+ADDR_A, ADDR_B = "192.0.2.1", "192.0.2.2"
 _LIBC = ctypes.CDLL(None, use_errno=True)
 
 

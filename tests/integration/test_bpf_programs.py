@@ -60,7 +60,7 @@ def objects():
 
 @pytest.fixture
 def veth():
-    """Namespaces A (this thread, ebpft-bp0, 10.199.0.1) and B (ebpft-bp1, 10.199.0.2), nothing
+    """Namespaces A (this thread, ebpft-bp0, 192.0.2.1) and B (ebpft-bp1, 192.0.2.2), nothing
     else on the wire."""
     with veth_netns_pair(PREFIX, addresses=True) as pair:
         yield pair
@@ -265,7 +265,7 @@ def frame(tags, ethertype, l3):
 
 def ipv4(proto, payload):
     return struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 1, 0, 64, proto, 0,
-                       socket.inet_aton("10.199.9.1"), socket.inet_aton("10.199.9.2")) + payload
+                       socket.inet_aton("198.51.100.1"), socket.inet_aton("198.51.100.2")) + payload
 
 
 def ipv6(nexthdr, payload):
