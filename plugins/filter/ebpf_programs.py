@@ -11,7 +11,8 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.host_plan import (
-    ebpf_programs_plan, ebpf_programs_restore_plan, ebpf_programs_rollback, ebpf_programs_stale,
+    ebpf_programs_device_units, ebpf_programs_plan, ebpf_programs_restore_plan, ebpf_programs_rollback,
+    ebpf_programs_stale,
 )
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.host_status import ebpf_programs_status
 
@@ -22,6 +23,7 @@ class FilterModule:
     def filters(self):
         return {
             "ebpf_programs_plan": ebpf_programs_plan,
+            "ebpf_programs_device_units": ebpf_programs_device_units,
             "ebpf_programs_restore_plan": ebpf_programs_restore_plan,
             "ebpf_programs_stale": ebpf_programs_stale,
             "ebpf_programs_rollback": ebpf_programs_rollback,

@@ -54,7 +54,7 @@ def test_ebpf_tc_rules_playbook():
     assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-3000:]
 
 
-@pytest.mark.parametrize("module", ["ebpf_program", "ebpf_map", "ebpf_attach", "ebpf_info", "ebpf_tc_rules"])
+@pytest.mark.parametrize("module", ["ebpf_program", "ebpf_map", "ebpf_attach", "ebpf_info", "ebpf_tc_rules", "ebpf_host"])
 def test_ansible_doc_renders(module):
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, "build", "collections"), ANSIBLE_NOCOLOR="1")
     out = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-doc"), "ebpf.observability." + module],

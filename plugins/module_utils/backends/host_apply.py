@@ -4,11 +4,10 @@
 """ebpf-observability-restore: re-apply the declared eBPF state at boot (bpffs starts empty).
 
 The ebpf_programs role writes the plan it applied (the declared programs expanded for this
-host) as JSON and installs this command with a systemd oneshot unit. The command goes through
-the same backends as the modules: ProgramBackend loads and pins (ebpf_program),
-TcRulesBackend installs tc_classifier's classes (ebpf_tc_rules), AttachBackend attaches
-(ebpf_attach). Every step is idempotent, so running it on a host
-that is already in the declared state changes nothing.
+host) as JSON and installs this command with a systemd oneshot unit. The command runs the
+engine of the ebpf_host module (host_converge: the same backends as the single-purpose
+modules), under the host lock. Every step is idempotent, so running it on a host that is
+already in the declared state changes nothing.
 
 A step that fails does not stop the others (an interface that is missing does not keep the
 tracing programs from running). Each failure is counted in the attachment event file, which the
@@ -32,20 +31,14 @@ __metaclass__ = type
 
 import argparse
 import json
-import os
 import sys
 
-from ansible_collections.ebpf.observability.plugins.module_utils.state import attach_events
-from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach import AttachBackend
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.host_converge import HostConverge
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
-from ansible_collections.ebpf.observability.plugins.module_utils.backends.program import ProgramBackend
-from ansible_collections.ebpf.observability.plugins.module_utils.backends.tc_rules import TcRulesBackend
 from ansible_collections.ebpf.observability.plugins.module_utils.state.host_lock import HostLock
 
 PLAN_FORMAT = 1
 DEFAULT_PLAN = "/etc/ebpf_observability/restore.json"
-ATTACH_OPTIONS = ("name", "program", "hook", "interface", "mode", "mode_fallback", "direction", "tc_api",
-                  "priority", "handle", "target", "force", "require_up")
 
 
 def read_plan(path):
@@ -70,95 +63,11 @@ def read_plan(path):
     return plan
 
 
-class Restore:
-    """Applies one plan; ``steps`` and ``failures`` say what happened (one line each)."""
-
-    def __init__(self, plan, check_mode=False):
-        self.plan = plan
-        self.pin_root = plan["pin_root"]
-        self.events_dir = plan["events_dir"]
-        self.check_mode = check_mode
-        self.changed = False
-        self.steps = []
-        self.failures = []
-        self.warnings = []
-        self.failed_objects = set()
-
-    def _fail(self, what, err, error_type="kernel_error", interface=""):
-        """A load or class list step failed: report it and count it in the event file."""
-        self.failures.append("%s: %s" % (what, err))
-        if self.check_mode:
-            return
-        try:
-            attach_events.record(self.events_dir, interface, error_type, "restore", "%s: %s" % (what, err))
-        except BpfError as e:
-            self.failures.append("the attachment event file was not updated: %s" % e)
-
-    def _step(self, text, changed):
-        self.changed = self.changed or changed
-        self.steps.append("%s%s" % (text, "" if changed else " (unchanged)"))
-
-    def load(self, load):
-        name = load["name"]
-        try:
-            backend = ProgramBackend(name, self.pin_root, check_mode=self.check_mode)
-            res = backend.present(load["src"], programs=load.get("programs"), replace_maps=bool(load.get("replace_maps")))
-        except BpfError as e:
-            self.failed_objects.add(name)
-            missing = not os.path.exists(load["src"])
-            self._fail("load %s from %s" % (name, load["src"]), e, "program_missing" if missing else "kernel_error")
-            return
-        self.warnings.extend(backend.warnings)
-        self._step("load %s: %d program(s) pinned" % (name, len(res["programs"])), res["changed"])
-
-    def install_classes(self, item):
-        name = item["name"]
-        if name in self.failed_objects:
-            return
-        try:
-            backend = TcRulesBackend(name, self.pin_root, check_mode=self.check_mode)
-            try:
-                res = backend.apply_classes(item.get("classes") or [])
-            finally:
-                backend.close()
-        except BpfError as e:
-            self._fail("install the traffic classes of %s" % name, e)
-            return
-        self._step("classes of %s: %d rule(s), generation %d" % (name, res["rules"], res["generation"]), res["changed"])
-
-    def attach(self, attachment):
-        if attachment["name"] in self.failed_objects:
-            return
-        params = dict((k, attachment[k]) for k in ATTACH_OPTIONS if attachment.get(k) is not None)
-        params.update(pin_root=self.pin_root, events_dir=self.events_dir, state="present")
-        where = "%s/%s %s%s" % (attachment["name"], attachment["program"], attachment.get("hook") or "auto",
-                                " on " + attachment["interface"] if attachment.get("interface") else "")
-        backend = AttachBackend(params, check_mode=self.check_mode)
-        try:
-            res = backend.run()  # counts its own failures in the event file
-        except BpfError as e:
-            self.failures.append("attach %s: %s" % (where, e))
-            return
-        self.warnings.extend(backend.warnings)
-        self._step("attach %s: %s" % (where, res["action"]), res["changed"])
-
-    def run(self):
-        for load in self.plan.get("loads", []):
-            self.load(load)
-        for item in self.plan.get("tc_rules", []):
-            self.install_classes(item)
-        for attachment in self.plan.get("attachments", []):
-            self.attach(attachment)
-        return self.result()
-
-    def result(self):
-        return {"changed": self.changed, "failed": bool(self.failures), "steps": self.steps,
-                "failures": self.failures, "warnings": self.warnings}
-
-
 def restore(plan, check_mode=False):
-    """Apply a plan (read_plan()); returns {changed, failed, steps, failures, warnings}."""
-    return Restore(plan, check_mode=check_mode).run()
+    """Apply a plan (read_plan()) through the converge engine, going on past a failed step;
+    returns {changed, failed, items, steps, failures, warnings}."""
+    return HostConverge(plan, plan["pin_root"], plan["events_dir"], check_mode=check_mode,
+                        on_failure="continue").run()
 
 
 def parse_args(argv):

@@ -241,6 +241,17 @@ class _Planner:
             seen[key] = att
 
 
+def ebpf_programs_device_units(declared):
+    """The systemd device units of the interfaces the declaration's attach lists name (what the
+    restore unit waits for); known from the declaration alone, before any host is probed."""
+    interfaces = set()
+    for item in declared or []:
+        for att in (item.get("attach") or []) if isinstance(item, dict) else []:
+            if isinstance(att, dict) and att.get("interface"):
+                interfaces.add(str(att["interface"]))
+    return [device_unit(i) for i in sorted(interfaces)]
+
+
 def attachment_key(att):
     """What identifies an attachment's hook: (xdp, interface), (tc, interface, direction) or
     (trace, object, program)."""

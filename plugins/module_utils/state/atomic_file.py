@@ -31,9 +31,9 @@ def _temp_prefix(path):
 
 
 def write_atomic(path, text, mode=DEFAULT_MODE):
-    """Replace the file at ``path`` with ``text`` (str, written as UTF-8) in one rename."""
+    """Replace the file at ``path`` with ``text`` (str, written as UTF-8, or bytes) in one rename."""
     directory = os.path.dirname(os.path.abspath(path))
-    data = text.encode("utf-8")
+    data = text if isinstance(text, bytes) else text.encode("utf-8")
     try:
         fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), dir=directory)
     except OSError as e:
