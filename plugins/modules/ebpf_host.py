@@ -41,6 +41,16 @@ options:
     type: str
     choices: [present, absent]
     default: present
+  kernel:
+    description:
+      - Converge the kernel state (the programs, their pins, object files and restore plan).
+        With C(false) only O(files), O(absent_files) and O(units) are kept (the exporter role).
+    type: bool
+    default: true
+  restart:
+    description: Restart the O(units) that run (C(start=true)) even when none of this run's files changed.
+    type: bool
+    default: false
   programs:
     description: The declared programs, as the C(ebpf_programs) variable of the ebpf_programs role.
     type: list
@@ -113,6 +123,18 @@ options:
         description: With O(state=absent), stop the unit too.
         type: bool
         default: false
+      start:
+        description: Keep the unit running (with O(kernel=false)); restarted when a file of this run changed (or O(restart)).
+        type: bool
+        default: false
+      enabled:
+        description: With O(kernel=false), enable the unit (C(false) disables and stops it).
+        type: bool
+        default: true
+      restart:
+        description: Restart the running unit when a file of this run changed (or O(restart)).
+        type: bool
+        default: true
   absent_files:
     description: Files to remove (with O(state=absent), besides the plan, event and object files).
     type: list
@@ -199,6 +221,8 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             state=dict(type="str", default="present", choices=["present", "absent"]),
+            kernel=dict(type="bool", default=True),
+            restart=dict(type="bool", default=False),
             programs=dict(type="list", elements="dict", default=[]),
             catalog=dict(type="dict", default={}),
             objects_dir=dict(type="path"),
@@ -217,6 +241,9 @@ def main():
                 name=dict(type="str", required=True),
                 always=dict(type="bool", default=False),
                 stop=dict(type="bool", default=False),
+                start=dict(type="bool", default=False),
+                enabled=dict(type="bool", default=True),
+                restart=dict(type="bool", default=True),
             )),
             absent_files=dict(type="list", elements="path", default=[]),
             prune=dict(type="bool", default=True),

@@ -126,7 +126,7 @@ def test_ebpf_exporter_role(pin_root):
             changed.append([o["task"] for o in outcomes if o["changed"]])
         assert changed[0] and changed[1], changed
         if not os.path.isdir("/run/systemd/system"):
-            assert "systemd is not running" in out.stdout
+            assert "systemd is not running" in out.stdout + out.stderr
 
         with open(launcher) as f:
             assert f.readline() == "#!/usr/bin/python3\n"

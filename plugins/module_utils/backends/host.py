@@ -92,6 +92,8 @@ class HostBackend:
         return plan, [dict(built[f], dest=os.path.join(self.p["install_dir"], f)) for f in plan["files"]]
 
     def present(self):
+        if not self.p["kernel"]:
+            return self.files_and_units()
         self.plan, objects = self._planned()
         if not self.check_mode:
             self.files.mount_bpffs(self.p["bpffs"], self.p["bpffs_options"])
@@ -115,15 +117,39 @@ class HostBackend:
             self.files.remove(self.plan_path)
         for path in self.p.get("absent_files") or []:
             self.files.remove(path)
-        for unit in self.p.get("units") or []:
-            self.files.unit(unit["name"], enabled=self.p["restore_at_boot"] or unit["always"])
+        self.units(enabled=self.p["restore_at_boot"])
         return self.result()
+
+    def files_and_units(self):
+        """kernel=false: only the files and units (the exporter role)."""
+        for spec in self.p.get("files") or []:
+            self.files.file(spec)
+        if self.files.needs:
+            return {"changed": False, "needs": self.files.needs}
+        for path in self.p.get("absent_files") or []:
+            self.files.remove(path)
+        self.units(enabled=None)
+        return self.result()
+
+    def units(self, enabled):
+        """Every unit of ``units`` enabled (``enabled``, or per unit when None), started, and
+        restarted when a file of this run changed or ``restart`` says so."""
+        changed = self.p["restart"] or any(i["changed"] for i in self.files.items if i["step"] in ("file", "remove"))
+        for unit in self.p.get("units") or []:
+            on = unit["enabled"] if enabled is None else (enabled or unit["always"])
+            self.files.unit(unit["name"], enabled=on, start=on and unit["start"], stop=not on and unit["start"],
+                            restart=on and unit["start"] and unit["restart"] and changed)
 
     # -- absent -------------------------------------------------------------------------------
 
     def absent(self):
         for unit in self.p.get("units") or []:
-            self.files.unit(unit["name"], enabled=False, stop=unit.get("stop", False))
+            self.files.unit(unit["name"], enabled=False, stop=unit["stop"])
+        if not self.p["kernel"]:
+            for path in [spec["dest"] for spec in self.p.get("files") or []] + list(self.p.get("absent_files") or []):
+                self.files.remove(path)
+            self.files.forget_units()
+            return self.result()
         if bpffs.is_bpffs(self.p["bpffs"]) and os.path.isdir(self.p["pin_root"]):
             self.engine = HostConverge({"objects": [], "loads": [], "tc_rules": [], "attachments": []},
                                        self.p["pin_root"], self.p["events_dir"], check_mode=self.check_mode, prune=True,

@@ -160,10 +160,14 @@ class HostFiles:
         return subprocess.run(("systemctl",) + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               check=False, universal_newlines=True)
 
-    def unit(self, name, enabled, start=False, stop=False):
-        """Enable (or disable) a unit, reloading systemd first when a unit file changed; start or
-        stop it when asked. Nothing where systemd does not run the host (a warning says so)."""
+    def unit(self, name, enabled, start=False, stop=False, restart=False):
+        """Enable (or disable) a unit, reloading systemd first when a unit file changed; start,
+        stop or restart it when asked. Nothing where systemd does not run the host (a warning
+        says so)."""
         if not systemd_runs():
+            if not any(i.get("note") for i in self.items if i["step"] == "unit"):
+                self.warnings.append("systemd is not running on this host (no %s): the units are installed but not "
+                                     "enabled or started" % SYSTEMD_RUNTIME)
             return self._item("unit", name, False, "none", note="systemd does not run this host")
         if self.reload_units and not self.check_mode:
             self.reload_units = False
@@ -177,10 +181,12 @@ class HostFiles:
             changed = True
             if not self.check_mode:
                 self._check(self._systemctl("stop", name), "stop %s" % name)
-        if start and self._systemctl("is-active", "--quiet", name).returncode != 0:
+        active = (start or restart) and self._systemctl("is-active", "--quiet", name).returncode == 0
+        if (start and not active) or (restart and active):
             changed = True
+            verb = "restart" if active else "start"
             if not self.check_mode:
-                self._check(self._systemctl("start", name), "start %s" % name)
+                self._check(self._systemctl(verb, name), "%s %s" % (verb, name))
         return self._item("unit", name, changed, "enable" if enabled else "disable")
 
     def forget_units(self):
