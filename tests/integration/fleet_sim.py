@@ -1,7 +1,7 @@
 """Simulated hosts on this machine for fleet runs of the roles: each host is an inventory entry
 with ``ansible_connection: local``, its own veth pair (``<prefix><i>a`` in this namespace, where
-its programs attach; its peer in a network namespace of its own), pin root, and every directory
-the programs role writes under one work directory. No traffic leaves the machine (nothing is
+its programs attach; its peer in a network namespace of its own), pin root, host lock, and every
+directory the programs role writes under one work directory. No traffic leaves the machine (nothing is
 sent at all)."""
 import contextlib
 import json
@@ -29,7 +29,14 @@ def host_vars(work, prefix, index, tracing):
     ]
     if tracing:  # host-wide programs run on every syscall of the machine: on a few hosts only
         programs += [{"name": "syscall_latency"}, {"name": "net_tracepoints"}]
-    out = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+    # A host of its own has a host lock of its own: the interpreter the modules run under names
+    # this host's lock file (the lock is host-wide, and these hosts share one kernel).
+    os.makedirs(root, exist_ok=True)
+    python = os.path.join(root, "python")
+    with open(python, "w") as f:
+        f.write('#!/bin/sh\nEBPF_OBSERVABILITY_LOCK=%s exec %s "$@"\n' % (os.path.join(root, "host.lock"), sys.executable))
+    os.chmod(python, 0o755)
+    out = {"ansible_connection": "local", "ansible_python_interpreter": python,
            "ebpf_programs": programs, "ebpf_programs_pin_root": "/sys/fs/bpf/ebpfo_%s" % name,
            "ebpf_programs_python": sys.executable, "ebpf_programs_manage_packages": False}
     for var in DIRS:
