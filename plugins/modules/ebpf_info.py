@@ -70,7 +70,8 @@ pin_root:
   returned: always
   type: str
 objects:
-  description: Objects pinned under O(pin_root).
+  description: Objects pinned under O(pin_root) by M(ebpf.observability.ebpf_program) (directories
+    holding its load record).
   returned: when O(gather) holds V(objects)
   type: list
   elements: dict
@@ -82,7 +83,8 @@ objects:
       description: Its pin directory.
       type: str
     loaded:
-      description: Whether its load record is present.
+      description: Whether its load record is present (always true; directories without one are
+        listed under RV(foreign)).
       type: bool
     programs:
       description: Pinned programs (name, kernel_name, type, id, tag, pin).
@@ -97,6 +99,25 @@ objects:
         ifindex, attach_type_name, tp_name).
       type: list
       elements: dict
+foreign:
+  description: Directories under O(pin_root) that hold pins but no load record of the collection
+    (another tool's). The collection never lists them among its objects, never prunes them, and
+    M(ebpf.observability.ebpf_program) O(state=absent) refuses to remove them.
+  returned: when O(gather) holds V(objects)
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The directory's name under O(pin_root).
+      type: str
+    path:
+      description: Its path.
+      type: str
+    pins:
+      description: The pins below it, relative to RV(foreign[].path).
+      type: list
+      elements: str
+  sample: [{"name": "other", "path": "/sys/fs/bpf/ebpf_observability/other", "pins": ["m1"]}]
 attachments:
   description: Every attachment of the objects' programs, as RV(attachments[].description) says.
   returned: when O(gather) holds V(attachments)

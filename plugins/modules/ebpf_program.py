@@ -27,6 +27,11 @@ description:
   - O(state=absent) unpins programs, maps and links and removes the directory. It refuses while
     any of the object's programs (including an older version still using its maps) is attached
     to an interface (XDP, TC) or through a bpf_link, naming where; O(force=true) detaches first.
+  - Touches only what it made. A directory at O(pin_root)/O(name) without the collection's load
+    record, or holding pins the record does not name (another tool's), is refused, with or
+    without O(force), naming what it holds; so is a pin root or object directory that another user
+    owns or can write (bpffs mounts are often world-writable), and a pin root inside another
+    object's directory.
   - Needs root, or CAP_BPF (CAP_SYS_ADMIN on kernels before 5.8), and libbpf 1.x (C(libbpf.so.1)).
 author:
   - ebpf.observability contributors (@ebpf-observability)

@@ -16,10 +16,11 @@ import errno
 import os
 
 from ansible_collections.ebpf.observability.plugins.module_utils.state import attach_events
+from ansible_collections.ebpf.observability.plugins.module_utils.state import attach_record
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import capabilities
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import features
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_common import (
-    AttachError, ProgramRef, error_type_of, pin_key, read_link, unpin_link,
+    AttachError, ProgramRef, error_type_of, pin_key, prog_label, read_link, unpin_link,
 )
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_tc import DIRECTIONS, TcHook
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_tracing import (
@@ -201,15 +202,58 @@ class AttachBackend:
         action = hook.needs_attach(state) if self.state == "present" else hook.needs_detach(state)
         if action is None:
             return self._result(None, before, before)
+        if self.state == "absent":
+            self._check_made_by_us(hook, state)
         if self.check_mode:
             return self._result(action, before, hook.predict(state, action) if self.state == "present" else {})
         if self.state == "present":
-            hook.attach(state, action)
-            after = hook.view(self._verify(hook.verify_attached))
+            action = self._attach(hook, state, action)
+            if action is None:
+                return self._result(None, before, before)
+            after_state = self._verify(hook.verify_attached)
+            self._record_netlink(add=hook.netlink_keys(after_state), remove=[k for k, _p in hook.netlink_keys(state)])
+            after = hook.view(after_state)
         else:
             hook.detach(state)
             after = hook.view(self._verify(hook.verify_detached))
+            self._record_netlink(remove=[k for k, _p in hook.netlink_keys(state)])
         return self._result(action, before, after)
+
+    def _attach(self, hook, state, action):
+        """Carry out ``action``. Another tool that changed the hook between our read and our
+        change (the host lock keeps our own runs apart) makes the kernel answer EBUSY or EEXIST:
+        then read the hook again and decide once more instead of failing. Returns the action
+        taken, None when the hook already holds our program."""
+        try:
+            hook.attach(state, action)
+            return action
+        except BpfError as e:
+            if e.errno not in (errno.EBUSY, errno.EEXIST) or isinstance(e, AttachError):
+                raise
+        state = hook.read()
+        action = hook.needs_attach(state)
+        if action is not None:
+            hook.attach(state, action)
+        return action
+
+    # -- attachments of programs given by pin (state/attach_record) --------------------------
+
+    def _record_netlink(self, add=(), remove=()):
+        if self.prog.name is None:
+            attach_record.update(self.prog.pin_root, add=add, remove=remove)
+
+    def _check_made_by_us(self, hook, state):
+        """A program given by its pin may be another tool's: detach only the netlink attachments
+        this collection made of it (attach_record), or any with force."""
+        if self.prog.name is None:
+            for key, prog_id in hook.netlink_keys(state):
+                if attach_record.made_by_us(self.prog.pin_root, key, prog_id):
+                    continue
+                where = "the %s hook on %s%s" % (hook.name, self.ifname, " " + self.direction if self.hook_name == "tc" else "")
+                if not self.params.get("force"):
+                    raise AttachError("%s (%s) was not attached by this collection: %s" % (prog_label(prog_id), self.prog.pin, where),
+                                      "foreign_program", hint="set force: true to detach it anyway")
+                self.warnings.append("detaching %s, which this collection did not attach (force): %s" % (prog_label(prog_id), where))
 
     def _verify(self, check):
         try:

@@ -279,6 +279,11 @@ class Hook:
         """What the module returns about the hook (and diff mode shows)."""
         raise NotImplementedError
 
+    def netlink_keys(self, state):
+        """[(key, prog_id)] of our program's (or an older version's) attachments at the hook that
+        the kernel keeps no owner for (XDP programs, TC filters), keyed for state/attach_record."""
+        return []
+
     def predict(self, state, action):
         """The view after ``action`` without doing it (check mode)."""
         raise NotImplementedError

@@ -186,6 +186,11 @@ class TcHook(Hook):
         if "netlink" in apis and self._slot_ours(state):
             self._remove_filter(state)
 
+    def netlink_keys(self, state):
+        if not self._slot_ours(state):
+            return []
+        return [("tc-%d-%s-%d-%d" % (self.ifindex, self.direction, self.priority, self.handle), self._slot_prog(state))]
+
     # -- views ----------------------------------------------------------------------------
 
     def _base(self, api):

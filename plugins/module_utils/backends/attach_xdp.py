@@ -116,6 +116,9 @@ class XdpHook(Hook):
                 with sc.prog_fd_by_id(pid) as old_fd:
                     self.nl.xdp_clear(self.ifindex, mode, old_fd)
 
+    def netlink_keys(self, state):
+        return [("xdp-%d-%s" % (self.ifindex, mode), pid) for mode, pid in state["held"] if self.prog.owns(pid)]
+
     def _view(self, mode, pid, name):
         return {"hook": "xdp", "interface": self.ifname, "ifindex": self.ifindex, "mode": mode,
                 "prog_id": pid, "prog_name": name}

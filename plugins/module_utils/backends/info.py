@@ -3,7 +3,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The facts behind the ebpf_info module, read from the kernel and bpffs; nothing changes.
 
-- objects: every object pinned under the pin root with its programs, maps and pinned links;
+- objects: every object the collection pinned under the pin root (a directory holding its load
+  record) with its programs, maps and pinned links; ``foreign``: the other directories there
+  that hold pins (another tool's), with their pins, kept apart;
 - attachments: where the programs of those objects (older versions still running included)
   are attached: XDP, TC filters, bpf_links;
 - interfaces: every interface of the task's network namespace with the XDP modes its driver
@@ -28,6 +30,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.kernel import x
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.netlink import Netlink
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.program import ProgramBackend, public_view
+from ansible_collections.ebpf.observability.plugins.module_utils.state import pin_state
 from ansible_collections.ebpf.observability.plugins.module_utils.state.pin_state import LINKS_DIR
 
 GATHER = ("objects", "attachments", "interfaces", "features")
@@ -73,6 +76,7 @@ class InfoBackend:
         res = {"changed": False, "pin_root": self.pin_root}
         if "objects" in self.gather:
             res["objects"] = self.objects()
+            res["foreign"] = self.foreign()
         if "attachments" in self.gather or "interfaces" in self.gather:
             with Netlink() as nl:
                 if "attachments" in self.gather:
@@ -97,9 +101,24 @@ class InfoBackend:
                         self.warnings.append("cannot read object %s: %s" % (name, e))
         return self._backends
 
-    def objects(self):
+    def ours(self):
+        """The backends of the directories the collection made: those holding a load record."""
+        return dict((n, b) for n, b in self.backends().items() if b.before and b.before["state"])
+
+    def foreign(self):
+        """Directories under the pin root that hold pins but no load record (another tool's):
+        never counted among the collection's objects, never pruned or removed by it."""
         out = []
         for name, backend in sorted(self.backends().items()):
+            if backend.before and not backend.before["state"]:
+                pins = pin_state.foreign_pins(backend.pin_dir, None)
+                if pins:
+                    out.append({"name": name, "path": backend.pin_dir, "pins": pins})
+        return out
+
+    def objects(self):
+        out = []
+        for name, backend in sorted(self.ours().items()):
             view = public_view(backend.before)
             out.append({"name": name, "pin_dir": backend.pin_dir, "loaded": bool(backend.before and backend.before["state"]),
                         "programs": view.get("programs", []), "maps": view.get("maps", []), "links": _links(backend.pin_dir)})
@@ -109,9 +128,7 @@ class InfoBackend:
         """{prog_id: (object, program)} for every program of our objects, older versions too."""
         if self._owners is None:
             self._owners = {}
-            for name, backend in self.backends().items():
-                if backend.before is None:
-                    continue
+            for name, backend in self.ours().items():
                 by_kernel_name = dict((p["kernel_name"], p["name"]) for p in backend.before["programs"])
                 for prog_id in backend.owned_prog_ids():
                     try:

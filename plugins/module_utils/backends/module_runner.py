@@ -2,7 +2,8 @@
 # Copyright: ebpf.observability contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """What every module of the collection does around its backend: turn BpfError into a
-failure that carries the kernel's answer, pass warnings on, and keep the diff only in diff mode.
+failure that carries the kernel's answer, refuse options of the wrong type (option_types), pass
+warnings on, and keep the diff only in diff mode.
 A module that changes the host's eBPF state holds the host lock (state/host_lock) for its whole
 run, outside check mode."""
 
@@ -10,6 +11,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.ebpf.observability.plugins.module_utils.backends import option_types
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
 from ansible_collections.ebpf.observability.plugins.module_utils.state.host_lock import HostLock
 
@@ -17,6 +19,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.state.host_lock
 def run_backend(module, action, changes_state=True):
     """``action()`` returns (backend, result dict); exits the module. With ``changes_state`` (every
     module but ebpf_info) the action runs under the host lock unless in check mode."""
+    option_types.check_module(module)
     backend = None
     lock = HostLock(module._name) if changes_state and not module.check_mode else None
     try:

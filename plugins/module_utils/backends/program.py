@@ -127,6 +127,24 @@ class ProgramBackend:
     def needs_unload(self):
         return self.before is not None
 
+    def check_ownership(self):
+        """Refuse to change a directory that is not the collection's own: one another user can
+        write, one inside another object, or one holding pins its load record does not name."""
+        bpffs.check_trusted(self.pin_dir)
+        outer = pin_state.enclosing_object(self.pin_dir)
+        if outer is not None:
+            raise BpfError("%s lies inside %s, the directory of another object loaded by this collection"
+                           % (self.pin_dir, outer), hint="use a pin root that is not inside an object directory")
+        if self.before is None:
+            return
+        foreign = pin_state.foreign_pins(self.pin_dir, self.before["state"])
+        if foreign:
+            what = "has no load record of this collection" if self.before["state"] is None else \
+                "holds pins its load record does not name"
+            raise BpfError("%s %s (it holds %s): it was not made by ebpf_program, which leaves it as it is"
+                           % (self.pin_dir, what, ", ".join(foreign[:8]) + (" and %d more" % (len(foreign) - 8) if len(foreign) > 8 else "")),
+                           hint="choose another name, or remove what another tool pinned there yourself")
+
     def _same_content(self, content):
         """The kernel already runs this exact content (tags, data, map definitions)."""
         record = self.before and self.before["state"]
@@ -135,6 +153,7 @@ class ProgramBackend:
     # -- present --------------------------------------------------------------------------
 
     def present(self, src, programs=None, replace_maps=False):
+        self.check_ownership()
         data = object_file.read_checked(src)
         selection = sorted(set(programs)) if programs else None
         identity = object_file.content_hash(data, selection)
@@ -304,6 +323,7 @@ class ProgramBackend:
     def absent(self, force=False):
         if not self.needs_unload():
             return self.result()
+        self.check_ownership()
         found = att.find_attachments(self.owned_prog_ids(), other_namespaces=True)
         if found and not force:
             raise BpfError("%s is still attached: %s" % (self.name, "; ".join(att.describe(a) for a in found)),

@@ -84,6 +84,39 @@ def check_pin_root(pin_root):
                    hint="choose a directory under a bpffs mount such as %s" % DEFAULT_PIN_ROOT)
 
 
+def _mount_point(path):
+    """The bpffs mount that holds ``path`` (an existing path on bpffs)."""
+    while path != "/" and is_bpffs(os.path.dirname(path)):
+        path = os.path.dirname(path)
+    return path
+
+
+def check_trusted(path):
+    """Refuse a directory that another user could change under us: ``path`` and each existing
+    directory above it, up to (not including) its bpffs mount point, must belong to this user and
+    be writable by no one else. A bpffs mount may be world-writable (mode 1777 is common), so
+    anyone could create a pin root or object directory there first and later rename or replace
+    what the collection pins in it."""
+    path = os.path.normpath(path)
+    existing = _nearest_existing(path)
+    if not is_bpffs(existing):
+        return path
+    mount = _mount_point(existing)
+    uid = os.geteuid()
+    current = existing
+    while current != mount and current.startswith(mount + os.sep):
+        st = os.lstat(current)
+        if st.st_uid != uid or st.st_mode & 0o022:
+            owner = "user %d" % st.st_uid if st.st_uid != uid else "this user"
+            raise BpfError(
+                "%s belongs to %s with mode %04o: another user could rename or replace what is pinned there"
+                % (current, owner, st.st_mode & 0o7777),
+                hint="remove it (it was not made by this collection), or make it owned by uid %d and writable by it "
+                     "alone (chown %d %s; chmod go-w %s)" % (uid, uid, current, current))
+        current = os.path.dirname(current)
+    return path
+
+
 def pin_path(root, *names):
     """Join checked names under ``root``; the result never leaves ``root``."""
     path = root

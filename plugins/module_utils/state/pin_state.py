@@ -19,6 +19,7 @@ import os
 import struct
 
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_syscall as sc
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpffs
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
 from ansible_collections.ebpf.observability.plugins.module_utils.state.pin_journal import pin_replace
 
@@ -36,7 +37,11 @@ _ALIGN = 256
 
 def read(pin_dir):
     """The record pinned in ``pin_dir``, or None when there is none (or it is unreadable)."""
-    path = os.path.join(pin_dir, STATE_PIN)
+    return read_record(os.path.join(pin_dir, STATE_PIN))
+
+
+def read_record(path):
+    """A JSON record pinned at ``path`` (a one-entry array map), or None."""
     if not os.path.exists(path):
         return None
     try:
@@ -58,10 +63,65 @@ def read(pin_dir):
 
 def write(pin_dir, record):
     """Pin a new record in ``pin_dir``, replacing the old one atomically (rename on bpffs)."""
+    write_record(os.path.join(pin_dir, STATE_PIN), record)
+
+
+def write_record(path, record):
+    """Pin ``record`` (JSON) at ``path``, replacing what is pinned there atomically."""
     record = dict(record, format=FORMAT)
     data = json.dumps(record, sort_keys=True, separators=(",", ":")).encode("utf-8")
     size = (len(data) // _ALIGN + 1) * _ALIGN
-    path = os.path.join(pin_dir, STATE_PIN)
     with sc.map_create(sc.BPF_MAP_TYPE_ARRAY, 4, size, 1, name=STATE_MAP_NAME) as fd:
         sc.map_update(fd.fd, _KEY, data.ljust(size, b"\0"))
         pin_replace(fd.fd, path)
+
+
+# -- ownership: what under an object directory the collection made --------------------------
+
+def _pins_below(pin_dir):
+    """Paths (relative to ``pin_dir``) of every pin below it; directories are not pins."""
+    found = []
+    for top, _dirs, files in os.walk(pin_dir):
+        for name in files:
+            found.append(os.path.relpath(os.path.join(top, name), pin_dir))
+    return sorted(found)
+
+
+def _is_link(path):
+    try:
+        with sc.obj_get(path) as fd:
+            return sc.fd_kind(fd.fd) == "link"
+    except BpfError:
+        return False
+
+
+def foreign_pins(pin_dir, record=None):
+    """The pins below ``pin_dir`` that its load record does not account for: everything when
+    there is no record; else what is not the record itself, a program or map it names, or a
+    link pinned under ``links/`` (made by ebpf_attach). [] for a directory tree with no pins."""
+    record = read(pin_dir) if record is None else record
+    pins = _pins_below(pin_dir)
+    if record is None:
+        return pins
+    ours = set([STATE_PIN])
+    ours.update(os.path.join(PROGS_DIR, n) for n in record.get("programs_ids") or {})
+    ours.update(os.path.join(MAPS_DIR, n) for n in record.get("maps_ids") or {})
+    foreign = []
+    for rel in pins:
+        if rel in ours or rel.endswith(bpffs.TMP_SUFFIX):
+            continue
+        if rel.startswith(LINKS_DIR + os.sep) and _is_link(os.path.join(pin_dir, rel)):
+            continue
+        foreign.append(rel)
+    return foreign
+
+
+def enclosing_object(path):
+    """The object directory (one holding a load record) that ``path`` lies in, or None."""
+    path = os.path.normpath(path)
+    current = os.path.dirname(path)
+    while current != os.path.dirname(current) and bpffs.is_bpffs(current):
+        if read(current) is not None:
+            return current
+        current = os.path.dirname(current)
+    return None
