@@ -36,7 +36,8 @@ options:
   name:
     description:
       - Identity of the loaded object; its pins live in O(pin_root)/O(name)/.
-      - Letters, digits, C(_), C(.) and C(-); no C(/) and no C(..).
+      - Letters, digits, C(_) and C(-), not starting with C(-), at most 128 characters. No C(.)
+        (bpffs refuses names containing it) and no C(/).
     type: str
     required: true
   src:
@@ -54,6 +55,8 @@ options:
     description:
       - Names of the object's programs (its C functions) to load and pin; all when omitted.
       - A name the object does not hold is an error that lists the programs it has.
+      - An empty list is an error (V(programs must name at least one program; omit it to load
+        all)); it never means all programs.
     type: list
     elements: str
   replace_maps:

@@ -135,8 +135,10 @@ class ProgramBackend:
     # -- present --------------------------------------------------------------------------
 
     def present(self, src, programs=None, replace_maps=False):
+        if programs is not None and not programs:
+            raise BpfError("programs must name at least one program; omit it to load all")
         data = object_file.read_checked(src)
-        selection = sorted(set(programs)) if programs else None
+        selection = sorted(set(programs)) if programs is not None else None
         identity = object_file.content_hash(data, selection)
         if not self.needs_load(identity):
             return self.result()

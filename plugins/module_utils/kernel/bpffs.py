@@ -57,7 +57,8 @@ def check_name(name, what="name"):
     if not isinstance(name, str) or not _NAME_RE.match(name) or ".." in name:
         raise BpfError(
             "invalid %s %r" % (what, name),
-            hint="use letters, digits, '_' and '-' only, not starting with '-' (bpffs refuses '.' and '/')")
+            hint="use letters, digits, '_' and '-' only, not starting with '-', at most 128 characters "
+                 "(bpffs refuses '.' and '/')")
     return name
 
 
