@@ -56,7 +56,8 @@ options:
     type: str
   pin:
     description:
-      - Path of a pinned program on bpffs, instead of O(name) and O(program). A path of the form
+      - Path of a pinned program on bpffs, instead of O(name) and O(program). A path on another
+        file system is refused as such, before anything is opened. A path of the form
         O(pin_root)/<name>/progs/<program> is the same as naming them.
       - Links of other pinned programs are pinned beside the program, named after it.
       - Only the pinned program itself counts as ours; replacing an older version needs O(force).
@@ -77,6 +78,8 @@ options:
       - Network interface for the V(xdp) and V(tc) hooks. It must exist; when it is down the
         program is attached anyway with a warning (see O(require_up)). Interfaces are never
         brought up or down.
+      - Interface names are at most 15 characters, without C(/), C(:) or spaces; another name is
+        refused before anything is looked up.
     type: str
   require_up:
     description:

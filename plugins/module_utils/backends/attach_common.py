@@ -78,7 +78,7 @@ class ProgramRef:
     def __init__(self, pin_root, name=None, program=None, pin=None):
         self.pin_root = bpffs.check_pin_root(pin_root)
         if pin:
-            pin = os.path.normpath(pin)
+            pin = os.path.normpath(bpffs.check_on_bpffs(pin, "pin"))
             parts = os.path.relpath(pin, self.pin_root).split(os.sep)
             if len(parts) == 3 and parts[1] == PROGS_DIR and not parts[0].startswith(".."):
                 name, program = parts[0], parts[2]
