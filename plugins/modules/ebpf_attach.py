@@ -104,6 +104,10 @@ options:
     description:
       - TC direction. Defaults to the direction in the section name (C(tc/egress),
         C(tcx/egress)), else V(ingress).
+      - An interface with an C(ingress) qdisc (rather than C(clsact)) has no egress hook there.
+        V(egress) over netlink is then an error naming the qdisc (in check mode too);
+        O(tc_api=auto) uses a TCX link where the kernel has TCX. Detaching V(egress) never
+        touches the ingress filters.
     type: str
     choices: [ingress, egress]
   tc_api:
