@@ -38,7 +38,8 @@ description:
     at the target's path under C(links/) stands for the target.
   - Every failure is counted per interface and error type in C(attach_errors.json) under
     O(events_dir), which the collection's exporter publishes as
-    C(ebpf_attachment_errors_total). Check mode records nothing.
+    C(ebpf_attachment_errors_total). Check mode records nothing. A damaged event file is
+    rewritten, keeping the entries that can still be read (the failure message says so).
   - Needs root, or CAP_BPF with CAP_NET_ADMIN (XDP, TC) or CAP_PERFMON (tracing hooks).
 author:
   - ebpf.observability contributors (@ebpf-observability)

@@ -151,9 +151,12 @@ class AttachBackend:
             self.prog.close()
 
     def _record(self, err):
+        notes = []
         try:
             attach_events.record(self.events_dir, self.ifname if self.hook_name in NETWORK_HOOKS + ("auto",) else "",
-                                 error_type_of(err), self.hook_name, str(err))
+                                 error_type_of(err), self.hook_name, str(err), notes)
+            for note in notes:
+                err.msg += " [%s]" % note
         except BpfError as e:
             err.msg += " [the attachment event file was not updated: %s]" % e
 
