@@ -25,8 +25,10 @@ description:
     tags, data and maps) keeps the programs already pinned. After a reboot (empty bpffs) the object
     is loaded again.
   - O(state=absent) unpins programs, maps and links and removes the directory. It refuses while
-    any of the object's programs (including an older version still using its maps) is attached
-    to an interface (XDP, TC) or through a bpf_link, naming where; O(force=true) detaches first.
+    any of the object's programs (including an older version still using its maps, and every
+    earlier version the load record keeps while the kernel still runs it, such as one left
+    attached by an upgrade with O(replace_maps=true)) is attached to an interface (XDP, TC) or
+    through a bpf_link, naming where; O(force=true) detaches first.
   - Needs root, or CAP_BPF (CAP_SYS_ADMIN on kernels before 5.8), and libbpf 1.x (C(libbpf.so.1)).
 author:
   - ebpf.observability contributors (@ebpf-observability)

@@ -27,3 +27,27 @@ def test_unload_refuses_while_attached_and_force_detaches(attach, veth_pair):
         idx = nl.ifindex(veth_pair.ifname)
         assert nl.xdp_query(idx)["mode"] is None
         assert nl.tc_filters(idx, "ingress") == [] and nl.tc_filters(idx, "egress") == []
+
+
+def test_versions_attached_before_upgrades_that_replaced_the_maps_stay_ours(attach, veth_pair, bpf_objects):
+    """An upgrade with replace_maps leaves the earlier version running where it was attached
+    over netlink, on maps no longer pinned: the load record keeps it, so ebpf_attach replaces it
+    as ours and state=absent refuses, then detaches it."""
+    obj = attach.obj
+    first = attach(program="xdp_udp", interface=veth_pair.ifname, mode="skb")["attachment"]["prog_id"]
+    upgrades = []
+    for variant in ("attach_v2_maps", "attach"):
+        res = ProgramBackend("att", obj["pin_root"]).present(bpf_objects[variant], replace_maps=True)
+        upgrades.append(dict((p["name"], p["id"]) for p in res["programs"])["xdp_udp"])
+    assert len({first} | set(upgrades)) == 3
+    with Netlink() as nl:
+        assert nl.xdp_query(nl.ifindex(veth_pair.ifname))["skb_prog_id"] == first
+    with pytest.raises(BpfError, match="att is still attached: xdp \\(skb\\) on ebpft-at0"):
+        ProgramBackend("att", obj["pin_root"]).absent()
+    predicted = attach(check_mode=True, program="xdp_udp", interface=veth_pair.ifname, mode="skb")
+    assert predicted["action"] == "replace" and predicted["diff"]["before"]["prog_id"] == first
+    res = ProgramBackend("att", obj["pin_root"]).absent(force=True)
+    assert res["changed"] and res["detached"] == ["xdp (skb) on ebpft-at0"]
+    assert not os.path.exists(obj["pin_dir"])
+    with Netlink() as nl:
+        assert nl.xdp_query(nl.ifindex(veth_pair.ifname))["mode"] is None

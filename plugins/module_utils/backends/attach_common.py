@@ -25,7 +25,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.kernel import b
 from ansible_collections.ebpf.observability.plugins.module_utils.state import pin_state
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
 from ansible_collections.ebpf.observability.plugins.module_utils.state.pin_journal import pin_replace
-from ansible_collections.ebpf.observability.plugins.module_utils.backends.program import ProgramBackend
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.program import ProgramBackend, prog_facts
 from ansible_collections.ebpf.observability.plugins.module_utils.state.pin_state import LINKS_DIR, PROGS_DIR
 
 # Actions a hook reports.
@@ -153,17 +153,6 @@ class ProgramRef:
         if prog_id not in self._owned:
             return False
         return (prog_facts(prog_id) or {}).get("name") == self.info["name"]
-
-
-def prog_facts(prog_id):
-    """prog_info of a loaded program by id, or None when it is gone."""
-    if not prog_id:
-        return None
-    try:
-        with sc.prog_fd_by_id(prog_id) as fd:
-            return sc.prog_info(fd)
-    except BpfError:
-        return None
 
 
 def prog_label(prog_id):
