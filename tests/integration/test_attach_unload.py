@@ -1,6 +1,8 @@
 """ebpf_program state=absent with ebpf_attach's attachments: it refuses while anything is
 attached, naming where, and force detaches everything (pinned links included)."""
 import os
+import subprocess
+import time
 
 import pytest
 
@@ -8,6 +10,8 @@ from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.netlink import Netlink
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.program import ProgramBackend
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.info import InfoBackend
+from netns import netns_path_entered
 
 
 def test_unload_refuses_while_attached_and_force_detaches(attach, veth_pair):
@@ -51,3 +55,53 @@ def test_versions_attached_before_upgrades_that_replaced_the_maps_stay_ours(atta
     assert not os.path.exists(obj["pin_dir"])
     with Netlink() as nl:
         assert nl.xdp_query(nl.ifindex(veth_pair.ifname))["mode"] is None
+
+
+@pytest.fixture
+def unnamed_netns():
+    """A network namespace without a name, held by a process of its own (killed afterwards)."""
+    proc = subprocess.Popen(["unshare", "--net", "sleep", "120"])
+    path = "/proc/%d/ns/net" % proc.pid
+    try:
+        deadline = time.monotonic() + 5
+        while os.stat(path).st_ino == os.stat("/proc/self/ns/net").st_ino:
+            assert time.monotonic() < deadline, "unshare did not make a namespace"
+            time.sleep(0.01)
+        yield path
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _xdp_on_lo(path):
+    with netns_path_entered(path), Netlink() as nl:
+        return nl.xdp_query(nl.ifindex("lo"))
+
+
+def test_attachments_in_other_network_namespaces_are_found_shown_and_detached(attach, veth_pair, unnamed_netns):
+    """XDP on lo and a TC filter inside a named namespace and inside a process's unnamed one,
+    attached over netlink (no bpf_link): state=absent refuses naming them, ebpf_info lists them
+    with their namespace, force detaches them."""
+    obj = attach.obj
+    named = "/run/netns/" + veth_pair.peer_ns
+    for path in (named, unnamed_netns):
+        with netns_path_entered(path):
+            attach(program="xdp_udp", interface="lo", mode="skb")
+            attach(program="tc_udp", interface="lo", tc_api="netlink")
+    with pytest.raises(BpfError) as err:
+        ProgramBackend("att", obj["pin_root"]).absent()
+    for path in (named, unnamed_netns):
+        assert "xdp (skb) on lo in network namespace %s" % path in str(err.value)
+        assert "tc ingress on lo in network namespace %s prio 256" % path in str(err.value)
+    found = InfoBackend(obj["pin_root"], gather=("attachments",)).run()["attachments"]
+    elsewhere = sorted((a["kind"], a["netns"], a["object"], a["program"]) for a in found if a.get("netns"))
+    assert elsewhere == sorted([("xdp", p, "att", "xdp_udp") for p in (named, unnamed_netns)]
+                               + [("tc", p, "att", "tc_udp") for p in (named, unnamed_netns)])
+    assert all(a["netns_inode"] == os.stat(a["netns"]).st_ino for a in found if a.get("netns"))
+
+    res = ProgramBackend("att", obj["pin_root"]).absent(force=True)
+    assert res["changed"] and len(res["detached"]) == 4
+    for path in (named, unnamed_netns):
+        assert _xdp_on_lo(path)["mode"] is None
+        with netns_path_entered(path), Netlink() as nl:
+            assert nl.tc_filters(nl.ifindex("lo"), "ingress") == []
