@@ -38,7 +38,8 @@ description:
     at the target's path under C(links/) stands for the target.
   - Every failure is counted per interface and error type in C(attach_errors.json) under
     O(events_dir), which the collection's exporter publishes as
-    C(ebpf_attachment_errors_total). Check mode records nothing.
+    C(ebpf_attachment_errors_total). Check mode records nothing. A damaged event file is
+    rewritten, keeping the entries that can still be read (the failure message says so).
   - Needs root, or CAP_BPF with CAP_NET_ADMIN (XDP, TC) or CAP_PERFMON (tracing hooks).
 author:
   - ebpf.observability contributors (@ebpf-observability)
@@ -56,7 +57,8 @@ options:
     type: str
   pin:
     description:
-      - Path of a pinned program on bpffs, instead of O(name) and O(program). A path of the form
+      - Path of a pinned program on bpffs, instead of O(name) and O(program). A path on another
+        file system is refused as such, before anything is opened. A path of the form
         O(pin_root)/<name>/progs/<program> is the same as naming them.
       - Links of other pinned programs are pinned beside the program, named after it.
       - Only the pinned program itself counts as ours; replacing an older version needs O(force).
@@ -77,6 +79,8 @@ options:
       - Network interface for the V(xdp) and V(tc) hooks. It must exist; when it is down the
         program is attached anyway with a warning (see O(require_up)). Interfaces are never
         brought up or down.
+      - Interface names are at most 15 characters, without C(/), C(:) or spaces; another name is
+        refused before anything is looked up.
     type: str
   require_up:
     description:
@@ -101,6 +105,10 @@ options:
     description:
       - TC direction. Defaults to the direction in the section name (C(tc/egress),
         C(tcx/egress)), else V(ingress).
+      - An interface with an C(ingress) qdisc (rather than C(clsact)) has no egress hook there.
+        V(egress) over netlink is then an error naming the qdisc (in check mode too);
+        O(tc_api=auto) uses a TCX link where the kernel has TCX. Detaching V(egress) never
+        touches the ingress filters.
     type: str
     choices: [ingress, egress]
   tc_api:

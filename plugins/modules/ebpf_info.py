@@ -17,7 +17,8 @@ description:
   - RV(objects) lists every object pinned under O(pin_root) by M(ebpf.observability.ebpf_program)
     with its programs, maps and the bpf_links M(ebpf.observability.ebpf_attach) pinned.
   - RV(attachments) says where the programs of those objects (older versions still running
-    included) are attached; RV(interfaces) shows every interface of the network namespace the
+    included) are attached, in every network namespace of the host (named ones under
+    C(/run/netns) and those of running processes), each with its namespace; RV(interfaces) shows every interface of the network namespace the
     task runs in with its XDP programs and modes, TC filters per direction and bpf_links, each
     marked with the object that owns it.
   - RV(features) are kernel feature facts (BTF, tracefs, kprobes, uprobes, fentry, perf links,
@@ -139,6 +140,19 @@ attachments:
     description:
       description: One line, such as C(xdp (drv) on eth0) or C(link 12 (raw_tracepoint sys_enter)).
       type: str
+    elsewhere:
+      description: True for an attachment in another network namespace than the task's.
+      type: bool
+      returned: for attachments in another network namespace
+    netns:
+      description: A path of the network namespace (C(/run/netns/<name>) or C(/proc/<pid>/ns/net))
+        of an XDP or TC attachment in another network namespace.
+      type: str
+      returned: for XDP and TC attachments in another network namespace
+    netns_inode:
+      description: The inode of that network namespace.
+      type: int
+      returned: for XDP and TC attachments in another network namespace
     tp_name:
       description: The tracepoint of a raw_tracepoint link, or of a perf_event link on Linux 6.6+.
       type: str

@@ -21,7 +21,13 @@ description:
     nothing is written.
   - When something differs, the entries are written in list order, so a list can encode a
     write sequence that programs never see half-applied (a key may appear more than once; its
-    last value is the one compared).
+    last value is the one compared). With O(exclusive=true) the other entries are removed
+    first, so a full hash map has room for the new ones.
+  - A hash map's capacity is checked before anything is written. When the entries it holds,
+    less those removed, plus the new keys would exceed its C(max_entries), the task fails and
+    the map is left as it was (in check mode too). If the kernel refuses a write anyway (a
+    program filled the map meanwhile), every entry already written is put back to its previous
+    value before the task fails.
   - Per-CPU maps hold counters, not configuration, and are refused.
 author:
   - ebpf.observability contributors (@ebpf-observability)

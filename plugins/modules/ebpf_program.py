@@ -25,8 +25,10 @@ description:
     tags, data and maps) keeps the programs already pinned. After a reboot (empty bpffs) the object
     is loaded again.
   - O(state=absent) unpins programs, maps and links and removes the directory. It refuses while
-    any of the object's programs (including an older version still using its maps) is attached
-    to an interface (XDP, TC) or through a bpf_link, naming where; O(force=true) detaches first.
+    any of the object's programs (including an older version still using its maps, and every
+    earlier version the load record keeps while the kernel still runs it, such as one left
+    attached by an upgrade with O(replace_maps=true)) is attached to an interface (XDP, TC) or
+    through a bpf_link, naming where; O(force=true) detaches first.
   - Touches only what it made. A directory at O(pin_root)/O(name) without the collection's load
     record, or holding pins the record does not name (another tool's), is refused, with or
     without O(force), naming what it holds; so is a pin root or object directory that another user
@@ -41,7 +43,8 @@ options:
   name:
     description:
       - Identity of the loaded object; its pins live in O(pin_root)/O(name)/.
-      - Letters, digits, C(_), C(.) and C(-); no C(/) and no C(..).
+      - Letters, digits, C(_) and C(-), not starting with C(-), at most 128 characters. No C(.)
+        (bpffs refuses names containing it) and no C(/).
     type: str
     required: true
   src:
@@ -59,6 +62,8 @@ options:
     description:
       - Names of the object's programs (its C functions) to load and pin; all when omitted.
       - A name the object does not hold is an error that lists the programs it has.
+      - An empty list is an error (V(programs must name at least one program; omit it to load
+        all)); it never means all programs.
     type: list
     elements: str
   replace_maps:

@@ -4,6 +4,7 @@
  * program saw a packet; tracing programs count getpid() calls per process.
  *   VARIANT_V2  an upgrade: the XDP and TC programs count in other slots, the tracing programs
  *               add 2 instead of 1 (same maps, different instructions)
+ *   VARIANT_MAPS  `packets` with 16 entries (a map definition conflict: replace_maps)
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -30,10 +31,15 @@
 #define STEP 2
 #endif
 #define FOREIGN_TC_SLOT 4
+#ifndef VARIANT_MAPS
+#define PACKET_SLOTS 8
+#else
+#define PACKET_SLOTS 16
+#endif
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 8);
+	__uint(max_entries, PACKET_SLOTS);
 	__type(key, __u32);
 	__type(value, __u64);
 } packets SEC(".maps");

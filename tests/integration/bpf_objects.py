@@ -17,6 +17,7 @@ VARIANTS = {
     "no_programs": ("no_programs.bpf.c", []),
     "attach": ("attach_object.bpf.c", []),
     "attach_v2": ("attach_object.bpf.c", ["-DVARIANT_V2"]),
+    "attach_v2_maps": ("attach_object.bpf.c", ["-DVARIANT_V2", "-DVARIANT_MAPS"]),
 }
 
 

@@ -27,12 +27,17 @@ def _setns(fd):
         raise OSError(err, os.strerror(err))
 
 
-@contextlib.contextmanager
 def netns_entered(name):
     """Run the calling thread in network namespace `name` for the duration."""
+    return netns_path_entered("/run/netns/" + name)
+
+
+@contextlib.contextmanager
+def netns_path_entered(path):
+    """Run the calling thread in the network namespace at `path` (/run/netns/X, /proc/P/ns/net)."""
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     try:
-        target = os.open("/run/netns/" + name, os.O_RDONLY)
+        target = os.open(path, os.O_RDONLY)
         try:
             _setns(target)
         finally:

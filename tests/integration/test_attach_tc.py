@@ -172,3 +172,39 @@ def test_without_tcx_auto_uses_netlink_and_tcx_is_refused(attach, veth_pair, mon
         attach(program="tc_udp", interface=veth_pair.ifname, tc_api="tcx")
     assert info.value.error_type == "unsupported"
     assert attach(program="tc_udp", interface=veth_pair.ifname)["attachment"]["tc_api"] == "netlink"
+
+
+def test_egress_on_an_ingress_qdisc_is_never_a_silent_no_op(attach, veth_pair):
+    """An ``ingress`` qdisc (not clsact) has no egress hook, and the kernel files an egress
+    filter request made of it under ingress: egress over netlink is refused naming the qdisc,
+    tc_api auto uses a TCX link, and an egress detach leaves the ingress filter alone."""
+    obj = attach.obj
+    with Netlink() as nl:
+        nl.ipr.tc("add", "ingress", nl.ifindex(veth_pair.ifname))
+    ingress = attach(program="tc_udp", interface=veth_pair.ifname, direction="ingress", tc_api="netlink")
+    assert ingress["changed"] and qdiscs(veth_pair.ifname) == "ingress"
+    ours = [(DEFAULT_PRIORITY, obj["ids"]["tc_udp"])]
+    assert filters(veth_pair.ifname, "ingress") == ours
+    assert filters(veth_pair.ifname, "egress") == []
+    egress = dict(program="tc_udp", interface=veth_pair.ifname, direction="egress")
+    for check_mode in (True, False):
+        with pytest.raises(AttachError) as info:
+            attach(check_mode=check_mode, tc_api="netlink", **egress)
+        assert "has an 'ingress' qdisc, which has no egress hook" in str(info.value)
+        assert "tc_api: auto" in str(info.value) and "clsact" in str(info.value)
+        for api in ("netlink", "auto"):
+            assert not attach(check_mode=check_mode, tc_api=api, state="absent", **egress)["changed"]
+    assert filters(veth_pair.ifname, "ingress") == ours
+
+    runs = four_runs(attach, **egress)
+    assert [r["changed"] for r in runs] == [True, True, False, False]
+    assert runs[1]["attachment"]["tc_api"] == "tcx" and runs[1]["attachment"]["prog_id"] == obj["ids"]["tc_udp"]
+    with sc.obj_get(runs[1]["attachment"]["link_pin"]) as link:
+        assert sc.link_info(link)["attach_type"] == sc.BPF_TCX_EGRESS
+    send(veth_pair, "egress")
+    assert packets(obj, OURS_SLOT) == 40
+    gone = four_runs(attach, state="absent", **egress)
+    assert [r["changed"] for r in gone] == [True, True, False, False]
+    assert filters(veth_pair.ifname, "ingress") == ours and qdiscs(veth_pair.ifname) == "ingress"
+    send(veth_pair, "ingress")
+    assert packets(obj, OURS_SLOT) == 80

@@ -159,3 +159,23 @@ def test_interface_vanishing_before_verification_is_reported(attach, veth_pair, 
     with pytest.raises(AttachError, match="interface ebpft-at0 vanished before the kernel could confirm") as info:
         attach(program="xdp_udp", interface=veth_pair.ifname)
     assert info.value.error_type == "interface_missing"
+
+
+def test_bad_pin_and_interface_names_are_refused_before_anything(attach, veth_pair):
+    """A pin outside bpffs is named as such (not as a permission problem), a name longer than
+    IFNAMSIZ-1 as such (not as a netlink policy failure); both in check mode too and for absent."""
+    for state in ("present", "absent"):
+        for check_mode in (True, False):
+            with pytest.raises(AttachError) as info:
+                attach(check_mode=check_mode, name=None, pin="/etc/passwd", interface=veth_pair.ifname, state=state)
+            text = str(info.value)
+            assert "pin /etc/passwd is not on bpffs" in text and "0x%08x" % 0xcafe4a11 in text
+            assert "EACCES" not in text and "EPERM" not in text and "CAP_" not in text
+            assert info.value.error_type == "invalid_argument"
+            with pytest.raises(AttachError) as info:
+                attach(check_mode=check_mode, program="xdp_udp", interface="x" * 20, state=state)
+            assert str(info.value).startswith("interface names are at most 15 characters; 'xxxxxxxxxxxxxxxxxxxx' has 20")
+            assert "ERANGE" not in str(info.value)
+    with pytest.raises(AttachError, match="is not a valid interface name"):
+        attach(program="xdp_udp", interface="a/b")
+    assert xdp_state(veth_pair.ifname)["mode"] is None

@@ -291,6 +291,60 @@ def test_a_broken_map_costs_only_itself(deployment, built, veth):
     assert "program not_loaded is not loaded" in stderr
 
 
+def test_a_damaged_attach_event_file_is_reported_kept_and_repaired(deployment, built, veth, caplog):
+    """A damaged event file: the long-running exporter logs it, counts it and keeps the counts it
+    last read; --once logs it and exits 1; ebpf_attach's next failure rewrites the file, keeping
+    the entries that can still be read."""
+    from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach import AttachBackend
+    from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_common import AttachError
+    load(deployment, built, "xdp_counter")
+    for _failure in range(3):
+        attach_events.record(deployment.events_dir, PREFIX + "7", "foreign_program", "xdp", "held by another program")
+    attach_events.record(deployment.events_dir, PREFIX + "8", "interface_missing", "tc", "gone")
+    deployment.configure([{"name": "xdp_counter", "metrics_file": os.path.join(REPO, "bpf", "xdp_counter.yaml")}])
+    exporter = Exporter(load_config(deployment.config))
+    good = {(("error_type", "foreign_program"), ("interface", PREFIX + "7")): 3,
+            (("error_type", "interface_missing"), ("interface", PREFIX + "8")): 1}
+    assert series(samples(exporter.render()), "ebpf_attachment_errors_total") == good
+
+    path = attach_events.events_path(deployment.events_dir)
+    with open(path) as f:
+        text = f.read()
+    with open(path, "w") as f:
+        f.write(text[:text.index("}") + 1] + ', {"interface": "ebpft-ex')  # cut short after the first entry
+    with caplog.at_level("WARNING", logger="ebpf_observability.exporter"):
+        for passes in (1, 2):
+            parsed = samples(exporter.render())
+            assert series(parsed, "ebpf_attachment_errors_total") == good
+            assert value(parsed, "ebpf_exporter_source_errors_total", source="attach_events") == passes
+    logged = [r.getMessage() for r in caplog.records if "attachment event file" in r.getMessage()]
+    assert len(logged) == 1, logged  # once, not at every pass
+    assert logged[0].startswith("the attachment event file %s is not valid JSON" % path)
+    assert "keeping the counts of the last good read" in logged[0]
+
+    out = deployment.run("--once", netns=veth.ns)
+    assert out.returncode == 1, out.stderr
+    assert "is not valid JSON" in out.stderr and "no counts read yet" in out.stderr
+    with open(deployment.textfile) as f:
+        once = samples(f.read())
+    assert series(once, "ebpf_attachment_errors_total") == {}
+    assert value(once, "ebpf_exporter_source_errors_total", source="attach_events") == 1
+    assert value(once, "ebpf_programs_loaded", program_type="xdp") == 1
+
+    params = dict(name="xdp_counter", program="xdp_counter", pin_root=deployment.pin_root, interface=PREFIX + "9",
+                  events_dir=deployment.events_dir)
+    with pytest.raises(AttachError) as info:
+        AttachBackend(params).run()
+    assert "is not valid JSON" in str(info.value)
+    assert "it was rewritten keeping the 1 entries that could be read" in str(info.value)
+    repaired = {(PREFIX + "7", "foreign_program"): 3, (PREFIX + "9", "interface_missing"): 1}
+    assert attach_events.counts(path) == repaired
+    with caplog.at_level("INFO", logger="ebpf_observability.exporter"):
+        assert series(samples(exporter.render()), "ebpf_attachment_errors_total") == dict(
+            ((("error_type", t), ("interface", i)), n) for (i, t), n in repaired.items())
+    assert "recovered: the attachment event file" in caplog.text
+
+
 def test_program_run_statistics_follow_the_sysctl(deployment, built, tmp_path):
     pin_dir = load(deployment, built, "xdp_counter")
     sysctl = tmp_path / "bpf_stats_enabled"

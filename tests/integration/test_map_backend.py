@@ -90,3 +90,64 @@ def test_encode():
     assert encode("0x01 00 00 00", 4, "entry key") == b"\x01\x00\x00\x00"
     with pytest.raises(BpfError):
         encode(True, 4, "entry key")
+
+
+HASH_CAPACITY = 1024  # calls_by_tgid's max_entries in tests/bpf/test_object.bpf.c
+
+
+def fill_hash(loaded_result, keys):
+    pin = [m for m in loaded_result["maps"] if m["name"] == "calls_by_tgid"][0]["pin"]
+    with sc.obj_get(pin) as fd:
+        sc.map_update_batch(fd, [(struct.pack("<I", k), struct.pack("<Q", k + 1)) for k in keys])
+
+
+def hash_contents(loaded_result):
+    pin = [m for m in loaded_result["maps"] if m["name"] == "calls_by_tgid"][0]["pin"]
+    with sc.obj_get(pin) as fd:
+        info = sc.map_info(fd)
+        return dict(sc.map_lookup_batch(fd, info["key_size"], info["value_size"], info["max_entries"]))
+
+
+def test_hash_capacity_is_checked_before_writing(pin_root, loaded):
+    fill_hash(loaded, range(HASH_CAPACITY - 4))
+    before = hash_contents(loaded)
+    entries = [{"key": 100000 + i, "value": 1} for i in range(8)]
+    for check_mode in (True, False):
+        with pytest.raises(BpfError) as err:
+            apply(pin_root, "calls_by_tgid", entries, check_mode=check_mode)
+        assert "holds 1020 of its 1024 entries" in str(err.value)
+        assert "would need 1028" in str(err.value)
+        assert hash_contents(loaded) == before
+    # Updating keys the map holds needs no room.
+    assert apply(pin_root, "calls_by_tgid", [{"key": 3, "value": 9}])["changed"]
+
+
+def test_exclusive_recovers_a_full_hash(pin_root, loaded):
+    fill_hash(loaded, range(HASH_CAPACITY))
+    entries = [{"key": 100000 + i, "value": i + 1} for i in range(20)]
+    predicted = apply(pin_root, "calls_by_tgid", entries, check_mode=True, exclusive=True)
+    assert predicted["changed"] and predicted["writes"] == HASH_CAPACITY + 20
+    res = apply(pin_root, "calls_by_tgid", entries, exclusive=True)
+    assert res["changed"] and res["writes"] == predicted["writes"]
+    assert hash_contents(loaded) == dict((struct.pack("<I", 100000 + i), struct.pack("<Q", i + 1))
+                                         for i in range(20))
+    assert not apply(pin_root, "calls_by_tgid", entries, check_mode=True, exclusive=True)["changed"]
+
+
+def test_a_failed_write_restores_the_previous_entries(pin_root, loaded, monkeypatch):
+    """Another writer (a program) fills the map between the capacity check and the writes:
+    the kernel refuses a write half-way, and what was written is undone."""
+    fill_hash(loaded, range(10))
+    before = hash_contents(loaded)
+
+    def concurrent_writer(self, writes):
+        fill_hash(loaded, range(50000, 50000 + HASH_CAPACITY - 10 - 2))
+    monkeypatch.setattr(MapBackend, "_check_capacity", concurrent_writer)
+    entries = [{"key": 1, "value": 77}] + [{"key": 100000 + i, "value": 1} for i in range(4)]
+    with pytest.raises(BpfError) as err:
+        apply(pin_root, "calls_by_tgid", entries)
+    assert err.value.errno == 7  # E2BIG
+    assert "previous entries were restored" in str(err.value)
+    after = hash_contents(loaded)
+    assert len(after) == HASH_CAPACITY - 2
+    assert dict((k, v) for k, v in after.items() if struct.unpack("<I", k)[0] < 50000) == before

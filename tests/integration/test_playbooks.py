@@ -63,6 +63,18 @@ def test_ansible_doc_renders(module):
     assert "OPTIONS" in out.stdout and "RETURN VALUES" in out.stdout and "EXAMPLES" in out.stdout
 
 
+def test_ebpf_program_doc_states_the_name_rules():
+    """What ansible-doc says of names and programs is what the module enforces."""
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, "build", "collections"), ANSIBLE_NOCOLOR="1")
+    out = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-doc"), "--json",
+                          "ebpf.observability.ebpf_program"], env=env, capture_output=True, text=True, check=True)
+    options = json.loads(out.stdout)["ebpf.observability.ebpf_program"]["doc"]["options"]
+    name_doc = " ".join(options["name"]["description"])
+    assert "at most 128 characters" in name_doc and "No C(.)" in name_doc
+    assert "C(_), C(.)" not in name_doc
+    assert "omit it to load all" in " ".join(options["programs"]["description"])
+
+
 @pytest.mark.playbook
 def test_ebpf_build_role(tmp_path):
     extra = {"ebpf_build_output_dir": str(tmp_path / "objects")}

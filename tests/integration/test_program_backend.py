@@ -245,6 +245,21 @@ def test_bad_names(pin_root, name):
     with pytest.raises(BpfError) as err:
         ProgramBackend(name, pin_root)
     assert "invalid name" in str(err.value)
+    assert "at most 128 characters" in str(err.value) and "refuses '.'" in str(err.value)
+
+
+def test_longest_name_is_128_characters(pin_root, bpf_objects):
+    assert load(pin_root, bpf_objects["base"], name="n" * 128)["changed"]
+    with pytest.raises(BpfError):
+        ProgramBackend("n" * 129, pin_root)
+
+
+def test_empty_program_list_is_an_error(pin_root, bpf_objects):
+    for check_mode in (True, False):
+        with pytest.raises(BpfError) as err:
+            ProgramBackend("obj", pin_root, check_mode=check_mode).present(bpf_objects["base"], programs=[])
+        assert str(err.value) == "programs must name at least one program; omit it to load all"
+        assert not os.path.exists(pin_root)
 
 
 def test_pin_root_outside_bpffs(tmp_path, bpf_objects):

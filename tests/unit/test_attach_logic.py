@@ -224,12 +224,16 @@ def test_events_survive_concurrent_writers(tmp_path):
     assert ev.counts(ev.events_path(directory)) == {("eth0", "kernel_error"): 80}
 
 
-def test_events_unreadable_file_starts_over(tmp_path):
+def test_events_unreadable_file_is_an_error_to_readers_and_rewritten_by_writers(tmp_path):
     path = tmp_path / ev.FILE_NAME
     path.write_text("{not json")
-    assert ev.read(str(path)) == {"format": 1, "errors": []}
-    ev.record(str(tmp_path), "eth0", "verify_failed", "xdp", "m" * 2000)
-    data = ev.read(str(path))
+    with pytest.raises(BpfError, match="is not valid JSON"):
+        ev.counts(str(path))
+    assert ev.read(str(path))["errors"] == [] and "is not valid JSON" in ev.read(str(path))["damaged"]
+    notes = []
+    ev.record(str(tmp_path), "eth0", "verify_failed", "xdp", "m" * 2000, notes)
+    assert notes and "rewritten keeping the 0 entries" in notes[0]
+    data = ev.load(str(path))
     assert data["errors"][0]["count"] == 1 and len(data["errors"][0]["last_message"]) == ev.MESSAGE_MAX
 
 

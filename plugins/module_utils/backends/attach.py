@@ -100,6 +100,20 @@ def resolve_hook(asked, type_name, section, target=None, direction=None):
     return hook, target, direction
 
 
+IFNAMSIZ = 16
+
+
+def check_ifname(name):
+    """Refuse an interface name the kernel can never hold (dev_valid_name), before anything is
+    looked up or changed."""
+    if len(name) > IFNAMSIZ - 1:
+        raise AttachError("interface names are at most %d characters; %r has %d" % (IFNAMSIZ - 1, name, len(name)),
+                          "invalid_argument", hint="give the name `ip link` shows")
+    if not name or name in (".", "..") or any(c == "/" or c == ":" or c.isspace() for c in name):
+        raise AttachError("%r is not a valid interface name" % name, "invalid_argument",
+                          hint="interface names are 1 to %d characters without '/', ':' or spaces" % (IFNAMSIZ - 1))
+
+
 class AttachBackend:
     """The decisions and kernel changes behind the ebpf_attach module. ``params`` are the
     module's options (missing keys take the module's defaults)."""
@@ -138,9 +152,12 @@ class AttachBackend:
             self.prog.close()
 
     def _record(self, err):
+        notes = []
         try:
             attach_events.record(self.events_dir, self.ifname if self.hook_name in NETWORK_HOOKS + ("auto",) else "",
-                                 error_type_of(err), self.hook_name, str(err))
+                                 error_type_of(err), self.hook_name, str(err), notes)
+            for note in notes:
+                err.msg += " [%s]" % note
         except BpfError as e:
             err.msg += " [the attachment event file was not updated: %s]" % e
 
@@ -190,6 +207,8 @@ class AttachBackend:
         return hook
 
     def _run(self):
+        if self.ifname:
+            check_ifname(self.ifname)
         if not self._program():
             return self._result(None, {}, {})
         self.hook_name, self.target, self.direction = resolve_hook(

@@ -25,7 +25,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.kernel import b
 from ansible_collections.ebpf.observability.plugins.module_utils.state import pin_state
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
 from ansible_collections.ebpf.observability.plugins.module_utils.state.pin_journal import pin_replace
-from ansible_collections.ebpf.observability.plugins.module_utils.backends.program import ProgramBackend
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.program import ProgramBackend, prog_facts
 from ansible_collections.ebpf.observability.plugins.module_utils.state.pin_state import LINKS_DIR, PROGS_DIR
 
 # Actions a hook reports.
@@ -78,7 +78,7 @@ class ProgramRef:
     def __init__(self, pin_root, name=None, program=None, pin=None):
         self.pin_root = bpffs.check_pin_root(pin_root)
         if pin:
-            pin = os.path.normpath(pin)
+            pin = os.path.normpath(bpffs.check_on_bpffs(pin, "pin"))
             parts = os.path.relpath(pin, self.pin_root).split(os.sep)
             if len(parts) == 3 and parts[1] == PROGS_DIR and not parts[0].startswith(".."):
                 name, program = parts[0], parts[2]
@@ -153,17 +153,6 @@ class ProgramRef:
         if prog_id not in self._owned:
             return False
         return (prog_facts(prog_id) or {}).get("name") == self.info["name"]
-
-
-def prog_facts(prog_id):
-    """prog_info of a loaded program by id, or None when it is gone."""
-    if not prog_id:
-        return None
-    try:
-        with sc.prog_fd_by_id(prog_id) as fd:
-            return sc.prog_info(fd)
-    except BpfError:
-        return None
 
 
 def prog_label(prog_id):

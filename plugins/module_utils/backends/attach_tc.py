@@ -11,7 +11,8 @@ other programs on the hook are never touched. Detaching detaches the link and re
 netlink (``tc_api: netlink``): a direct-action ``bpf`` filter on the clsact qdisc (added when
 missing) at our own priority and handle. Our filter is replaced in one request at the same
 priority/handle; a foreign filter in our slot is replaced only with ``force``; other filters are
-never touched, and the clsact qdisc is removed on detach only when no filter is left on it.
+never touched, and the clsact qdisc is removed on detach only when no filter is left on it. An
+``ingress`` qdisc has no egress hook: egress over netlink is refused there.
 
 ``tc_api: auto`` keeps an existing attachment of ours where it is and otherwise uses TCX when
 the kernel has it, netlink when not; asking for the other API moves the attachment (the new
@@ -126,6 +127,11 @@ class TcHook(Hook):
         self.api = self._choose_api(state)
         if self.attached(state):
             return None
+        if self.api == "netlink" and not self.nl.has_hook(self.ifindex, self.direction):
+            raise AttachError("interface %s has an 'ingress' qdisc, which has no egress hook: a TC egress filter cannot "
+                              "be attached over netlink" % self.ifname, "invalid_argument",
+                              hint="use tc_api: auto or tcx (a TCX link needs no qdisc), or replace the ingress qdisc "
+                                   "with clsact (`tc qdisc del dev %s ingress` removes its filters too)" % self.ifname)
         if self.api == "tcx":
             if state["live"]:
                 return REPLACE if state["link"]["prog_id"] != self.prog.id else MOVE  # MOVE: drop our netlink filter

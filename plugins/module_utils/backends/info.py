@@ -7,7 +7,7 @@
   record) with its programs, maps and pinned links; ``foreign``: the other directories there
   that hold pins (another tool's), with their pins, kept apart;
 - attachments: where the programs of those objects (older versions still running included)
-  are attached: XDP, TC filters, bpf_links;
+  are attached: XDP, TC filters, bpf_links, in every network namespace of the host;
 - interfaces: every interface of the task's network namespace with the XDP modes its driver
   supports (xdp_features; null where the kernel cannot tell), its XDP program and mode,
   its TC filters per direction and the TCX links on it, each marked with the object that owns
@@ -153,8 +153,9 @@ class InfoBackend:
         return self._everything
 
     def attachments(self, nl):
-        owners = self.owners()
-        return [dict(self._mark(dict(a)), description=att.describe(a)) for a in self.everything(nl) if a["prog_id"] in owners]
+        """Every attachment of our programs, in every network namespace of the host."""
+        found = att.find_attachments(list(self.owners()), nl, other_namespaces=True)
+        return [dict(self._mark(dict(a)), description=att.describe(a)) for a in found]
 
     def interfaces(self, nl):
         by_ifindex = {}

@@ -105,7 +105,54 @@ class MapBackend:
             cleanup = [(k, b"\0" * vsize) for k in stale]  # array entries cannot be deleted
         else:
             cleanup = [(k, None) for k in stale]
-        return writes + cleanup
+        # Stale entries go first, so that a full hash map has room for the new ones.
+        self._check_capacity(cleanup + writes)
+        return cleanup + writes
+
+    def _check_capacity(self, writes):
+        """Refuse, before anything is written, a write sequence that would need more entries
+        than the hash map holds at most (the kernel would refuse it with E2BIG half-way)."""
+        if self.info["type_name"] not in HASH_TYPES:
+            return
+        held = set(self._all_keys())
+        before, peak = len(held), len(held)
+        for key, value in writes:
+            if value is None:
+                held.discard(key)
+            else:
+                held.add(key)
+            peak = max(peak, len(held))
+        if peak > self.info["max_entries"]:
+            raise BpfError(
+                "map %s holds %d of its %d entries (max_entries); these writes would need %d, so "
+                "nothing was written" % (os.path.basename(self.path), before, self.info["max_entries"], peak),
+                hint="write fewer new keys, remove entries with exclusive: true, or give the map "
+                     "a larger max_entries in the object")
+
+    def _store(self, key, value):
+        if value is None:
+            sc.map_delete(self.fd, key, missing_ok=True)
+        else:
+            sc.map_update(self.fd, key, value)
+
+    def _write(self, writes):
+        """Make the writes; when one fails, put back what every written key held before (keys
+        that were absent are deleted first, to leave room) and raise the failure."""
+        previous = {}
+        try:
+            for key, value in writes:
+                previous.setdefault(key, self._current(key))
+                self._store(key, value)
+        except BpfError as failure:
+            restore = sorted(previous.items(), key=lambda item: item[1] is not None)
+            try:
+                for key, value in restore:
+                    self._store(key, value)
+            except BpfError as e:
+                failure.msg += "; restoring the previous entries failed too: %s" % e
+                raise failure
+            failure.msg += "; the map's previous entries were restored"
+            raise failure
 
     def apply(self, entries, exclusive=False):
         writes = self.plan(entries, exclusive)
@@ -113,12 +160,8 @@ class MapBackend:
         after = dict(before)
         for key, value in writes:
             after[hexlify(key)] = hexlify(value)
-            if self.check_mode:
-                continue
-            if value is None:
-                sc.map_delete(self.fd, key, missing_ok=True)
-            else:
-                sc.map_update(self.fd, key, value)
+        if not self.check_mode:
+            self._write(writes)
         return {
             "changed": bool(writes),
             "path": self.path,

@@ -54,6 +54,17 @@ def _pinned(directory, info_fn):
     return found
 
 
+def prog_facts(prog_id):
+    """prog_info of a loaded program by id, or None when it is gone."""
+    if not prog_id:
+        return None
+    try:
+        with sc.prog_fd_by_id(prog_id) as fd:
+            return sc.prog_info(fd)
+    except BpfError:
+        return None
+
+
 def _program_view(name, info):
     return {"name": name, "kernel_name": info["name"], "type": info["type_name"], "id": info["id"],
             "tag": info["tag"], "pin": info["pin"], "map_ids": info.get("map_ids", [])}
@@ -153,9 +164,11 @@ class ProgramBackend:
     # -- present --------------------------------------------------------------------------
 
     def present(self, src, programs=None, replace_maps=False):
+        if programs is not None and not programs:
+            raise BpfError("programs must name at least one program; omit it to load all")
         self.check_ownership()
         data = object_file.read_checked(src)
-        selection = sorted(set(programs)) if programs else None
+        selection = sorted(set(programs)) if programs is not None else None
         identity = object_file.content_hash(data, selection)
         if not self.needs_load(identity):
             return self.result()
@@ -278,6 +291,7 @@ class ProgramBackend:
                 "sections": dict((p.name, p.section) for p in selected),
                 "programs_ids": dict((p["name"], p["id"]) for p in after["programs"]),
                 "maps_ids": dict((m["name"], m["id"]) for m in after["maps"]),
+                "earlier_programs": self._earlier_versions(set(p["id"] for p in after["programs"])),
             })
             if self.before is None:
                 self.changed = True
@@ -288,6 +302,16 @@ class ProgramBackend:
             raise
         journal.commit()
         self.after = snapshot(self.pin_dir)
+
+    def _earlier_versions(self, current_ids):
+        """{id: tag} of the programs this object loaded before (pinned before this load, or kept
+        in the earlier record) that the kernel still runs under that id and tag: an earlier
+        version left attached stays ours until it is detached."""
+        record = (self.before or {}).get("state") or {}
+        versions = dict(record.get("earlier_programs") or {})
+        versions.update((str(p["id"]), p["tag"]) for p in (self.before or {}).get("programs", []))
+        return dict((i, tag) for i, tag in versions.items()
+                    if int(i) not in current_ids and (prog_facts(int(i)) or {}).get("tag") == tag)
 
     def _pin_programs(self, journal, obj, selected, progs_dir, maps_dir):
         wanted = set(p.name for p in selected)
@@ -304,11 +328,14 @@ class ProgramBackend:
     # -- absent ---------------------------------------------------------------------------
 
     def owned_prog_ids(self):
-        """Ids of the pinned programs, of those in the load record, and of every loaded program
-        that uses one of the object's pinned maps (an older version still attached somewhere)."""
+        """Ids of the pinned programs, of those in the load record (earlier versions still loaded
+        included), and of every loaded program that uses one of the object's pinned maps (an
+        older version still attached somewhere)."""
         ids = set(p["id"] for p in self.before["programs"])
         record = self.before["state"] or {}
         ids.update((record.get("programs_ids") or {}).values())
+        ids.update(int(i) for i, tag in (record.get("earlier_programs") or {}).items()
+                   if (prog_facts(int(i)) or {}).get("tag") == tag)
         map_ids = set(m["id"] for m in self.before["maps"])
         if map_ids:
             for prog_id in sc.prog_ids():

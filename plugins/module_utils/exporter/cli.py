@@ -16,7 +16,8 @@ The loop keeps its collectors (and their label caches) between passes, out of th
 collector's way (settle_after_pass), and runs the passes on a steady schedule: pass n starts at start + n x interval; a pass that overruns skips the slots it
 missed. SIGTERM and SIGINT end the loop after the current pass (a write is never cut short;
 it is atomic anyway). Exit status: 0, or 1 when the config is wrong or the textfile cannot be
-written, 2 for bad arguments.
+written (or, with --once, when the attachment event file could not be read: the pass is
+written all the same, without ebpf_attachment_errors_total series), 2 for bad arguments.
 
 The config is YAML (PyYAML: Debian's python3-yaml) or JSON; the core takes the loaded dicts.
 """
@@ -166,11 +167,11 @@ def main(argv=None):
         exporter = Exporter(config)
         if args.once and args.stdout:
             sys.stdout.write(exporter.render())
-            return 0
+            return 1 if exporter.attach_events_error else 0
         remove_stale_temporaries(config.textfile)
         if args.once:
             exporter.write()
-            return 0
+            return 1 if exporter.attach_events_error else 0
     except BpfError as e:
         LOG.error("%s", e)
         return 1

@@ -34,10 +34,15 @@ total{...}``
 ``ebpf_exporter_run_duration_seconds``              how long this pass took to read and decode
 ``ebpf_exporter_map_errors_total{program,map}``     maps that could not be read, since start
 ``ebpf_exporter_source_errors_total{source}``       self-metric sources that failed, since start
-                                                    (``programs``, ``attachments``)
+                                                    (``programs``, ``attachments``,
+                                                    ``attach_events``)
 ``ebpf_exporter_decoder_errors_total{metric,        entries left out by a failing decoder, since
 decoder}``                                          start (families.DecoderErrors)
 ==================================================  ==============================================
+
+An attachment event file that cannot be read or is damaged is logged and counted under
+``source="attach_events"``; a long-running exporter keeps exporting the counts it last read, and
+``--once`` (a fresh process, no earlier counts) exports the family without series and exits 1.
 
 Attachments are looked up in the exporter's own network namespace. Listing bpf_links needs
 CAP_SYS_ADMIN; without it the attachment source fails and ``ebpf_programs_attached`` is left
@@ -141,6 +146,8 @@ class Exporter:
         self.last_success = 0.0
         self.problems = {}
         self._failing = set()
+        self.attach_counts = None
+        self.attach_events_error = None
 
     # -- one pass -------------------------------------------------------------------------
 
@@ -257,9 +264,23 @@ class Exporter:
             families.extend((count, run_time))
         errors = MetricFamily("ebpf_attachment_errors_total", "Failed attach attempts, by interface and error type",
                               "counter", ("interface", "error_type"))
-        errors.series.update(attach_events.counts(self.config.attach_events))
+        errors.series.update(self._attach_error_counts())
         families.append(errors)
         return families
+
+    def _attach_error_counts(self):
+        """The event file's counts; when it cannot be read, the last counts read (none yet in a
+        fresh process), the failure logged and counted under ``source="attach_events"``."""
+        try:
+            self.attach_counts = attach_events.counts(self.config.attach_events)
+            self.attach_events_error = None
+        except BpfError as e:
+            self.attach_events_error = e
+            self._count(self.source_errors, ("attach_events",))
+            kept = "keeping the counts of the last good read" if self.attach_counts is not None else \
+                "no counts read yet, so ebpf_attachment_errors_total has no series"
+            self._problem(("attach_events",), "%s; %s (the next failure ebpf_attach records rewrites the file)" % (e, kept))
+        return self.attach_counts or {}
 
     def _attached(self, programs):
         types = dict((info["id"], info["type_name"]) for _obj, _name, info in programs)

@@ -1,8 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: ebpf.observability contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Where programs are attached: XDP and TC in the current network namespace, and every
-bpf_link of the kernel.
+"""Where programs are attached: XDP and TC in the current network namespace (and, on request,
+in every other one of the host), and every bpf_link of the kernel.
 
 An attachment is a dict with ``kind`` ("xdp", "tc" or "link") and ``prog_id``, plus
 - xdp: ``mode`` (drv, skb, hw), ``ifindex``, ``interface``;
@@ -12,7 +12,8 @@ An attachment is a dict with ``kind`` ("xdp", "tc" or "link") and ``prog_id``, p
   ``attach_type_name``, ``tp_name``, and for perf_event links on Linux 6.6+
   ``perf_event_type_name`` with ``func_name`` (kprobes) or ``file_name`` (uprobes).
 A program attached through an XDP bpf_link shows both as "xdp" (carrying that ``link_id``) and
-as "link".
+as "link". Attachments in another network namespace carry ``elsewhere`` and, for XDP and TC
+found there, ``netns`` (a path of that namespace) and ``netns_inode``.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -22,6 +23,7 @@ __metaclass__ = type
 import errno
 
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_syscall
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import netns
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.netlink import Netlink
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.netlink_codec import XDP_MODE_ATTRS
@@ -37,8 +39,10 @@ def find_attachments(prog_ids, netlink=None, links=True, other_namespaces=False)
 
     ``links=False`` leaves out bpf_links: listing them needs CAP_SYS_ADMIN, which a reader such
     as the exporter's unprivileged service does not have; XDP and TC attachments it still sees.
-    ``other_namespaces=True`` adds the XDP and TCX links bound to interfaces of other network
-    namespaces (marked ``elsewhere``), for a caller that must know every place a program runs.
+    ``other_namespaces=True`` adds what runs in the host's other network namespaces (named ones
+    and those of running processes, kernel/netns): XDP and TC attached there over netlink (with
+    the namespace) and the XDP and TCX links bound to their interfaces, all marked
+    ``elsewhere``, for a caller that must know every place a program runs.
     """
     wanted = set(int(prog_id) for prog_id in prog_ids)
     if not wanted:
@@ -50,6 +54,42 @@ def find_attachments(prog_ids, netlink=None, links=True, other_namespaces=False)
 
 
 def _find(wanted, netlink, with_links, other_namespaces):
+    found, names, xdp_here = _netlink_attachments(wanted, netlink)
+    if other_namespaces:
+        found.extend(_elsewhere(wanted))
+    links = _links(wanted, names, xdp_here, other_namespaces) if with_links else []
+    for entry in found:
+        if entry["kind"] == "xdp":
+            for link in links:
+                if link["link_type"] == "xdp" and (link.get("ifindex"), link["prog_id"], bool(link.get("elsewhere"))) \
+                        == (entry["ifindex"], entry["prog_id"], bool(entry.get("elsewhere"))):
+                    entry["link_id"] = link["link_id"]  # only the link can detach it
+    return found + links
+
+
+def _elsewhere(wanted):
+    """XDP and TC attachments of every other network namespace, with the namespace."""
+    here = netns.current()
+    found = []
+    for path, inode in netns.namespaces():
+        if inode == here:
+            continue
+        try:
+            with netns.entered(path, inode), Netlink() as netlink:
+                entries = _netlink_attachments(wanted, netlink)[0]
+        except BpfError as e:
+            if e.errno == errno.ENOENT:
+                continue  # the namespace went away meanwhile
+            raise
+        for entry in entries:
+            entry.update(elsewhere=True, netns=path, netns_inode=inode)
+        found.extend(entries)
+    return found
+
+
+def _netlink_attachments(wanted, netlink):
+    """(XDP and TC attachments, {ifindex: name}, {(ifindex, XDP prog id)}) of the namespace
+    ``netlink`` talks to."""
     found = []
     names = {}
     xdp_here = set()  # (ifindex, prog id) of the XDP programs of this network namespace
@@ -75,14 +115,7 @@ def _find(wanted, netlink, with_links, other_namespaces):
                     found.append({"kind": "tc", "prog_id": entry["prog_id"], "direction": direction,
                                   "prio": entry["prio"], "handle": entry["handle"],
                                   "ifindex": ifindex, "interface": names.get(ifindex)})
-    links = _links(wanted, names, xdp_here, other_namespaces) if with_links else []
-    for entry in found:
-        if entry["kind"] == "xdp":
-            for link in links:
-                if link["link_type"] == "xdp" and (link.get("ifindex"), link["prog_id"]) \
-                        == (entry["ifindex"], entry["prog_id"]):
-                    entry["link_id"] = link["link_id"]  # only the link can detach it
-    return found + links
+    return found, names, xdp_here
 
 
 def _in_this_netns(info, xdp_here, tcx_cache):
@@ -139,6 +172,12 @@ def detach(attachment, netlink=None):
     left alone (BpfError)."""
     if attachment.get("link_id") is not None:
         return _detach_link(attachment["link_id"])
+    if attachment.get("netns_inode"):
+        path = netns.path_of(attachment["netns_inode"], attachment.get("netns"))
+        if path is None:
+            return False  # the namespace is gone, and its interfaces with it
+        with netns.entered(path, attachment["netns_inode"]), Netlink() as own:
+            return _detach(attachment, own)
     if netlink is None:
         with Netlink() as own:
             return _detach(attachment, own)
@@ -174,6 +213,9 @@ def _detach_link(link_id):
 
 
 def _where(attachment):
+    if attachment.get("netns"):
+        return "%s in network namespace %s" % (attachment.get("interface") or "ifindex %s" % attachment.get("ifindex"),
+                                               attachment["netns"])
     if attachment.get("interface"):
         return attachment["interface"]
     if attachment.get("elsewhere"):

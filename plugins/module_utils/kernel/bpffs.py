@@ -57,8 +57,20 @@ def check_name(name, what="name"):
     if not isinstance(name, str) or not _NAME_RE.match(name) or ".." in name:
         raise BpfError(
             "invalid %s %r" % (what, name),
-            hint="use letters, digits, '_' and '-' only, not starting with '-' (bpffs refuses '.' and '/')")
+            hint="use letters, digits, '_' and '-' only, not starting with '-', at most 128 characters "
+                 "(bpffs refuses '.' and '/')")
     return name
+
+
+def check_on_bpffs(path, what):
+    """``path`` (which may not exist yet) must lie on a bpf filesystem; BpfError naming the
+    file system it is on otherwise."""
+    existing = _nearest_existing(os.path.abspath(path))
+    if is_bpffs(existing):
+        return path
+    raise BpfError("%s %s is not on bpffs (%s is on a file system of type 0x%08x, not bpf 0x%08x)" % (
+        what, path, existing, fs_magic(existing), BPFFS_MAGIC),
+        hint="give the path of a program pinned on bpffs, such as %s/<name>/progs/<program>" % DEFAULT_PIN_ROOT)
 
 
 def _nearest_existing(path):

@@ -221,6 +221,12 @@ class Netlink:
                 return msg.get_attr("TCA_KIND")
         return None
 
+    def has_hook(self, ifindex, direction):
+        """False when the qdisc of ``ifindex`` has no ``direction`` hook: an ``ingress`` qdisc has
+        no egress hook, and the kernel files egress filter requests made of it (dump, add,
+        delete) under ingress."""
+        return not (direction == "egress" and self._hook_qdisc(ifindex) == "ingress")
+
     def ensure_clsact(self, ifindex, direction=None):
         """Add a clsact qdisc to ``ifindex``; True if added, False if one was there already.
 
@@ -244,6 +250,8 @@ class Netlink:
                        % self._label(ifindex))
 
     def _filter_msgs(self, ifindex, direction):
+        if not self.has_hook(ifindex, direction):
+            return []
         return list(self.ipr.get_filters(index=ifindex, parent=codec.check_direction(direction)))
 
     def tc_filters(self, ifindex, direction):
@@ -294,6 +302,8 @@ class Netlink:
         With ``expected_prog_id`` a filter running another program is left alone (BpfError)."""
         parent = codec.check_direction(direction)
         self._check_slot(prio, handle)
+        if not self.has_hook(ifindex, direction):
+            return False
         if expected_prog_id is not None:
             for entry in self.tc_filters(ifindex, direction):
                 if entry["prio"] == prio and entry["handle"] == handle:

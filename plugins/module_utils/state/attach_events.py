@@ -14,6 +14,10 @@ ebpf_attach adds one count for every failure; the exporter turns the counts into
 (interface, error_type); ``hook`` and ``last_*`` describe the latest failure. Writers take an
 exclusive flock on ``<file>.lock`` and replace the file atomically (temporary file in the same
 directory, fsync, rename), so a reader never sees a partial file and no count is lost.
+
+A file that is not a valid event file (damaged by hand or by a disk) is an error for a reader
+(``load``, ``counts``: the exporter reports it and keeps its last counts); the next ``record``
+rewrites it, keeping every entry that can still be read from it.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -24,6 +28,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import time
 
 from ansible_collections.ebpf.observability.plugins.module_utils.state.atomic_file import write_atomic
@@ -58,27 +63,75 @@ def _empty():
     return {"format": FORMAT, "errors": []}
 
 
-def read(path):
-    """The event file as a dict; an empty record when the file is missing or unreadable."""
+def _text(path):
+    """The file's text, or None when there is no file."""
     try:
         with open(path) as f:
-            data = json.load(f)
-    except (IOError, OSError, ValueError):
+            return f.read()
+    except (IOError, OSError) as e:
+        if e.errno == errno.ENOENT:
+            return None
+        raise BpfError("cannot read the attachment event file %s" % path, errno=e.errno)
+    except ValueError as e:  # not UTF-8
+        raise BpfError("the attachment event file %s is not an event file: %s" % (path, e))
+
+
+def _valid_entry(entry):
+    try:
+        return (isinstance(entry, dict) and isinstance(entry["interface"], str) and entry["error_type"] in ERROR_TYPES
+                and int(entry["count"]) >= 0)
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
+def load(path):
+    """The event file as a dict (an empty record when there is no file); BpfError when it cannot
+    be read or is not an event file."""
+    text = _text(path)
+    if text is None:
         return _empty()
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        raise BpfError("the attachment event file %s is not valid JSON: %s" % (path, e))
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("errors"), list):
-        return _empty()
+        raise BpfError("the attachment event file %s is not a format %d event file" % (path, FORMAT))
+    bad = [e for e in data["errors"] if not _valid_entry(e)]
+    if bad:
+        raise BpfError("the attachment event file %s holds %d entries that are not error counts" % (path, len(bad)))
+    return data
+
+
+def read(path):
+    """The event file as a dict for a writer: when it is damaged, the entries that can still be
+    read from it (whole ``{...}`` objects that are valid entries) and the reason in ``"damaged"``."""
+    try:
+        return load(path)
+    except BpfError as e:
+        damaged = str(e)
+    try:
+        text = _text(path) or ""
+    except BpfError:
+        text = ""
+    data = _empty()
+    for match in re.finditer(r"\{[^{}]*\}", text):
+        try:
+            entry = json.loads(match.group(0))
+        except ValueError:
+            continue
+        if _valid_entry(entry):
+            data["errors"].append(entry)
+    data["damaged"] = damaged
     return data
 
 
 def counts(path):
-    """{(interface, error_type): count}: what ebpf_attachment_errors_total exposes."""
+    """{(interface, error_type): count}: what ebpf_attachment_errors_total exposes; BpfError
+    when the file cannot be read or is not an event file."""
     out = {}
-    for entry in read(path)["errors"]:
-        try:
-            key = (str(entry["interface"]), str(entry["error_type"]))
-            out[key] = out.get(key, 0) + int(entry["count"])
-        except (KeyError, TypeError, ValueError):
-            continue
+    for entry in load(path)["errors"]:
+        key = (entry["interface"], entry["error_type"])
+        out[key] = out.get(key, 0) + int(entry["count"])
     return out
 
 
@@ -99,8 +152,9 @@ def add(data, interface, error_type, hook, message, now=None):
     return data
 
 
-def record(directory, interface, error_type, hook, message):
-    """Add one failure to the event file in ``directory`` (created if missing)."""
+def record(directory, interface, error_type, hook, message, notes=None):
+    """Add one failure to the event file in ``directory`` (created if missing); returns its path.
+    When the file was damaged and has been rewritten, a sentence saying so is added to ``notes``."""
     if error_type not in ERROR_TYPES:
         raise ValueError("unknown attachment error type %r" % (error_type,))
     try:
@@ -112,7 +166,11 @@ def record(directory, interface, error_type, hook, message):
     try:
         with open(path + ".lock", "a") as lock:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-            write_atomic(path, json.dumps(add(read(path), interface, error_type, hook, message), sort_keys=True, indent=1) + "\n")
+            data = read(path)
+            damaged = data.pop("damaged", None)
+            write_atomic(path, json.dumps(add(data, interface, error_type, hook, message), sort_keys=True, indent=1) + "\n")
     except (IOError, OSError) as e:
         raise BpfError("cannot update the attachment event file %s" % path, errno=e.errno)
+    if damaged and notes is not None:
+        notes.append("%s; it was rewritten keeping the %d entries that could be read" % (damaged, len(data["errors"]) - 1))
     return path
