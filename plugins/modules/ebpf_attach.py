@@ -14,8 +14,9 @@ short_description: Attach a pinned BPF program to XDP, TC or a tracing hook, or 
 version_added: "0.1.0"
 description:
   - Attaches a program pinned by M(ebpf.observability.ebpf_program) (or any pinned program) to an
-    interface's XDP or TC hook, or to a tracepoint, raw tracepoint, kprobe, kretprobe, uprobe or
-    uretprobe, and verifies the attachment by reading it back from the kernel.
+    interface's XDP or TC hook, or to a tracepoint, raw tracepoint, kprobe, kretprobe, uprobe,
+    uretprobe, BTF-typed tracepoint (tp_btf), fentry, fexit, fmod_ret or LSM hook, and verifies the
+    attachment by reading it back from the kernel.
   - Idempotent from what the kernel reports. When the program attached at the hook is the pinned
     program, nothing changes. When it is an older version of it (the same program of the same
     O(name), found through the object's pins, load record or maps), it is replaced
@@ -36,6 +37,12 @@ description:
     Linux 6.6+ reports each link's event (tracepoint, function, file), which must match the
     target; older kernels report only a perf_event link and its program, so there the link pinned
     at the target's path under C(links/) stands for the target.
+  - B(BTF-typed hooks) (V(tp_btf), V(fentry), V(fexit), V(fmod_ret), V(lsm)) get their target when
+    the program is loaded (libbpf resolves the section name, such as C(tp_btf/sched_switch), to a
+    BTF id), so attaching opens and pins the link only. V(tp_btf) needs no BPF trampoline and runs
+    wherever the kernel has BTF and the tracing program type (Linux 5.5+); the others need
+    trampolines, and on a kernel without them the task fails with "fentry is not available on this
+    kernel" before anything changes.
   - Every failure is counted per interface and error type in C(attach_errors.json) under
     O(events_dir), which the collection's exporter publishes as
     C(ebpf_attachment_errors_total). Check mode records nothing. A damaged event file is
@@ -68,11 +75,13 @@ options:
       - Where to attach.
       - V(auto) takes the hook (and the tracing target and TC direction) from the program's ELF
         section name when the load record holds it, else from the program type (xdp, sched_cls,
-        tracepoint, raw_tracepoint; a kprobe-type program needs an explicit hook).
+        tracepoint, raw_tracepoint, lsm; a kprobe-type or tracing-type program needs an explicit
+        hook).
       - V(kprobe) and V(kretprobe) need a kernel with kprobes; on a kernel without them the task
         fails with "kprobes are not available on this kernel; use a tracepoint".
     type: str
-    choices: [auto, xdp, tc, tracepoint, raw_tracepoint, kprobe, kretprobe, uprobe, uretprobe]
+    choices: [auto, xdp, tc, tracepoint, raw_tracepoint, kprobe, kretprobe, uprobe, uretprobe, tp_btf, fentry, fexit,
+              fmod_ret, lsm]
     default: auto
   interface:
     description:
@@ -139,6 +148,8 @@ options:
         C(syscalls/sys_enter_openat)); V(raw_tracepoint) a tracepoint name (C(sys_enter));
         V(kprobe)/V(kretprobe) a kernel function (C(do_unlinkat), a kprobe may add C(+offset));
         V(uprobe)/V(uretprobe) C(/absolute/path:function[+offset]) or C(/absolute/path:0xoffset).
+      - For V(tp_btf), V(fentry), V(fexit), V(fmod_ret) and V(lsm) the target is fixed when the
+        program is loaded; when given it must be the one its section names.
       - Defaults to the target in the section name (C(tracepoint/syscalls/sys_enter_openat)).
       - Tracepoints are looked up in tracefs; when no tracefs is mounted it is mounted at
         C(/sys/kernel/tracing) (with a warning).
@@ -322,7 +333,8 @@ def main():
             pin=dict(type="path"),
             pin_root=dict(type="path", default="/sys/fs/bpf/ebpf_observability"),
             hook=dict(type="str", default="auto",
-                      choices=["auto", "xdp", "tc", "tracepoint", "raw_tracepoint", "kprobe", "kretprobe", "uprobe", "uretprobe"]),
+                      choices=["auto", "xdp", "tc", "tracepoint", "raw_tracepoint", "kprobe", "kretprobe", "uprobe", "uretprobe",
+                               "tp_btf", "fentry", "fexit", "fmod_ret", "lsm"]),
             interface=dict(type="str"),
             require_up=dict(type="bool", default=False),
             mode=dict(type="str", default="auto", choices=["auto", "hw", "drv", "skb"]),

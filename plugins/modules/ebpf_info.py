@@ -21,7 +21,7 @@ description:
     C(/run/netns) and those of running processes), each with its namespace; RV(interfaces) shows every interface of the network namespace the
     task runs in with its XDP programs and modes, TC filters per direction and bpf_links, each
     marked with the object that owns it.
-  - RV(features) are kernel feature facts (BTF, tracefs, kprobes, uprobes, fentry, perf links,
+  - RV(features) are kernel feature facts (BTF, tracefs, kprobes, uprobes, fentry, tp_btf, perf links,
     TCX, libbpf version) for roles to pick a program variant per host, for example a tracepoint
     where the kernel has no kprobes.
   - Needs root, or CAP_BPF (CAP_SYS_ADMIN on kernels before 5.8) and CAP_NET_ADMIN.
@@ -234,7 +234,12 @@ features:
       description: uprobes can be attached.
       type: bool
     fentry:
-      description: fentry/fexit/tp_btf programs can be loaded.
+      description: fentry/fexit programs can be loaded (a do-nothing fentry program on C(do_nanosleep)
+        loads): the kernel has BPF trampolines.
+      type: bool
+    tp_btf:
+      description: BTF-typed tracepoint (tp_btf) programs can be loaded (a do-nothing program on
+        C(sys_enter) loads). They need no BPF trampoline.
       type: bool
     perf_link:
       description: Programs can be linked to perf events (needed for tracepoints, kprobes and uprobes).

@@ -18,6 +18,8 @@ VARIANTS = {
     "attach": ("attach_object.bpf.c", []),
     "attach_v2": ("attach_object.bpf.c", ["-DVARIANT_V2"]),
     "attach_v2_maps": ("attach_object.bpf.c", ["-DVARIANT_V2", "-DVARIANT_MAPS"]),
+    "tp_btf": ("btf_hooks.bpf.c", []),
+    "fentry": ("btf_hooks.bpf.c", ["-DVARIANT_FENTRY"]),
 }
 
 

@@ -62,17 +62,21 @@ def test_held_programs():
     ("kretprobe/do_unlinkat", ("kretprobe", "do_unlinkat", None)),
     ("uprobe//usr/bin/bash:readline", ("uprobe", "/usr/bin/bash:readline", None)),
     ("uprobe", ("uprobe", None, None)),
+    ("tp_btf/sched_switch", ("tp_btf", "sched_switch", None)),
+    ("fentry/do_unlinkat", ("fentry", "do_unlinkat", None)),
+    ("fexit.s/do_unlinkat", ("fexit", "do_unlinkat", None)),
+    ("fmod_ret/security_file_open", ("fmod_ret", "security_file_open", None)),
+    ("lsm/file_open", ("lsm", "file_open", None)),
     ("socket", (None, None, None)),
 ])
 def test_hook_from_section(section, expected):
     assert hook_from_section(section) == expected
 
 
-def test_btf_tracing_sections_are_refused(monkeypatch):
-    monkeypatch.setattr(features, "has_fentry", lambda: False)
-    with pytest.raises(AttachError, match="section fentry/do_unlinkat: .*not supported.*this kernel cannot run them") as info:
-        hook_from_section("fentry/do_unlinkat")
-    assert info.value.error_type == "unsupported"
+def test_a_tracing_program_without_section_needs_a_hook():
+    with pytest.raises(AttachError, match="a tracing program can be a tp_btf, fentry, fexit or fmod_ret program") as info:
+        resolve_hook("auto", "tracing", None)
+    assert info.value.error_type == "invalid_argument"
 
 
 @pytest.mark.parametrize("args, expected", [

@@ -18,10 +18,10 @@ import os
 from ansible_collections.ebpf.observability.plugins.module_utils.state import attach_events
 from ansible_collections.ebpf.observability.plugins.module_utils.state import attach_record
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import capabilities
-from ansible_collections.ebpf.observability.plugins.module_utils.kernel import features
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_common import (
     AttachError, ProgramRef, error_type_of, pin_key, prog_label, read_link, unpin_link,
 )
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_btf import BTF_HOOKS, BtfTracingHook
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_tc import DIRECTIONS, TcHook
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_tracing import (
     TRACING_HOOKS, TracingHook,
@@ -32,7 +32,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors i
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.netlink import Netlink
 
 NETWORK_HOOKS = ("xdp", "tc")
-HOOKS = ("auto",) + NETWORK_HOOKS + TRACING_HOOKS
+HOOKS = ("auto",) + NETWORK_HOOKS + TRACING_HOOKS + BTF_HOOKS
 # program types (as the kernel names them) each hook accepts
 HOOK_PROG_TYPES = {
     "xdp": ("xdp",),
@@ -40,9 +40,10 @@ HOOK_PROG_TYPES = {
     "tracepoint": ("tracepoint",),
     "raw_tracepoint": ("raw_tracepoint", "raw_tracepoint_writable"),
     "kprobe": ("kprobe",), "kretprobe": ("kprobe",), "uprobe": ("kprobe",), "uretprobe": ("kprobe",),
+    "tp_btf": ("tracing",), "fentry": ("tracing",), "fexit": ("tracing",), "fmod_ret": ("tracing",), "lsm": ("lsm",),
 }
 HOOK_FOR_PROG_TYPE = {"xdp": "xdp", "sched_cls": "tc", "tracepoint": "tracepoint", "raw_tracepoint": "raw_tracepoint",
-                      "raw_tracepoint_writable": "raw_tracepoint"}
+                      "raw_tracepoint_writable": "raw_tracepoint", "lsm": "lsm"}
 # libbpf section prefixes -> hook
 SECTION_HOOKS = {
     "xdp": "xdp", "xdp.frags": "xdp",
@@ -52,19 +53,15 @@ SECTION_HOOKS = {
     "raw_tracepoint.w": "raw_tracepoint", "raw_tp.w": "raw_tracepoint",
     "kprobe": "kprobe", "kretprobe": "kretprobe",
     "uprobe": "uprobe", "uretprobe": "uretprobe", "uprobe.s": "uprobe", "uretprobe.s": "uretprobe",
+    "tp_btf": "tp_btf", "fentry": "fentry", "fentry.s": "fentry", "fexit": "fexit", "fexit.s": "fexit",
+    "fmod_ret": "fmod_ret", "fmod_ret.s": "fmod_ret", "lsm": "lsm", "lsm.s": "lsm",
 }
-BTF_TRACING_SECTIONS = ("fentry", "fexit", "fmod_ret", "tp_btf", "fentry.s", "fexit.s", "fmod_ret.s", "lsm", "lsm.s")
 
 
 def hook_from_section(section):
     """(hook, target, direction) that a libbpf section name implies; (None, None, None) when it
     names no hook ebpf_attach knows."""
     head, _sep, rest = (section or "").partition("/")
-    if head in BTF_TRACING_SECTIONS:
-        what = "fentry/fexit/tp_btf/lsm programs are not supported by ebpf_attach"
-        if not features.has_fentry():
-            what += ", and this kernel cannot run them (no BTF tracing program type)"
-        raise AttachError("section %s: %s" % (section, what), "unsupported", hint="use a tracepoint or raw tracepoint program")
     hook = SECTION_HOOKS.get(head)
     if hook is None:
         return None, None, None
@@ -86,6 +83,9 @@ def resolve_hook(asked, type_name, section, target=None, direction=None):
             if type_name == "kprobe":
                 raise AttachError("a kprobe-type program can be a kprobe, kretprobe, uprobe or uretprobe and its section "
                                   "name is not known", "invalid_argument", hint="set hook and target")
+            if type_name == "tracing":
+                raise AttachError("a tracing program can be a tp_btf, fentry, fexit or fmod_ret program and its section "
+                                  "name is not known", "invalid_argument", hint="set hook (and target)")
             raise AttachError("%s programs cannot be attached by ebpf_attach" % type_name, "program_type_mismatch",
                               hint="it attaches xdp, sched_cls (tc), tracepoint, raw_tracepoint and kprobe-type programs")
     if type_name not in HOOK_PROG_TYPES[hook]:
@@ -201,7 +201,11 @@ class AttachBackend:
             return XdpHook(self) if self.hook_name == "xdp" else TcHook(self)
         if self.ifname:
             raise AttachError("interface applies to the xdp and tc hooks only, not to %s" % self.hook_name, "invalid_argument")
-        hook = TracingHook(self, self.hook_name)
+        if self.hook_name in BTF_HOOKS:
+            s_hook, s_target, _d = hook_from_section(self.prog.section)
+            hook = BtfTracingHook(self, self.hook_name, s_target if s_hook == self.hook_name else None)
+        else:
+            hook = TracingHook(self, self.hook_name)
         if self.state == "present":
             hook.validate()
         return hook

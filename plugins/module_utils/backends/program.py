@@ -29,6 +29,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.kernel import a
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_syscall as sc
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpffs
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import capabilities
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import features
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import libbpf
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import object_file
 from ansible_collections.ebpf.observability.plugins.module_utils.state import pin_state
@@ -234,11 +235,18 @@ class ProgramBackend:
                 maps[m.name] = _object_map_definition(m)
         return {"programs": progs, "data": data, "maps": maps}
 
+    @staticmethod
+    def _load(obj, selected):
+        try:
+            obj.load()
+        except BpfError as e:
+            raise features.explain_load_error(e, [p.section for p in selected])
+
     def _trial_load(self, obj, selected, replaced_maps):
         """Check mode: load with fresh, unpinned maps (the verifier runs, nothing persists)."""
         for m in obj.maps:
             m.pin_path = None
-        obj.load()
+        self._load(obj, selected)
         content = self._content(obj, selected)
         if self._same_content(content) and not replaced_maps:
             return
@@ -275,7 +283,7 @@ class ProgramBackend:
                 journal.unpin(os.path.join(maps_dir, name))
             for m in obj.maps:
                 m.pin_path = None if m.internal else bpffs.pin_path(maps_dir, m.name)
-            obj.load()
+            self._load(obj, selected)
             for m in obj.maps:
                 if not m.internal and (m.name not in existing_maps or m.name in replaced_maps):
                     journal.adopt(m.pin_path)

@@ -23,6 +23,7 @@ import os
 
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_insn
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_syscall as sc
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import btf_ids
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import libbpf
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import perf_event
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError, errno_error
@@ -64,10 +65,60 @@ def has_uprobes(pmu_dir=perf_event.PMU_DIR):
     return perf_event.pmu_type("uprobe", pmu_dir) is not None
 
 
+# What the BTF-typed probes load against: a tracepoint and a function every kernel has.
+_PROBE_TRACEPOINT = "sys_enter"
+_PROBE_FUNCTION = "do_nanosleep"
+
+
+def _btf_probe(attach_type, type_name, kind):
+    """A do-nothing "tracing" program of ``attach_type`` loads against ``type_name``."""
+    if not has_btf():
+        return False
+    try:
+        type_id = btf_ids.vmlinux_type_id(type_name, kind)
+        if type_id is None:
+            return False
+        with sc.prog_load(sc.BPF_PROG_TYPE_TRACING, bpf_insn.mov64_imm(0, 0) + bpf_insn.exit_insn(), "GPL",
+                          "ebpfo_probe", expected_attach_type=attach_type, attach_btf_id=type_id, log_level=0):
+            return True
+    except BpfError:
+        return False
+
+
+@_cached
+def has_tp_btf():
+    """BTF-typed tracepoints (tp_btf) load: program type "tracing" with BTF; no trampoline needed."""
+    return _btf_probe(sc.BPF_TRACE_RAW_TP, "btf_trace_" + _PROBE_TRACEPOINT, btf_ids.BTF_KIND_TYPEDEF)
+
+
 @_cached
 def has_fentry():
-    """fentry/fexit/tp_btf programs (program type "tracing") can be loaded."""
-    return _prog_type(sc.BPF_PROG_TYPE_TRACING)
+    """fentry/fexit programs load: they need BPF trampolines (a JIT with direct-call ftrace),
+    which some kernels lack although they have the "tracing" program type."""
+    return _btf_probe(sc.BPF_TRACE_FENTRY, _PROBE_FUNCTION, btf_ids.BTF_KIND_FUNC)
+
+
+_TRAMPOLINE_SECTIONS = ("fentry", "fexit", "fmod_ret", "lsm", "freplace")
+
+
+def explain_load_error(err, sections):
+    """The error a failed object load should raise: ``err``, or, when a program it loaded needs
+    BPF trampolines this kernel lacks (the kernel answers EPERM, and libbpf suggests raising
+    ulimit -l), an error that says so."""
+    needing = [s for s in sections if (s or "").partition("/")[0].split(".")[0] in _TRAMPOLINE_SECTIONS]
+    if not needing or err.errno not in (errno.EPERM, sc.ENOTSUPP) or has_fentry():
+        return err
+    hook = needing[0].partition("/")[0].split(".")[0]
+    return BpfError("%s is not available on this kernel: SEC(\"%s\") needs BPF trampolines, which this kernel does "
+                    "not offer" % (hook, needing[0]), errno=err.errno,
+                    hint="load a kprobe, tp_btf or raw tracepoint variant of the program on this host", log=err.log)
+
+
+def require_fentry(hook):
+    if not has_fentry():
+        raise BpfError("%s is not available on this kernel: it needs BPF trampolines, which this kernel does not "
+                       "offer (loading a %s program fails)" % (hook, hook),
+                       hint="use a kprobe (or tp_btf / raw tracepoint) variant of the program on this host")
 
 
 def _prog_type(prog_type):
@@ -166,6 +217,7 @@ def facts():
         "kprobes": has_kprobes(),
         "uprobes": has_uprobes(),
         "fentry": has_fentry(),
+        "tp_btf": has_tp_btf(),
         "perf_link": has_perf_link(),
         "xdp": types["xdp"],
         "tc": types["sched_cls"],
