@@ -1,8 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: ebpf.observability contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filters of the ebpf_programs role: the host plan (module_utils/backends/host_plan.py) and the
-status summary (module_utils/backends/host_status.py). Input problems come back as errors
+"""Filters of the ebpf_programs role: the host plan (module_utils/backends/host_plan.py), the
+user's programs as catalogue entries (host_catalog.py) and the status summary (module_utils/backends/host_status.py). Input problems come back as errors
 (one sentence each, saying what to change) so the role's preflight can assert on them.
 """
 
@@ -14,6 +14,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.backends.host_p
     ebpf_programs_device_units, ebpf_programs_plan, ebpf_programs_restore_plan, ebpf_programs_rollback,
     ebpf_programs_stale,
 )
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.host_catalog import ebpf_programs_user_catalog
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.host_status import ebpf_programs_status
 
 
@@ -28,4 +29,5 @@ class FilterModule:
             "ebpf_programs_stale": ebpf_programs_stale,
             "ebpf_programs_rollback": ebpf_programs_rollback,
             "ebpf_programs_status": ebpf_programs_status,
+            "ebpf_programs_user_catalog": ebpf_programs_user_catalog,
         }

@@ -41,7 +41,7 @@ def veth():
 
 def make_plan(declared, objects_dir, pin_root, events_dir):
     with open(os.path.join(REPO, "roles", "ebpf_programs", "vars", "main.yml")) as f:
-        catalog = yaml.safe_load(f)["_ebpf_programs_catalog"]
+        catalog = yaml.safe_load(f)["_ebpf_programs_builtin"]
     plan = ebpf_programs_plan(declared, catalog, features.facts(), os.uname().machine, objects_dir)
     assert plan["errors"] == []
     return json.loads(json.dumps(ebpf_programs_restore_plan(plan, pin_root, events_dir)))  # as the file holds it

@@ -35,6 +35,6 @@ def test_the_demo_declares_programs_the_role_knows():
     with open(demo.SKELETON) as f:
         declared = yaml.safe_load(f)["all"]["vars"]["ebpf_programs"]
     with open(os.path.join(REPO, "roles", "ebpf_programs", "vars", "main.yml")) as f:
-        catalog = yaml.safe_load(f)["_ebpf_programs_catalog"]
+        catalog = yaml.safe_load(f)["_ebpf_programs_builtin"]
     assert sorted(p["name"] for p in declared) == sorted(catalog)
     assert len(demo.VMS) == 2 and sorted(suite for _name, suite in demo.VMS) == ["bookworm", "trixie"]

@@ -11,7 +11,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.backends import
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 with open(os.path.join(REPO, "roles", "ebpf_programs", "vars", "main.yml")) as _f:
-    CATALOG = yaml.safe_load(_f)["_ebpf_programs_catalog"]
+    CATALOG = yaml.safe_load(_f)["_ebpf_programs_builtin"]
 
 ALL = {"btf": True, "xdp": True, "tc": True, "tcx": True, "tracepoints": True, "raw_tracepoints": True,
        "perf_link": True, "kprobes": True}
@@ -100,7 +100,7 @@ def test_tracing_programs_can_be_loaded_unattached():
 
 
 @pytest.mark.parametrize("declared, message", [
-    ([{"name": "nope"}], "unknown program nope; the collection has net_tracepoints, syscall_latency, tc_classifier, xdp_counter"),
+    ([{"name": "nope"}], "unknown program nope; the catalogue has net_tracepoints, syscall_latency, tc_classifier, xdp_counter"),
     ([{"name": "xdp_counter"}, {"name": "xdp_counter"}], "xdp_counter is declared twice"),
     ([{"name": "xdp_counter", "colour": 1}], "unknown key(s) colour"),
     ([{"attach": []}], "needs a name"),

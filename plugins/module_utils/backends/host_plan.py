@@ -24,7 +24,8 @@ PLAN_FORMAT = 1
 XDP_MODES = ("auto", "hw", "drv", "skb")
 TC_DIRECTIONS = ("ingress", "egress")
 TC_APIS = ("auto", "tcx", "netlink")
-TRACING_HOOKS = ("auto", "tracepoint", "raw_tracepoint", "kprobe", "kretprobe", "uprobe", "uretprobe")
+TRACING_HOOKS = ("auto", "tracepoint", "raw_tracepoint", "kprobe", "kretprobe", "uprobe", "uretprobe", "tp_btf", "fentry",
+                 "fexit", "fmod_ret", "lsm")
 DECLARED_KEYS = ("name", "attach", "rules", "variant", "programs", "replace_maps")
 ATTACH_KEYS = {
     "xdp": ("hook", "interface", "mode", "mode_fallback", "program", "force", "require_up"),
@@ -104,9 +105,11 @@ class _Planner:
     def _attach_items(self, name, entry, declared, programs):
         attach = declared.get("attach")
         if attach is None:
-            if entry.get("interface"):
+            hooks = entry.get("program_hooks")
+            if entry.get("interface") and not hooks:
                 return []
-            return [{"program": p} for p in programs]
+            # each program at the hook its section names; network programs need an interface
+            return [{"program": p} for p in programs if (hooks or {}).get(p, "auto") not in ("xdp", "tc")]
         if not isinstance(attach, list):
             self.errors.append("%s: attach must be a list of attachments, got %r" % (name, attach))
             return []
@@ -133,7 +136,7 @@ class _Planner:
             self.errors.append("%s: attach item %r is not a mapping" % (name, item))
             return None
         hooks = entry.get("hooks") or ["auto"]
-        hook = item.get("hook") or hooks[0]
+        hook = item.get("hook") or (entry.get("program_hooks") or {}).get(item.get("program")) or hooks[0]
         family = hook if hook in ("xdp", "tc") else "tracing"
         if hook not in hooks and not (family == "tracing" and "auto" in hooks and hook in TRACING_HOOKS):
             self.errors.append("%s: attach item %r: hook %s does not fit this program; use %s" % (name, item, hook, _listed(hooks)))
@@ -182,7 +185,8 @@ class _Planner:
             return
         entry = self.catalog.get(name)
         if entry is None:
-            self.errors.append("unknown program %s; the collection has %s" % (name, _listed(sorted(self.catalog))))
+            self.errors.append("unknown program %s; the catalogue has %s (the user's programs come from ebpf_build_sources "
+                               "and ebpf_programs_catalog)" % (name, _listed(sorted(self.catalog))))
             return
         plan["objects"].append(name)
         variant_name, variant = self.variant(name, entry, declared.get("variant"))
@@ -205,6 +209,8 @@ class _Planner:
             "replace_maps": bool(declared.get("replace_maps", False)),
         })
         exporter = {"name": name}
+        if entry.get("metrics_file"):
+            exporter["metrics_file"] = entry["metrics_file"]
         if entry.get("rules"):
             class_names = self._rules(name, declared, plan)
             if class_names:

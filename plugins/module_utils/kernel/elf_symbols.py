@@ -76,3 +76,27 @@ def function_offset(path, function):
                     return value - sec["addr"] + sec["offset"]
     raise BpfError("%s defines no function %s" % (path, function),
                    hint="list its functions with 'nm -D --defined-only %s' (or 'nm' when it has a symbol table)" % path)
+
+
+def bpf_programs(path):
+    """{program: ELF section name} of a BPF object: its functions outside .text, as libbpf sees
+    programs. Read on the controller, where the objects are built, without libbpf."""
+    data = _read(path)
+    order, sections = _sections(data, path)
+    shstrndx, = struct.unpack_from(order + "H", data, 0x3E)
+    names = sections[shstrndx]
+    name_fmt = struct.Struct(order + "I")
+    shoff, = struct.unpack_from(order + "Q", data, 0x28)
+    shentsize, = struct.unpack_from(order + "H", data, 0x3A)
+
+    def section_name(index):
+        off, = name_fmt.unpack_from(data, shoff + index * shentsize)
+        start = names["offset"] + off
+        return data[start:data.find(b"\0", start)].decode("utf-8", "replace")
+    found = {}
+    for table in (s for s in sections if s["type"] == SHT_SYMTAB):
+        for name, _value, shndx in _symbols(data, order, sections, table):
+            section = section_name(shndx)
+            if section != ".text" and not section.startswith("."):
+                found[name] = section
+    return found
