@@ -37,6 +37,8 @@ description:
     Linux 6.6+ reports each link's event (tracepoint, function, file), which must match the
     target; older kernels report only a perf_event link and its program, so there the link pinned
     at the target's path under C(links/) stands for the target.
+  - Sections of hooks it does not attach (C(usdt), C(perf_event), C(kprobe.multi), C(uprobe.multi),
+    C(ksyscall)) are refused naming the section, not guessed at.
   - B(BTF-typed hooks) (V(tp_btf), V(fentry), V(fexit), V(fmod_ret), V(lsm)) get their target when
     the program is loaded (libbpf resolves the section name, such as C(tp_btf/sched_switch), to a
     BTF id), so attaching opens and pins the link only. V(tp_btf) needs no BPF trampoline and runs
@@ -147,7 +149,10 @@ options:
       - The tracing target. V(tracepoint) C(category/name) (for example
         C(syscalls/sys_enter_openat)); V(raw_tracepoint) a tracepoint name (C(sys_enter));
         V(kprobe)/V(kretprobe) a kernel function (C(do_unlinkat), a kprobe may add C(+offset));
-        V(uprobe)/V(uretprobe) C(/absolute/path:function[+offset]) or C(/absolute/path:0xoffset).
+        V(uprobe)/V(uretprobe) C(/absolute/path:function[+offset]) or C(/absolute/path:0xoffset); instead
+        of the path, a library (C(libc.so.6:malloc)) or program name, looked for as libbpf does (a
+        library in C(LD_LIBRARY_PATH), C(/usr/lib64), C(/usr/lib) and the architecture's library
+        directories, a program in C(PATH), C(/usr/bin) and C(/usr/sbin)).
       - For V(tp_btf), V(fentry), V(fexit), V(fmod_ret) and V(lsm) the target is fixed when the
         program is loaded; when given it must be the one its section names.
       - Defaults to the target in the section name (C(tracepoint/syscalls/sys_enter_openat)).

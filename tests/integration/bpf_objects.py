@@ -20,6 +20,8 @@ VARIANTS = {
     "attach_v2_maps": ("attach_object.bpf.c", ["-DVARIANT_V2", "-DVARIANT_MAPS"]),
     "tp_btf": ("btf_hooks.bpf.c", []),
     "fentry": ("btf_hooks.bpf.c", ["-DVARIANT_FENTRY"]),
+    "kconfig": ("load_cases.bpf.c", ["-mcpu=v3"]),
+    "extern": ("load_cases.bpf.c", ["-mcpu=v3", "-DVARIANT_EXTERN"]),
 }
 
 

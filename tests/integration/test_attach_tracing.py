@@ -211,3 +211,37 @@ def test_uprobe_through_a_symlinked_path_is_idempotent(attach, uprobe_binary, tm
     options = dict(program="uprobe_target", hook="uprobe", target="%s:ebpft_probe_me" % link)
     assert attach(**options)["changed"]
     assert not attach(**options)["changed"]
+
+
+@pytest.fixture
+def library_target(tmp_path):
+    """ebpft_probe_me() in a shared library libebpft_probe.so.1 and a program calling it, in a
+    directory of their own (what LD_LIBRARY_PATH and PATH then name)."""
+    src = tmp_path / "probe.c"
+    src.write_text('__attribute__((noinline)) int ebpft_probe_me(int x) { __asm__ volatile("" ::: "memory"); return x + 1; }\n')
+    subprocess.run(["cc", "-O1", "-shared", "-fPIC", "-o", str(tmp_path / "libebpft_probe.so.1"), str(src)], check=True)
+    main = tmp_path / "main.c"
+    main.write_text("#include <stdlib.h>\nint ebpft_probe_me(int);\nint main(int c, char **v) { int n = atoi(v[1]), s = 0;"
+                    " for (int i = 0; i < n; i++) s += ebpft_probe_me(i); return s == -1; }\n")
+    subprocess.run(["cc", "-o", str(tmp_path / "ebpft_caller"), str(main), str(tmp_path / "libebpft_probe.so.1")], check=True)
+    return tmp_path
+
+
+def test_uprobe_targets_by_library_or_program_name(attach, library_target, monkeypatch):
+    if not features.has_uprobes():
+        pytest.skip("this kernel has no uprobes")
+    obj = attach.obj
+    env = dict(os.environ, LD_LIBRARY_PATH=str(library_target))
+    monkeypatch.setenv("LD_LIBRARY_PATH", str(library_target))
+    monkeypatch.setenv("PATH", "%s:%s" % (library_target, os.environ["PATH"]))
+    for target in ("libebpft_probe.so.1:ebpft_probe_me", "ebpft_caller:main"):
+        options = dict(program="uprobe_target", hook="uprobe", target=target)
+        runs = four_runs(attach, **options)
+        assert [r["changed"] for r in runs] == [True, True, False, False]
+        assert runs[1]["attachment"]["target"] == target
+        proc = subprocess.Popen([str(library_target / "ebpft_caller"), "25"], env=env)
+        proc.wait()
+        assert calls(obj, proc.pid) == (25 if target.startswith("lib") else 1)
+        assert attach(state="absent", **options)["changed"]
+    with pytest.raises(AttachError, match="uprobe target file libebpft_nothing.so.1 does not exist.*LD_LIBRARY_PATH"):
+        attach(program="uprobe_target", hook="uprobe", target="libebpft_nothing.so.1:f")

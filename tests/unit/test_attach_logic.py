@@ -73,6 +73,13 @@ def test_hook_from_section(section, expected):
     assert hook_from_section(section) == expected
 
 
+@pytest.mark.parametrize("section", ["usdt/libc.so.6:libc:setjmp", "perf_event", "kprobe.multi/do_*"])
+def test_sections_of_hooks_not_attached_are_refused_clearly(section):
+    with pytest.raises(AttachError, match="section %s: .* are not attached by ebpf_attach" % section.replace("*", ".")) as info:
+        hook_from_section(section)
+    assert info.value.error_type == "unsupported"
+
+
 def test_a_tracing_program_without_section_needs_a_hook():
     with pytest.raises(AttachError, match="a tracing program can be a tp_btf, fentry, fexit or fmod_ret program") as info:
         resolve_hook("auto", "tracing", None)
@@ -126,9 +133,23 @@ def test_parse_target(hook, target, parts):
     assert dict((k, parsed[k]) for k in parts) == parts
 
 
+def test_uprobe_names_are_found_where_libbpf_looks(tmp_path, monkeypatch):
+    lib = tmp_path / "libebpft.so.2"
+    lib.write_bytes(b"")
+    monkeypatch.setenv("LD_LIBRARY_PATH", str(tmp_path))
+    assert parse_target("uprobe", "libebpft.so.2:f")["path"] == str(lib)
+    prog = tmp_path / "ebpft_prog"
+    prog.write_bytes(b"")
+    prog.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    parsed = parse_target("uprobe", "ebpft_prog:main")
+    assert (parsed["path"], parsed["canonical"]) == (str(prog), "ebpft_prog:main")
+    assert parse_target("uprobe", "libnowhere.so.1:f")["path"] == "libnowhere.so.1"  # the file check names it
+
+
 @pytest.mark.parametrize("hook, target", [
     ("tracepoint", "sys_enter_getpid"), ("tracepoint", "a/b/c"), ("tracepoint", ""), ("raw_tracepoint", "a/b"),
-    ("kprobe", "do unlinkat"), ("kretprobe", "do_unlinkat+4"), ("uprobe", "bash:readline"), ("uprobe", "/bin/bash"),
+    ("kprobe", "do unlinkat"), ("kretprobe", "do_unlinkat+4"), ("uprobe", "rel/bash:readline"), ("uprobe", "/bin/bash"),
     ("uretprobe", "/bin/bash:readline+4"), ("uprobe", "/bin/bash:"),
 ])
 def test_parse_target_refuses(hook, target):

@@ -58,10 +58,22 @@ SECTION_HOOKS = {
 }
 
 
+# libbpf sections whose hooks ebpf_attach does not attach (yet): a clear refusal, not a guess
+UNSUPPORTED_SECTIONS = {
+    "usdt": "USDT probes", "perf_event": "perf_event programs (hardware and software counters)",
+    "kprobe.multi": "multi-kprobes", "kretprobe.multi": "multi-kretprobes", "uprobe.multi": "multi-uprobes",
+    "uretprobe.multi": "multi-uretprobes", "ksyscall": "syscall kprobes", "kretsyscall": "syscall kretprobes",
+}
+
+
 def hook_from_section(section):
     """(hook, target, direction) that a libbpf section name implies; (None, None, None) when it
     names no hook ebpf_attach knows."""
     head, _sep, rest = (section or "").partition("/")
+    if head in UNSUPPORTED_SECTIONS:
+        raise AttachError("section %s: %s are not attached by ebpf_attach" % (section, UNSUPPORTED_SECTIONS[head]),
+                          "unsupported", hint="use a variant of the program on a tracepoint, raw tracepoint, tp_btf, "
+                                              "fentry, kprobe or uprobe hook")
     hook = SECTION_HOOKS.get(head)
     if hook is None:
         return None, None, None

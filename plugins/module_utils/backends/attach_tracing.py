@@ -10,7 +10,8 @@ Targets:
   through tracefs (mounted at /sys/kernel/tracing when no tracefs is mounted);
 - raw_tracepoint: the tracepoint's name (``sys_enter``);
 - kprobe / kretprobe: a kernel function, optionally ``+offset`` for a kprobe (``do_unlinkat``);
-- uprobe / uretprobe: ``/abs/path:function[+offset]`` or ``/abs/path:0xoffset``.
+- uprobe / uretprobe: ``/abs/path:function[+offset]`` or ``/abs/path:0xoffset``; instead of a
+  path, a library (``libc.so.6:malloc``) or program name, found where libbpf looks (resolve_binary).
 
 A new version of the program gets a new link, pinned over the old one (rename), after which the
 old link is released: the hook is never without a program (both may run for an instant).
@@ -71,8 +72,9 @@ def parse_target(hook, target):
             raise _bad_target(hook, target, _EXPECTED[hook])
         return {"function": m.group(1), "offset": int(m.group(2) or "0", 0), "canonical": target}
     path, sep, where = target.rpartition(":")
-    if not sep or not os.path.isabs(path) or not where:
+    if not sep or not path or "/" in path and not os.path.isabs(path) or not where:
         raise _bad_target(hook, target, _EXPECTED[hook])
+    path = resolve_binary(path)
     if _OFFSET_RE.match(where):
         return {"path": os.path.normpath(path), "function": None, "offset": int(where, 0), "canonical": target}
     m = _UPROBE_FUNC_RE.match(where)
@@ -81,13 +83,39 @@ def parse_target(hook, target):
     return {"path": os.path.normpath(path), "function": m.group(1), "offset": int(m.group(2) or "0", 0), "canonical": target}
 
 
+def _arch_lib_dirs():
+    machine = os.uname().machine
+    triplet = {"x86_64": "x86_64-linux-gnu", "aarch64": "aarch64-linux-gnu"}.get(machine, machine + "-linux-gnu")
+    return ["/lib/" + triplet, "/usr/lib/" + triplet]
+
+
+def resolve_binary(name):
+    """The file a uprobe target names, found as libbpf finds it: a path as it is; a library
+    (``libc.so.6``: a name with ``.so``) in LD_LIBRARY_PATH, /usr/lib64, /usr/lib and the
+    architecture's library directories; a program in PATH, /usr/bin and /usr/sbin. An
+    unresolved name comes back as it is, and the check for the file names it."""
+    if "/" in name:
+        return os.path.normpath(name)
+    if name.endswith(".so") or ".so." in name:
+        dirs = (os.environ.get("LD_LIBRARY_PATH") or "").split(":") + ["/usr/lib64", "/usr/lib"] + _arch_lib_dirs()
+        access = os.R_OK
+    else:
+        dirs = (os.environ.get("PATH") or "").split(":") + ["/usr/bin", "/usr/sbin"]
+        access = os.R_OK | os.X_OK
+    for directory in dirs:
+        candidate = os.path.join(directory, name)
+        if directory and os.path.isfile(candidate) and os.access(candidate, access):
+            return os.path.realpath(candidate)
+    return name
+
+
 _EXPECTED = {
     "tracepoint": "category/name, for example syscalls/sys_enter_openat",
     "raw_tracepoint": "a tracepoint name, for example sys_enter",
     "kprobe": "a kernel function, optionally with +offset, for example do_unlinkat",
     "kretprobe": "a kernel function, for example do_unlinkat",
-    "uprobe": "/absolute/path:function[+offset] or /absolute/path:0xoffset",
-    "uretprobe": "/absolute/path:function or /absolute/path:0xoffset",
+    "uprobe": "/absolute/path:function[+offset], library.so.N:function or /absolute/path:0xoffset",
+    "uretprobe": "/absolute/path:function, library.so.N:function or /absolute/path:0xoffset",
 }
 
 
@@ -159,7 +187,9 @@ class TracingHook(Hook):
     def _resolve_uprobe(self):
         path = self.target["path"]
         if not os.path.isfile(path):
-            raise AttachError("uprobe target file %s does not exist" % path, "unknown_target", errno=errno.ENOENT)
+            raise AttachError("uprobe target file %s does not exist" % path, "unknown_target", errno=errno.ENOENT,
+                              hint=None if os.path.isabs(path) else "a library name is looked for in LD_LIBRARY_PATH, "
+                              "/usr/lib64, /usr/lib and %s; a program in PATH, /usr/bin and /usr/sbin" % ", ".join(_arch_lib_dirs()))
         offset = self.target["offset"]
         if self.target["function"]:
             try:

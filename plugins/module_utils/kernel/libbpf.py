@@ -334,9 +334,12 @@ class BpfObject:
             ptr = lb.bpf_object__open_file(path.encode(), ctypes.byref(opts))
         if not ptr:
             err = _errno()
-            raise BpfError("libbpf cannot open %s: %s" % (path, describe_errno(err)),
-                           log="".join(log) or None,
-                           hint="it must be a BPF ELF object built with clang -target bpf")
+            said = [line.strip() for line in "".join(log).splitlines() if line.strip()]
+            # libbpf's own last word names the cause (an extern it cannot resolve, a section it does
+            # not know); the errno alone ("No such file or directory") would blame the file
+            raise BpfError("libbpf cannot open %s: %s" % (path, said[-1] if said else describe_errno(err)),
+                           errno=None if said or err >= LIBBPF_ERRNO_BASE else err, log="".join(log) or None,
+                           hint=None if said else "it must be a BPF ELF object built with clang -target bpf")
         self.path = path
         self.ptr = ptr
         self.open_log = log
