@@ -235,7 +235,7 @@ features:
       type: bool
     fentry:
       description: fentry/fexit programs can be loaded (a do-nothing fentry program on C(do_nanosleep)
-        loads): the kernel has BPF trampolines.
+        loads), so the kernel has BPF trampolines.
       type: bool
     tp_btf:
       description: BTF-typed tracepoint (tp_btf) programs can be loaded (a do-nothing program on
