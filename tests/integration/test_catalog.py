@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 
 import pytest
@@ -15,11 +16,18 @@ from ansible_collections.ebpf.observability.plugins.module_utils.backends.host_c
     ebpf_programs_user_catalog, pin_name,
 )
 from test_playbooks import REPO
-from test_roles import REMOVE, SITE, changed, kernel_state, play, settings
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpffs
+from test_playbooks import run_playbook
+from test_roles import REMOVE, SITE, changed, ensure_user_deleted, kernel_state, play, settings
 
 SOURCES = os.path.join(REPO, "tests", "bpf", "catalog")
 with open(os.path.join(REPO, "roles", "ebpf_programs", "vars", "main.yml")) as _f:
     BUILTIN = yaml.safe_load(_f)["_ebpf_programs_builtin"]
+
+
+# one object per host: fentry where the kernel has BPF trampolines, a kprobe where it has kprobes
+NANOSLEEP = {"nanosleep": {"variants": {"fentry": {"object": "nanosleep_fentry"}, "kprobe": {"object": "nanosleep_kprobe"}},
+                           "auto": ["fentry", "kprobe"]}}
 
 
 @pytest.fixture(scope="module")
@@ -49,22 +57,25 @@ def test_objects_become_entries_with_programs_hooks_needs_and_metrics(bpf_object
     out = built(bpf_objects, str(tmp_path))
     shutil.copy(os.path.join(REPO, "bpf", "xdp_counter.bpf.o"), os.path.join(out, os.uname().machine))  # a built-in: not the user's
     res = ebpf_programs_user_catalog({}, out, BUILTIN)
-    assert res["errors"] == [] and sorted(res["catalog"]) == ["getpid-raw-1_0", "getpid_btf"]
+    assert res["errors"] == [] and sorted(res["catalog"]) == [
+        "getpid-raw-1_0", "getpid_btf", "libc_getpid", "nanosleep_fentry", "nanosleep_kprobe"]
     btf = res["catalog"]["getpid_btf"]
     assert btf["variants"] == {"default": {"object": "getpid_btf", "programs": ["getpid_btf_enter"], "needs": ["tp_btf"]}}
     assert (btf["interface"], btf["program_hooks"], btf["metrics_file"]) == (
         False, {"getpid_btf_enter": "auto"}, os.path.join(out, os.uname().machine, "getpid_btf.yaml"))
     assert res["catalog"]["getpid-raw-1_0"]["variants"]["default"]["object"] == "getpid-raw-1.0"
+    assert res["catalog"]["libc_getpid"]["variants"]["default"]["needs"] == ["perf_link", "uprobes"]
     assert pin_name("cachestat-pre-kernel-5.16") == "cachestat-pre-kernel-5_16"
 
 
 def test_declared_entries_choose_variants_and_are_checked(bpf_objects, tmp_path):
     out = built(bpf_objects, str(tmp_path))
-    declared = {"getpid": {"variants": {"btf": {"object": "getpid_btf"}, "raw": {"object": "getpid-raw-1.0"}},
-                           "auto": ["btf", "raw"]}}
-    res = ebpf_programs_user_catalog(declared, out, BUILTIN)
-    assert res["errors"] == [] and sorted(res["catalog"]) == ["getpid"]  # the objects it claims are not entries too
-    assert [v["needs"] for _n, v in sorted(res["catalog"]["getpid"]["variants"].items())] == [["tp_btf"], ["raw_tracepoints"]]
+    res = ebpf_programs_user_catalog(NANOSLEEP, out, BUILTIN)
+    assert res["errors"] == [] and "nanosleep_fentry" not in res["catalog"]  # the objects it claims are not entries too
+    entry = res["catalog"]["nanosleep"]
+    assert [(n, v["needs"]) for n, v in sorted(entry["variants"].items())] == [
+        ("fentry", ["fentry"]), ("kprobe", ["kprobes", "perf_link"])]
+    assert entry["metrics_file"] == os.path.join(out, os.uname().machine, "nanosleep.yaml")
     res = ebpf_programs_user_catalog({"xdp_counter": {}, "a.b": {}, "gone": {"object": "nope"}}, out, BUILTIN)
     assert res["errors"] == [
         "ebpf_programs_catalog: a.b cannot name pins (bpffs refuses '.'); call it a_b",
@@ -80,33 +91,45 @@ def _series(text, metric):
 
 @pytest.mark.playbook
 def test_user_programs_run_through_the_roles_and_export_their_own_metrics(bpf_objects, pin_root, work, build_dir):
-    extra = settings(work, pin_root, build_dir, [{"name": "getpid_btf"}, {"name": "getpid-raw-1_0"}], exporter=True)
-    extra["ebpf_build_sources"] = [{"dir": SOURCES, "include_dirs": [os.path.dirname(bpf_objects["base"])]}]
+    names = ["getpid_btf", "getpid-raw-1_0", "libc_getpid"]
+    extra = settings(work, pin_root, build_dir, [{"name": n} for n in names], exporter=True)
+    extra["ebpf_build_sources"] = [{"dir": SOURCES, "include_dirs": [os.path.join(REPO, "bpf")]}]
+    extra["ebpf_programs_catalog"] = NANOSLEEP
+    programs = os.path.join(work, "programs")
     try:
         play(SITE, extra)
         state = kernel_state(pin_root)
-        assert sorted(state) == ["getpid-raw-1_0", "getpid_btf"]
-        assert [a[0] for a in state["getpid_btf"]] == ["getpid_btf_enter"]
-        assert [a[0] for a in state["getpid-raw-1_0"]] == ["getpid_raw_enter"]
+        assert sorted(state) == sorted(names)
+        assert [[a[0] for a in state[n]] for n in names] == [["getpid_btf_enter"], ["getpid_raw_enter"], ["libc_getpid"]]
         _out, outcomes = play(SITE, extra)
         assert changed(outcomes) == [], changed(outcomes)
 
-        pid = os.getpid()
-        for _ in range(500):
-            os.getpid()
         command = [extra["ebpf_exporter_python"], os.path.join(extra["ebpf_exporter_bin_dir"], "ebpf-observability-exporter"),
                    "--config", os.path.join(extra["ebpf_exporter_config_dir"], "exporter.yml"), "--once", "--stdout"]
-        text = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-        btf, raw = _series(text, "getpid_calls_total"), _series(text, "getpid_raw_calls_total")
-        assert pid in btf and pid in raw, text[-4000:]
-        assert btf[pid] >= 500 and raw[pid] >= 500, text[-3000:]
+        metrics = ("getpid_calls_total", "getpid_raw_calls_total", "libc_getpid_calls_total")
+        pid = os.getpid()
+        before = subprocess.run(command, capture_output=True, text=True, check=True).stdout
         for _ in range(100):
             os.getpid()
-        again = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-        assert _series(again, "getpid_calls_total")[pid] - btf[pid] == 100
-        assert _series(again, "getpid_raw_calls_total")[pid] - raw[pid] == 100
+        after = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        assert [_series(after, m)[pid] - _series(before, m).get(pid, 0) for m in metrics] == [100, 100, 100], after[-4000:]
+
+        # A reboot empties bpffs: the restore command brings the user's programs back as well.
+        bpffs.remove_tree(pin_root)
+        run = subprocess.run([sys.executable, os.path.join(programs, "bin_dir", "ebpf-observability-restore"), "--plan",
+                              os.path.join(programs, "config_dir", "restore.json"), "--json"], capture_output=True, text=True, check=False)
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert kernel_state(pin_root) == state
+
+        # One object per host: this kernel has neither trampolines nor kprobes, and the run says so.
+        out, _outcomes = run_playbook(SITE, dict(extra, ebpf_programs=extra["ebpf_programs"] + [{"name": "nanosleep"}]))
+        assert out.returncode != 0
+        assert "nanosleep cannot run on this host: fentry needs the kernel feature 'fentry'; kprobe needs the kernel " \
+               "feature 'kprobes'" in out.stdout, out.stdout[-3000:]
+        assert kernel_state(pin_root) == state
 
         play(REMOVE, extra)
         assert not os.path.exists(pin_root)
     finally:
         play(REMOVE, extra)
+        ensure_user_deleted(extra)

@@ -8,7 +8,8 @@ Every object in the objects directory that is not one of the collection's (``ebp
 builds the user's ``name.bpf.c``, in cloudflare/ebpf_exporter's layout, beside them and copies
 ``name.yaml`` and prebuilt objects there) becomes the entry ``name``: one variant ``default``
 loading all its programs, each attached at the hook its ELF section names, what it needs from
-the kernel derived from those sections, and its metrics from ``name.yaml``. Entries of the
+the kernel derived from those sections, and its metrics from ``name.yaml`` (for an entry with
+variants: the entry's ``name.yaml``, else its first variant object's). Entries of the
 user's ``ebpf_programs_catalog`` override or complete these (variants chosen per host, such as
 one object for fentry hosts and another for kprobe hosts), with programs and hooks read from
 their objects where they leave them out. Read on the controller, from the objects' ELF symbols.
@@ -114,9 +115,10 @@ def _entry(name, declared, arch_dir, errors):
     out["interface"] = bool(network)
     out["hooks"] = network + ["auto"]
     first = out["variants"][out["auto"][0]]["object"]
-    metrics = declared.get("metrics_file") or os.path.join(arch_dir, first + ".yaml")
-    if os.path.isfile(metrics):
-        out["metrics_file"] = metrics
+    for metrics in (declared.get("metrics_file"), os.path.join(arch_dir, name + ".yaml"), os.path.join(arch_dir, first + ".yaml")):
+        if metrics and os.path.isfile(metrics):
+            out["metrics_file"] = metrics
+            break
     return out
 
 
