@@ -2,17 +2,19 @@
 traffic, waits until the eBPF exporter has written the textfile twice since the traffic ended,
 scrapes again and prints what changed, as JSON, for a scenario's verify to assert on.
 
-    guest_probe.py [--udp [NETNS:]ADDR:PORT:COUNT ...] [--ping [NETNS:]ADDR:COUNT ...] [--url URL]
+    guest_probe.py [--udp [NETNS:]ADDR:PORT:COUNT ...] [--ping [NETNS:]ADDR:COUNT ...] [--calls N] [--url URL]
 
 --udp sends COUNT datagrams to ADDR:PORT (from network namespace NETNS when given, through
-nsenter); --ping sends COUNT ICMP echo requests. Output:
-  {"boot_time", "started", "ended", "status", "sent": {"udp": n, "ping": n},
+nsenter); --ping sends COUNT ICMP echo requests; --calls makes this process call getpid (through libc) and
+sleep (clock_nanosleep) N times each. Output:
+  {"boot_time", "started", "ended", "status", "pid", "sent": {"udp": n, "ping": n, "calls": n},
    "before": SAMPLES, "after": SAMPLES, "delta": SAMPLES}
 SAMPLES: {sample name: [{label: value, ..., "value": number}]} of the ebpf_* and node_textfile_*
 families (histogram buckets left out); delta holds after - before of every sample in after.
 """
 import argparse
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -110,12 +112,16 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--udp", action="append", default=[], metavar="[NETNS:]ADDR:PORT:COUNT")
     parser.add_argument("--ping", action="append", default=[], metavar="[NETNS:]ADDR:COUNT")
+    parser.add_argument("--calls", type=int, default=0, metavar="N")
     parser.add_argument("--url", default="http://127.0.0.1:9100/metrics")
     args = parser.parse_args()
     started = time.time()
     wait_passes(args.url, 0, count=1)
     _status, before = scrape(args.url)
-    sent = {"udp": 0, "ping": 0}
+    sent = {"udp": 0, "ping": 0, "calls": args.calls}
+    for _ in range(args.calls):
+        os.getpid()
+        time.sleep(0.0001)
     for spec in args.udp:
         netns, addr, port, count = _split(spec, 3)
         _in_netns(netns, [sys.executable, __file__, "send", addr, port, count])
@@ -127,7 +133,7 @@ def main():
     ended = time.time()
     wait_passes(args.url, ended)
     status, after = scrape(args.url)
-    json.dump({"boot_time": boot_time(), "started": started, "ended": ended, "status": status, "sent": sent,
+    json.dump({"boot_time": boot_time(), "started": started, "ended": ended, "status": status, "pid": os.getpid(), "sent": sent,
                "before": before, "after": after, "delta": delta(before, after)}, sys.stdout)
 
 

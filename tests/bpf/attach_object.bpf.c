@@ -14,12 +14,6 @@
 #define TEST_PORT 7777
 #define TC_ACT_UNSPEC (-1)
 
-#ifdef __TARGET_ARCH_arm64
-#define NR_GETPID 172
-#else
-#define NR_GETPID 39
-#endif
-
 /* slots of `packets` */
 #ifndef VARIANT_V2
 #define XDP_SLOT 0
@@ -44,12 +38,7 @@ struct {
 	__type(value, __u64);
 } packets SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
-	__type(key, __u32);
-	__type(value, __u64);
-} calls_by_tgid SEC(".maps");
+#include "calls_by_tgid.bpf.h"
 
 static __always_inline int is_test_udp(void *data, void *end)
 {
@@ -74,18 +63,6 @@ static __always_inline void count_slot(__u32 slot)
 
 	if (value)
 		__sync_fetch_and_add(value, 1);
-}
-
-static __always_inline void count_tgid(void)
-{
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	__u64 step = STEP, *value;
-
-	value = bpf_map_lookup_elem(&calls_by_tgid, &tgid);
-	if (value)
-		__sync_fetch_and_add(value, STEP);
-	else
-		bpf_map_update_elem(&calls_by_tgid, &tgid, &step, BPF_NOEXIST);
 }
 
 SEC("xdp")
