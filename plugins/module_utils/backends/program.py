@@ -31,6 +31,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.kernel import b
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import capabilities
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import features
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import libbpf
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import object_features
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import object_file
 from ansible_collections.ebpf.observability.plugins.module_utils.state import pin_state
 from ansible_collections.ebpf.observability.plugins.module_utils.state.pin_state import LINKS_DIR, MAPS_DIR, PROGS_DIR
@@ -237,6 +238,8 @@ class ProgramBackend:
 
     @staticmethod
     def _load(obj, selected):
+        object_features.check(os.path.basename(obj.path), [(m.name, m.map_type) for m in obj.maps if not m.internal],
+                              [(p.name, p.prog_type) for p in selected])
         try:
             obj.load()
         except BpfError as e:
