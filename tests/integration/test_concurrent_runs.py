@@ -96,3 +96,23 @@ def test_two_map_writes_at_once(pair, attach_obj):
         with sc.obj_get(path) as fd:
             got = [struct.unpack("<Q", sc.map_lookup(fd, struct.pack("<I", k), 8))[0] for k in range(8)]
         assert got == [i * 10 + k for k in range(4)] + [0] * 4
+
+
+def test_a_lost_race_with_another_tool_reads_the_hook_again(attach, veth_pair, monkeypatch):
+    """Another tool changes the hook between our read and our change (the host lock cannot keep
+    it out): the kernel's EBUSY makes the run read the hook again and converge. The interleaving
+    is forced by answering the first read with the state from before the other tool's change."""
+    from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_xdp import XdpHook
+    ids = attach.obj["ids"]
+    real_read = XdpHook.read
+    reads = []
+
+    def stale_first(hook):
+        reads.append(1)
+        return {"held": []} if len(reads) == 1 else real_read(hook)
+    with Netlink() as nl, sc.obj_get(attach.obj["pin_dir"] + "/progs/xdp_udp") as fd:
+        nl.xdp_set(nl.ifindex(veth_pair.ifname), fd, "drv")  # the other tool attached our program meanwhile
+    monkeypatch.setattr(XdpHook, "read", stale_first)
+    res = attach(program="xdp_udp", interface=veth_pair.ifname)
+    assert not res["changed"] and len(reads) >= 2
+    assert _xdp(veth_pair.ifname) == [("drv", ids["xdp_udp"])]
