@@ -119,7 +119,7 @@ def main():
     wait_passes(args.url, 0, count=1)
     _status, before = scrape(args.url)
     sent = {"udp": 0, "ping": 0, "calls": args.calls}
-    for _ in range(args.calls):
+    for _call in range(args.calls):
         os.getpid()
         time.sleep(0.0001)
     for spec in args.udp:

@@ -103,7 +103,7 @@ objects:
 foreign:
   description: Directories under O(pin_root) that hold pins but no load record of the collection
     (another tool's). The collection never lists them among its objects, never prunes them, and
-    M(ebpf.observability.ebpf_program) O(state=absent) refuses to remove them.
+    M(ebpf.observability.ebpf_program) refuses to remove them.
   returned: when O(gather) holds V(objects)
   type: list
   elements: dict

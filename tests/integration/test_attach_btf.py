@@ -39,7 +39,7 @@ def test_tp_btf_attaches_from_its_section_counts_and_detaches(pin_root, bpf_obje
     att = runs[1]["attachment"]
     assert (runs[1]["hook"], att["target"], att["prog_id"]) == ("tp_btf", "sys_enter", runs[1]["program"]["id"])
     before = calls(pin_root)
-    for _ in range(1000):
+    for _call in range(1000):
         os.getpid()
     assert calls(pin_root) - before == 1000
     links = InfoBackend(pin_root, gather=("objects",)).run()["objects"][0]["links"]

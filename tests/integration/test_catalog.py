@@ -109,7 +109,7 @@ def test_user_programs_run_through_the_roles_and_export_their_own_metrics(bpf_ob
         metrics = ("getpid_calls_total", "getpid_raw_calls_total", "libc_getpid_calls_total")
         pid = os.getpid()
         before = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-        for _ in range(100):
+        for _call in range(100):
             os.getpid()
         after = subprocess.run(command, capture_output=True, text=True, check=True).stdout
         assert [_series(after, m)[pid] - _series(before, m).get(pid, 0) for m in metrics] == [100, 100, 100], after[-4000:]

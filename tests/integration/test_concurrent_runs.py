@@ -27,7 +27,7 @@ def pair(tmp_path):
 
     def run(module, args):
         cmd = [sys.executable, "-m", MODULES_PKG + module, json.dumps({"ANSIBLE_MODULE_ARGS": args})]
-        procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _proc in range(2)]
         results = []
         for proc in procs:
             out, err = proc.communicate(timeout=120)
@@ -66,7 +66,7 @@ def test_two_attach_runs_at_once_leave_one_attachment(pair, attach, veth_pair, a
         args = dict(base, program="tc_udp", hook="tc", direction="ingress", tc_api=api)
     with Netlink() as nl:
         ifindex = nl.ifindex(veth_pair.ifname)
-    for _ in range(PAIRS):
+    for _pair in range(PAIRS):
         pair("ebpf_attach", args)
         if api == "xdp":
             assert _xdp(veth_pair.ifname) == [("drv", ids["xdp_udp"])]
@@ -80,7 +80,7 @@ def test_two_attach_runs_at_once_leave_one_attachment(pair, attach, veth_pair, a
 
 def test_two_loads_and_two_unloads_at_once(pair, pin_root, bpf_objects):
     pin_dir = os.path.join(pin_root, "obj")
-    for _ in range(PAIRS):
+    for _pair in range(PAIRS):
         results = pair("ebpf_program", dict(name="obj", src=bpf_objects["base"], pin_root=pin_root))
         assert results[0]["programs"] == results[1]["programs"]
         assert sorted(os.listdir(os.path.join(pin_dir, "progs"))) == sorted(p["name"] for p in results[0]["programs"])

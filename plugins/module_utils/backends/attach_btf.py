@@ -17,11 +17,10 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import errno
-import os
 
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_syscall as sc
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import features
-from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_common import AttachError, Hook, pin_key
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_common import AttachError
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_tracing import TracingHook
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
 
@@ -34,22 +33,22 @@ _LINKS = {"tp_btf": ("raw_tracepoint", None), "fentry": ("tracing", "trace_fentr
 class BtfTracingHook(TracingHook):
     """See the module docstring. ``section_target`` is the target the program's section names
     (None when unknown: a program given by pin without a load record). Reading, replacing,
-    detaching and the views are TracingHook's."""
+    detaching, the link's pin and the views are TracingHook's."""
 
-    def __init__(self, backend, hook, section_target=None):  # pylint: disable=super-init-not-called
-        Hook.__init__(self, backend)
-        self.name = hook
-        asked = backend.target
-        if asked and section_target and asked != section_target:
+    def __init__(self, backend, hook, section_target=None):
+        self.section_target = section_target
+        super(BtfTracingHook, self).__init__(backend, hook)
+
+    def parse_target(self, hook, target):
+        if target and self.section_target and target != self.section_target:
             raise AttachError("the target of a %s program is fixed when it is loaded: %s was loaded for %s, not %s"
-                              % (hook, self.prog.label, section_target, asked), "invalid_argument",
-                              hint="leave target out, or load a program whose section names %s/%s" % (hook, asked))
-        target = asked or section_target
+                              % (hook, self.prog.label, self.section_target, target), "invalid_argument",
+                              hint="leave target out, or load a program whose section names %s/%s" % (hook, target))
+        target = target or self.section_target
         if not target:
             raise AttachError("hook %s needs the program's target (its section name was not recorded)" % hook,
                               "invalid_argument", hint="set target to what the program was loaded for")
-        self.target = {"canonical": target}
-        self.link_path = os.path.join(self.prog.links_dir, pin_key(self.prog.link_prefix, hook, target))
+        return {"canonical": target}
 
     def validate(self):
         if self.name != "tp_btf":

@@ -144,10 +144,14 @@ class TracingHook(Hook):
     def __init__(self, backend, hook):
         super(TracingHook, self).__init__(backend)
         self.name = hook
-        self.target = parse_target(hook, backend.target)
+        self.target = self.parse_target(hook, backend.target)
         self.link_path = os.path.join(self.prog.links_dir, pin_key(self.prog.link_prefix, hook, self.target["canonical"]))
         self.tracefs = None
         self.file_offset = None
+
+    def parse_target(self, hook, target):
+        """The target's parts (see parse_target), with at least ``canonical``."""
+        return parse_target(hook, target)
 
     # -- checks before anything changes ------------------------------------------------
 

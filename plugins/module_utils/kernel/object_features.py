@@ -64,8 +64,7 @@ def check(filename, maps, programs):
     """BpfError unless this kernel has every map and program type the object uses."""
     lacking = missing(maps, programs)
     if lacking:
-        raise BpfError("%s cannot be loaded on this kernel: %s; this host runs Linux %s" % (
-            filename, "; ".join("%s is a %s %s, which needs Linux %s" % (what, kind, "map" if what.startswith("map")
-                                                                           else "program", since)
-                                for what, kind, since in lacking), os.uname().release),
-            hint="load a variant of the program that does without it on this host")
+        reasons = ["%s is a %s %s, which needs Linux %s" % (what, kind, what.split(" ")[0], since) for what, kind, since in lacking]
+        raise BpfError("%s cannot be loaded on this kernel: %s; this host runs Linux %s"
+                       % (filename, "; ".join(reasons), os.uname().release),
+                       hint="load a variant of the program that does without it on this host")
