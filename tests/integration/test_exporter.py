@@ -550,8 +550,9 @@ def test_non_root_with_only_cap_bpf_reads_the_maps_once_granted(pin_root, work, 
     assert value(after, "ebpf_exporter_last_success_timestamp_seconds") > 0
 
 
-def test_zero_entries_of_array_maps_are_not_series(pin_root):
-    """An array holds every index; only those written to become series."""
+def test_every_index_of_an_array_map_is_a_series_unless_zero_entries_are_skipped(pin_root):
+    """An array holds every index: as ebpf_exporter, all of them are series (at zero when not
+    written to); skip_zero_array_entries keeps only those written to."""
     config = parse_metrics_config({"metrics": {"counters": [
         {"name": "slots_total", "help": "h", "labels": [{"name": "slot", "size": 4, "decoders": [{"name": "uint"}]}]}]}})
     collector = MetricsCollector(config)
@@ -563,4 +564,8 @@ def test_zero_entries_of_array_maps_are_not_series(pin_root):
             sc.map_update(fd, struct.pack("<I", 5), struct.pack("<Q", 3).ljust(size, b"\0"))
             sc.obj_pin(fd, path)
         snapshot = read_metric_map(collector, "slots_total", path)
-        assert [struct.unpack("<I", key)[0] for key, _value in snapshot.entries] == [5]
+        assert sorted(struct.unpack("<I", key)[0] for key, _value in snapshot.entries) == list(range(64))
+        family = collector.collect_metric("slots_total", snapshot)
+        assert family.series[("5",)] == 3 and family.series[("0",)] == 0 and len(family.series) == 64
+        skipped = read_metric_map(collector, "slots_total", path, skip_zero_array_entries=True)
+        assert [struct.unpack("<I", key)[0] for key, _value in skipped.entries] == [5]

@@ -54,7 +54,8 @@ def pin_hash(maps_dir, name, entries, percpu=False):
 def test_every_decoder_and_bucket_type(pin_root, tmp_path):
     maps_dir = os.path.join(pin_root, "hand", "maps")
     bpffs.makedirs(maps_dir)
-    getpid = dict((name, number) for number, name in syscall_names(platform.machine()).items())["getpid"]
+    numbers = dict((name, number) for number, name in syscall_names(platform.machine(), "kernel").items())
+    getpid, pread64, exit_group = numbers["getpid"], numbers["pread64"], numbers["exit_group"]
     kallsyms = tmp_path / "kallsyms"
     kallsyms.write_text("ffffffff81000000 T _stext\nffffffff81234560 T vfs_read\nffffffffc0100000 t mod_fn\t[mod]\n")
     partitions = tmp_path / "partitions"
@@ -71,12 +72,16 @@ def test_every_decoder_and_bucket_type(pin_root, tmp_path):
                              {U32(1): 5, U32(2): 6}),
         "allow_unknown_total": (label("m", 4, "uint", {"name": "static_map", "static_map": {1: "one"}, "allow_unknown": True}),
                                 {U32(2): 7}),
-        "regexp_total": (label("r", 8, "string", {"name": "regexp", "regexps": ["^keep"]}),
+        "regexp_total": (label("r", 8, "string", {"name": "regexp", "regexps": ["^keep.*"]}),
                          {b"keepme\0\0": 8, b"dropme\0\0": 9}),
-        "syscall_total": (label("syscall", 4, "uint", "syscall"), {U32(getpid): 10, U32(1023): 11}),
+        "regexp_group_total": (label("r", 8, "string", {"name": "regexp", "regexps": ["^(kswapd)[0-9]+$", "^(a)(b)"]}),
+                               {b"kswapd0\0": 30, b"kswapd1\0": 31, b"abc\0\0\0\0\0": 32}),
+        "syscall_total": (label("syscall", 4, "uint", "syscall"), {U32(getpid): 10, U32(1023): 11, U32(pread64): 33,
+                                                                   U32(exit_group): 34}),
         "errno_total": (label("errno", 4, "uint", "errno"), {U32(2): 12, U32(4095): 13}),
         "ksym_total": (label("function", 8, "ksym"), {U64(0xffffffff81234560): 14, U64(0xffffffffc0100000): 15,
-                                                      U64(0xffffffff81234561): 16}),
+                                                      U64(0xffffffff81234561): 16, U64(0xffffffff80000000): 35}),
+        "kstack_total": (label("stack", 24, "kstack"), {U64(0xffffffff81234564) + U64(0xffffffffc0100008) + U64(0): 36}),
         "inet_ip_total": (label("addr", 4, "inet_ip"), {socket.inet_aton("192.0.2.7"): 17}),
         "inet_ip6_total": (label("addr", 16, "inet_ip"), {socket.inet_pton(socket.AF_INET6, "2001:db8::1"): 18,
                                                           socket.inet_pton(socket.AF_INET6, "::ffff:192.0.2.9"): 19}),
@@ -127,9 +132,13 @@ def test_every_decoder_and_bucket_type(pin_root, tmp_path):
     assert one("static_map_total", "m") == {"one": 5, "unknown:2": 6}
     assert one("allow_unknown_total", "m") == {"2": 7}
     assert one("regexp_total", "r") == {"keepme": 8}
-    assert one("syscall_total", "syscall") == {"getpid": 10, "unknown_syscall:1023": 11}
+    assert one("regexp_group_total", "r") == {"kswapd": 61}  # one series; two groups give no value
+    # ebpf_exporter's names: pread64 is "pread", exit_group "exit"
+    assert one("syscall_total", "syscall") == {"getpid": 10, "unknown_syscall:1023": 11, "pread": 33, "exit": 34}
     assert one("errno_total", "errno") == {"ENOENT": 12, "unknown:4095": 13}
-    assert one("ksym_total", "function") == {"vfs_read": 14, "mod_fn": 15, "unknown_addr:0xffffffff81234561": 16}
+    # the nearest symbol at or before the address; a module's keeps its "\t[mod]"
+    assert one("ksym_total", "function") == {"vfs_read": 30, "mod_fn\t[mod]": 15, "unknown_addr:0xffffffff80000000": 35}
+    assert one("kstack_total", "stack") == {"vfs_read\nmod_fn\t[mod]": 36}
     assert one("inet_ip_total", "addr") == {"192.0.2.7": 17}
     assert one("inet_ip6_total", "addr") == {"2001:db8::1": 18, "192.0.2.9": 19}
     assert one("ifname_total", "interface") == {"lo": 20}

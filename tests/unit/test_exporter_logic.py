@@ -33,6 +33,9 @@ def test_config_defaults_and_programs():
     assert config.programs[0].pin_dir == "/sys/fs/bpf/ebpf_observability/one"
     assert config.programs[0].metrics.counters[0].name == "c_total" and config.programs[1].metrics is None
     assert parse_exporter_config(None).programs == ()
+    assert config.syscall_names == "ebpf_exporter" and config.skip_zero_array_entries is False
+    earlier = parse_exporter_config({"syscall_names": "kernel", "skip_zero_array_entries": True})
+    assert earlier.syscall_names == "kernel" and earlier.skip_zero_array_entries is True
 
 
 def test_config_reads_metrics_files_through_the_callers_loader():
@@ -51,6 +54,8 @@ def test_config_reads_metrics_files_through_the_callers_loader():
     ({"file_mode": "0999"}, "octal mode"),
     ({"file_mode": 644}, "octal mode"),
     ({"programs": {"name": "x"}}, "programs must be a list"),
+    ({"syscall_names": "strace"}, "syscall_names must be one of ebpf_exporter, kernel"),
+    ({"skip_zero_array_entries": "yes"}, "skip_zero_array_entries must be true or false"),
     ({"programs": [{"name": "a/b"}]}, "invalid program name"),
     ({"programs": [{"name": "a"}, {"name": "a"}]}, "listed twice: a"),
     ({"programs": [{"name": "a", "metrics": METRICS, "metrics_file": "/m.yaml"}]}, "not both"),

@@ -51,9 +51,9 @@ BUCKET_TYPES = ("exp2", "exp2zero", "linear", "fixed")
 # Decoders known to exporter.decoders; "ifindex" is this collection's alias of "ifname",
 # "btf_enum" this collection's extension.
 DECODER_NAMES = ("btf_enum", "cgroup", "dname", "errno", "hex", "ifindex", "ifname", "inet_ip", "ksym",
-                 "majorminor", "regexp", "static_map", "string", "syscall", "uint")
+                 "kstack", "majorminor", "regexp", "static_map", "string", "syscall", "uint")
 # ebpf_exporter decoders that need data this collection does not ship.
-UNSUPPORTED_DECODERS = ("kstack", "pci_class", "pci_device", "pci_subclass", "pci_vendor")
+UNSUPPORTED_DECODERS = ("pci_class", "pci_device", "pci_subclass", "pci_vendor")
 
 _METRIC_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")

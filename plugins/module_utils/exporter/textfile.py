@@ -89,16 +89,19 @@ def read_bpf_stats_enabled(path=BPF_STATS_SYSCTL):
 ARRAY_MAP_TYPES = ("array", "percpu_array")
 
 
-def read_metric_map(collector, metric, path):
-    """MapSnapshot of the map pinned at ``path`` for ``metric``; BpfError when it does not fit."""
+def read_metric_map(collector, metric, path, skip_zero_array_entries=False):
+    """MapSnapshot of the map pinned at ``path`` for ``metric``; BpfError when it does not fit.
+
+    Every index of an array map is an entry, zero or not, as in ebpf_exporter (dashboards see
+    the series at zero); ``skip_zero_array_entries`` leaves out those zero on every CPU.
+    """
     with sc.obj_get(path, sc.BPF_F_RDONLY) as fd:
         info = sc.map_info(fd)
         percpu = sc.is_percpu_map_type(info["type"])
         collector.check_map(metric, info["key_size"], info["value_size"], percpu)
         size = sc.percpu_value_size(info["value_size"]) if percpu else info["value_size"]
         entries = sc.map_lookup_batch(fd, info["key_size"], size, info["max_entries"])
-    if info["type_name"] in ARRAY_MAP_TYPES:
-        # An array holds every index: only those written to are series (as in a hash map).
+    if skip_zero_array_entries and info["type_name"] in ARRAY_MAP_TYPES:
         zero = bytes(size)
         entries = [entry for entry in entries if entry[1] != zero]
     return MapSnapshot(entries, info["value_size"], percpu)
@@ -132,7 +135,7 @@ class Exporter:
 
     def __init__(self, config, decoders=None, clock=time.time, bpf_stats_path=BPF_STATS_SYSCTL):
         self.config = config
-        self.decoders = decoders if decoders is not None else Decoders()
+        self.decoders = decoders if decoders is not None else Decoders(syscall_names=config.syscall_names)
         self.decoder_errors = DecoderErrors()
         self.collectors = {}
         self.renderer = TextRenderer()
@@ -193,7 +196,8 @@ class Exporter:
             path = os.path.join(maps_dir, metric)
             key = ("map", program.name, metric)
             try:
-                family = collector.collect_metric(metric, read_metric_map(collector, metric, path))
+                family = collector.collect_metric(metric, read_metric_map(collector, metric, path,
+                                                                          self.config.skip_zero_array_entries))
                 if family is not None and family.series:
                     self._merge(families, family, program.name)
             except BpfError as e:
