@@ -232,12 +232,19 @@ def test_a_cleared_problem_is_logged_as_recovered(tmp_path, caplog):
 
 # ------------------------------------------------------------------------------ command line
 
-def test_command_line_modes(tmp_path, capsys):
+def test_command_line_modes(tmp_path, capsys, caplog):
     config = tmp_path / "exporter.yml"
     config.write_text("textfile: %s\nprograms:\n  - name: one\n    metrics_file: %s\n" % (tmp_path / "m.prom", tmp_path / "m.yaml"))
     (tmp_path / "m.yaml").write_text("metrics:\n  counters:\n    - name: c_total\n      help: h\n      labels: []\n")
     assert exporter_cli.main(["--config", str(config), "--check-config"]) == 0
     assert "1 program(s), 1 with metrics" in capsys.readouterr().out
+    (tmp_path / "m.yaml").write_text("tracing:\n  spans: []\nmetrics:\n  counters:\n    - name: c_total\n      help: h\n")
+    assert exporter_cli.main(["--config", str(config), "--check-config"]) == 0
+    assert "one: OpenTelemetry tracing (the 'tracing' section) is not supported; its metrics are exported" \
+        in capsys.readouterr().out
+    (tmp_path / "m.yaml").write_text("tracing:\n  spans: []\n")
+    assert exporter_cli.main(["--config", str(config), "--check-config"]) == 1
+    assert "is not supported; its metrics are exported, and this config has no metrics" in caplog.text
     (tmp_path / "m.yaml").write_text("metrics: [")
     assert exporter_cli.main(["--config", str(config), "--check-config"]) == 1
     with pytest.raises(SystemExit):

@@ -6,7 +6,7 @@ import yaml
 
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.metrics_config import (
-    CounterConfig, HistogramConfig, key_size, metric_label_names, parse_metrics_config,
+    CounterConfig, HistogramConfig, key_size, metric_label_names, parse_metrics_config, with_static_maps,
 )
 
 # Modelled on ebpf_exporter's examples/biolatency.yaml and examples/cachestat.yaml.
@@ -57,8 +57,6 @@ metrics:
               regexps:
                 - ^systemd-journal$
                 - ^syslog-ng$
-kaddrs:
-  - mark_page_accessed
 """
 
 
@@ -98,7 +96,7 @@ def test_histogram_from_yaml():
     assert metric_label_names(hist) == ("device", "operation")
 
 
-def test_counter_from_yaml_ignores_program_keys():
+def test_counter_from_yaml():
     config = parse_metrics_config(yaml.safe_load(CACHESTAT))
     (ctr,) = config.counters
     assert isinstance(ctr, CounterConfig)
@@ -196,3 +194,35 @@ def test_metric_names_must_be_unique():
     config["metrics"]["histograms"] = histogram(name="things_total")["metrics"]["histograms"]
     with pytest.raises(BpfError, match="more than one metric is named 'things_total'"):
         parse_metrics_config(config)
+
+
+SPANS = {"spans": [{"name": "exec", "ringbuf": "events", "labels": []}]}
+
+
+def test_a_tracing_only_config_says_tracing_is_not_supported():
+    with pytest.raises(BpfError) as err:
+        parse_metrics_config({"tracing": SPANS}, "exec-trace.yaml")
+    assert str(err.value) == ("exec-trace.yaml: OpenTelemetry tracing (the 'tracing' section) is not supported; "
+                              "its metrics are exported, and this config has no metrics")
+
+
+def test_the_metrics_of_a_config_with_tracing_are_exported_with_a_note():
+    config = parse_metrics_config(dict(counter(), tracing=SPANS))
+    assert config.counters[0].name == "things_total"
+    assert config.notes == ("OpenTelemetry tracing (the 'tracing' section) is not supported; its metrics are exported",)
+    assert parse_metrics_config(counter()).notes == ()
+    # static_maps keep the notes
+    assert with_static_maps(config, {}, "here").notes == config.notes
+
+
+@pytest.mark.parametrize("section, value, words", [
+    ("kaddrs", ["mark_page_accessed"], "kaddr_<symbol> variables"),
+    ("cgroup_id_map", {"name": "cgroup_id_map", "regexps": ["^.*(system.slice/.*)$"]}, "match no cgroup"),
+    ("programs", [], "unknown top-level key(s) programs"),
+])
+def test_sections_that_cannot_be_honoured_are_refused(section, value, words):
+    with pytest.raises(BpfError) as err:
+        parse_metrics_config(dict(counter(), **{section: value}), "cfg.yaml")
+    assert words in str(err.value) and str(err.value).startswith("cfg.yaml: ")
+    if section != "programs":
+        assert "the %r section is not supported" % section in str(err.value)

@@ -33,8 +33,14 @@ enum, read from the running kernel's BTF: ``{name: btf_enum, enum: skb_drop_reas
 strip_prefix: SKB_DROP_REASON_, allow_unknown: <bool>}`` (after ``uint``). ebpf_exporter
 refuses a config that uses it.
 
-Other top-level keys (``kaddrs``, ``tracing``, ``cgroup_id_map``) belong to program loading
-and are ignored here. Every problem raises :class:`BpfError` naming the metric and the field,
+ebpf_exporter's other top-level sections are not silently ignored: ``tracing`` (OpenTelemetry
+spans) is not supported, so a config with only ``tracing`` is refused and one with metrics too
+exports its metrics, with a note (MetricsConfig.notes) that the exporter logs; ``kaddrs`` and
+``cgroup_id_map`` are refused: both are things ebpf_exporter does to the object as it loads and
+runs it (kernel symbol addresses written into its ``kaddr_<symbol>`` variables before load; a
+map of cgroup ids it keeps filled), and here ebpf_program loads the object and the exporter only
+reads its maps, so the program would run without them. Any other top-level key is refused as
+unknown. Every problem raises :class:`BpfError` naming the metric and the field,
 at load time, where ebpf_exporter would only fail (or misbehave) while collecting.
 """
 
@@ -89,8 +95,17 @@ bucket_keys is a tuple of floats for "fixed" (else empty); bucket_multiplier is 
 config leaves it out or sets it to 0, as ebpf_exporter does.
 """
 
-MetricsConfig = collections.namedtuple("MetricsConfig", "counters histograms")
-MetricsConfig.__doc__ = "The checked metrics section: tuples of CounterConfig and HistogramConfig."
+MetricsConfig = collections.namedtuple("MetricsConfig", "counters histograms notes", defaults=((),))
+MetricsConfig.__doc__ = """The checked metrics section: tuples of CounterConfig and HistogramConfig,
+and notes: texts about sections of the config that are not exported (to log)."""
+
+TRACING_NOTE = "OpenTelemetry tracing (the 'tracing' section) is not supported; its metrics are exported"
+_UNSUPPORTED_SECTIONS = {
+    "kaddrs": "kernel symbol addresses are written into the object's kaddr_<symbol> variables when "
+              "ebpf_exporter loads it; here ebpf_program loads the object, so they would stay 0",
+    "cgroup_id_map": "ebpf_exporter fills that map with the ids of the matching cgroups as it runs the "
+                     "object; this exporter only reads maps, so the program would match no cgroup",
+}
 
 
 def key_size(labels):
@@ -111,7 +126,17 @@ def parse_metrics_config(config, source="config"):
     """
     if not isinstance(config, dict):
         raise BpfError("%s: expected a mapping with a 'metrics' key, got %s" % (source, _kind(config)))
+    for section, reason in sorted(_UNSUPPORTED_SECTIONS.items()):
+        if section in config:
+            raise BpfError("%s: the %r section is not supported: %s" % (source, section, reason))
+    unknown = set(config) - {"metrics", "tracing"}
+    if unknown:
+        raise BpfError("%s: unknown top-level key(s) %s; expected metrics"
+                       % (source, ", ".join(sorted(map(str, unknown)))))
+    notes = (TRACING_NOTE,) if "tracing" in config else ()
     metrics = config.get("metrics")
+    if metrics is None and notes:
+        raise BpfError("%s: %s, and this config has no metrics" % (source, TRACING_NOTE))
     if not isinstance(metrics, dict):
         raise BpfError("%s: 'metrics' must be a mapping with 'counters' and/or 'histograms'" % source)
     unknown = set(metrics) - {"counters", "histograms"}
@@ -131,7 +156,7 @@ def parse_metrics_config(config, source="config"):
             raise BpfError("%s: more than one metric is named %r; each metric reads the map of its "
                            "name, so names must be unique" % (source, metric.name))
         seen.add(metric.name)
-    return MetricsConfig(parsed_counters, parsed_histograms)
+    return MetricsConfig(parsed_counters, parsed_histograms, notes)
 
 
 def with_static_maps(config, static_maps, where):
@@ -160,7 +185,8 @@ def with_static_maps(config, static_maps, where):
     def fill_metric(metric):
         return metric._replace(labels=tuple(fill_label(label) for label in metric.labels))
 
-    out = MetricsConfig(tuple(fill_metric(m) for m in config.counters), tuple(fill_metric(m) for m in config.histograms))
+    out = config._replace(counters=tuple(fill_metric(m) for m in config.counters),
+                          histograms=tuple(fill_metric(m) for m in config.histograms))
     missing = sorted(set(static_maps) - filled)
     if missing:
         raise BpfError("%s: static_maps names label(s) %s, which have no static_map decoder in the metrics"

@@ -142,6 +142,8 @@ class Exporter:
         for program in config.programs:
             if program.metrics is not None:
                 self.collectors[program.name] = MetricsCollector(program.metrics, self.decoders, self.decoder_errors)
+                for note in program.metrics.notes:
+                    LOG.warning("%s (metrics from %s): %s", program.name, program.source, note)
         self.clock = clock
         self.bpf_stats_path = bpf_stats_path
         self.map_errors = {}
