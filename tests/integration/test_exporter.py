@@ -246,6 +246,19 @@ def test_real_traffic_and_syscalls_are_exported_with_self_metrics(deployment, bu
     assert value(parsed, "ebpf_programs_attached", interface=veth.ifname, program_type="xdp") == 1
     assert value(parsed, "ebpf_programs_attached", interface="", program_type="raw_tracepoint") == 2
     assert value(parsed, "ebpf_attachment_errors_total", interface=veth.ifname, error_type="foreign_program") == 2
+    # ebpf_exporter's self metrics, joined on id as its dashboards do
+    assert series(parsed, "ebpf_exporter_enabled_configs") == {(("name", "xdp_counter"),): 1, (("name", "syscall_latency"),): 1}
+    info = dict((dict(labels)["program"], dict(labels)) for labels in series(parsed, "ebpf_exporter_ebpf_program_info"))
+    assert sorted(info) == ["syscall_enter_tp", "syscall_exit_tp", "xdp_counter"]
+    for program, config in (("xdp_counter", "xdp_counter"), ("syscall_enter_tp", "syscall_latency")):
+        with sc.obj_get(os.path.join(deployment.pin_root, config, "progs", program)) as fd:
+            facts = sc.prog_info(fd)
+        assert info[program] == {"config": config, "id": str(facts["id"]), "program": program, "tag": facts["tag"]}
+        assert value(parsed, "ebpf_exporter_ebpf_program_attached", id=str(facts["id"])) == 1
+        # read before these facts; kernel.bpf_stats_enabled is the host's, another test may set it
+        assert value(parsed, "ebpf_exporter_ebpf_program_run_count_total", id=str(facts["id"])) <= facts["run_cnt"]
+        assert value(parsed, "ebpf_program_misses_total", object=config, program=program,
+                     program_type=facts["type_name"]) <= facts["recursion_misses"]
     assert time.time() - 30 < value(parsed, "ebpf_exporter_last_success_timestamp_seconds") <= time.time()
     assert not series(parsed, "ebpf_exporter_map_errors_total") and not series(parsed, "ebpf_exporter_source_errors_total")
     assert "WARNING" not in stderr
@@ -284,7 +297,11 @@ def test_a_broken_map_costs_only_itself(deployment, built, veth):
         (("map", "xdp_bytes_total"), ("program", "not_loaded")): 1,
         (("map", "no_such_map"), ("program", "not_loaded")): 1,
     }, text
-    assert value(parsed, "ebpf_exporter_decoder_errors_total", metric="xdp_packets_total", decoder="uint") == 1
+    decoder_errors = series(parsed, "ebpf_exporter_decoder_errors_total")
+    assert decoder_errors[(("config", "second"), ("decoder", "uint"), ("metric", "xdp_packets_total"))] == 1
+    # ebpf_exporter's series: {config} at 0 from the start (empty labels are absent to Prometheus)
+    assert set(labels for labels, v in decoder_errors.items() if v == 0) == set(
+        (("config", name), ("decoder", ""), ("metric", "")) for name in ("xdp_counter", "second", "not_loaded"))
     assert value(parsed, "ebpf_exporter_last_success_timestamp_seconds") == 0
     assert "xdp_counter/xdp_bytes_total: metric 'xdp_bytes_total': the map key is 8 bytes" in stderr
     assert "xdp_counter/no_such_map: no map is pinned at" in stderr
@@ -546,6 +563,9 @@ def test_non_root_with_only_cap_bpf_reads_the_maps_once_granted(pin_root, work, 
     assert value(after, "ebpf_programs_loaded", program_type="xdp") == 1
     # bpf_links cannot be listed without CAP_SYS_ADMIN: XDP and TC attachments are still counted
     assert not value(after, "ebpf_exporter_source_errors_total", source="attachments"), stderr
+    # ... and a program none of those attach has no ebpf_exporter_ebpf_program_attached series (unknown, not 0)
+    (info,) = series(after, "ebpf_exporter_ebpf_program_info")
+    assert dict(info)["config"] == "xdp_counter" and not series(after, "ebpf_exporter_ebpf_program_attached")
     assert not series(after, "ebpf_exporter_map_errors_total"), stderr
     assert value(after, "ebpf_exporter_last_success_timestamp_seconds") > 0
 

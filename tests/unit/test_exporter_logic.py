@@ -17,7 +17,12 @@ from ansible_collections.ebpf.observability.plugins.module_utils.exporter.config
 from ansible_collections.ebpf.observability.plugins.module_utils.state.atomic_file import (
     remove_stale_temporaries, write_atomic,
 )
-from ansible_collections.ebpf.observability.plugins.module_utils.exporter.families import MetricFamily
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.families import (
+    DecoderErrors, MetricFamily, decoder_errors_family,
+)
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.self_metrics import (
+    attached_family, program_families,
+)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 METRICS = {"metrics": {"counters": [{"name": "c_total", "help": "h",
@@ -251,3 +256,43 @@ def test_command_line_modes(tmp_path, capsys, caplog):
         exporter_cli.parse_args(["--stdout"])
     with pytest.raises(SystemExit):
         exporter_cli.parse_args(["--interval", "0"])
+
+
+# ------------------------------------------------------------------------------ self metrics
+
+PROGRAMS = [
+    ("xdp_counter", "xdp_counter", {"id": 7, "type_name": "xdp", "tag": "ab12", "run_cnt": 5, "run_time_ns": 2000000000,
+                                    "recursion_misses": 0}),
+    ("lat", "enter", {"id": 8, "type_name": "raw_tracepoint", "tag": "cd34", "run_cnt": 0, "run_time_ns": 0,
+                      "recursion_misses": 3}),
+]
+
+
+def test_self_metrics_under_both_names():
+    families = dict((f.name, f) for f in program_families(PROGRAMS, stats_enabled=False))
+    assert families["ebpf_exporter_enabled_configs"].series == {("xdp_counter",): 1, ("lat",): 1}
+    assert families["ebpf_exporter_ebpf_program_info"].label_names == ("config", "id", "program", "tag")
+    assert families["ebpf_exporter_ebpf_program_info"].series == {("xdp_counter", "7", "xdp_counter", "ab12"): 1,
+                                                                  ("lat", "8", "enter", "cd34"): 1}
+    assert families["ebpf_exporter_ebpf_program_run_count_total"].series == {("7",): 5, ("8",): 0}
+    assert families["ebpf_exporter_ebpf_program_run_time_seconds"].series == {("7",): 2.0, ("8",): 0.0}
+    assert families["ebpf_program_misses_total"].series == {("xdp_counter", "xdp_counter", "xdp"): 0,
+                                                            ("lat", "enter", "raw_tracepoint"): 3}
+    assert families["ebpf_programs_loaded"].series == {("xdp",): 1, ("raw_tracepoint",): 1}
+    assert "ebpf_program_run_count_total" not in families  # only while bpf stats are enabled
+    on = dict((f.name, f) for f in program_families(PROGRAMS, stats_enabled=True))
+    assert on["ebpf_program_run_count_total"].series == {("xdp_counter", "xdp_counter", "xdp"): 5,
+                                                         ("lat", "enter", "raw_tracepoint"): 0}
+
+
+def test_attached_is_unknown_rather_than_zero_when_links_cannot_be_listed():
+    assert attached_family(PROGRAMS, {7}, complete=True).series == {("7",): 1, ("8",): 0}
+    assert attached_family(PROGRAMS, {7}, complete=False).series == {("7",): 1}
+
+
+def test_decoder_errors_carry_their_config_and_ebpf_exporters_zero_series():
+    errors = {"a": DecoderErrors(), "b": DecoderErrors()}
+    errors["a"].add("m_total", "uint", 2)
+    family = decoder_errors_family(errors)
+    assert family.label_names == ("config", "metric", "decoder")
+    assert family.series == {("a", "", ""): 0, ("a", "m_total", "uint"): 2, ("b", "", ""): 0}

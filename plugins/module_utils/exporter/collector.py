@@ -69,8 +69,10 @@ Where this differs from ebpf_exporter:
   ``bucket_max <= bucket_min`` is refused; ebpf_exporter accepts the first two (and renders
   non-monotonic buckets) and fails the last one at every scrape. So is an exp2 or exp2zero
   ``bucket_max`` above 1023 (2^1024 overflows a float).
-* The decoder error counter is ``ebpf_exporter_decoder_errors_total{metric, decoder}``;
-  ebpf_exporter's has the single label ``config``.
+* The decoder error counter ``ebpf_exporter_decoder_errors_total`` counts entries under
+  ``{config, metric, decoder}``, beside ebpf_exporter's ``{config}`` series at 0 (empty
+  ``metric`` and ``decoder``, which Prometheus reads as absent): queries on ``config`` work as
+  with ebpf_exporter, whose counter has that label only (families.decoder_errors_family).
 * Series are sorted by their text, which is label-value order except for values holding a
   space, ``!`` or control characters; ebpf_exporter sorts by label values.
 * ``static_map`` keys are compared as text. A YAML loader turns ``0x1: read`` into the number

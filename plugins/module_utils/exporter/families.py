@@ -80,11 +80,30 @@ class DecoderErrors:
         return sum(self.counts.values())
 
     def family(self, namespace=NAMESPACE):
-        """The counts as ``ebpf_exporter_decoder_errors_total{metric, decoder}``."""
+        """The counts as ``ebpf_exporter_decoder_errors_total{metric, decoder}`` (a collector used
+        alone; the exporter labels them with their config too: decoder_errors_family)."""
         family = MetricFamily(full_name(namespace, DECODER_ERRORS_NAME), DECODER_ERRORS_HELP, "counter",
                               ("metric", "decoder"))
         family.series.update(self.counts)
         return family
+
+
+def decoder_errors_family(errors_by_config, namespace=NAMESPACE):
+    """``ebpf_exporter_decoder_errors_total{config, metric, decoder}`` of several configs'
+    DecoderErrors ({config name: DecoderErrors}).
+
+    Every config has a series with empty ``metric`` and ``decoder`` at 0, which Prometheus reads
+    as ``{config="<name>"} 0``: ebpf_exporter's series, one per config from the start, so its
+    queries and alerts on ``{config}`` work here; the errors are counted beside it, per metric
+    and decoder, which says what to fix (ebpf_exporter counts one per failed scrape of a config).
+    """
+    family = MetricFamily(full_name(namespace, DECODER_ERRORS_NAME), DECODER_ERRORS_HELP, "counter",
+                          ("config", "metric", "decoder"))
+    for config, errors in errors_by_config.items():
+        family.series[(config, "", "")] = 0
+        for (metric, decoder), count in errors.counts.items():
+            family.series[(config, metric, decoder)] = count
+    return family
 
 
 def go_float(value):

@@ -17,17 +17,15 @@ A problem is logged when it first appears, when its message changes and when it 
 every pass. Collectors and their label caches live as long as the Exporter, so a long-running
 exporter decodes each distinct label value once.
 
-Self metrics:
+Self metrics (the programs' own ones, under this collection's names and ebpf_exporter's, are
+listed in self_metrics):
 
 ==================================================  ==============================================
-``ebpf_programs_loaded{program_type}``              pinned programs of the configured objects
-``ebpf_programs_attached{interface,program_type}``  their attachments (XDP, TC, bpf_links;
-                                                    ``interface`` is empty for tracepoints)
+``ebpf_programs_attached{interface,program_type}``  attachments of the configured objects'
+                                                    programs (XDP, TC, bpf_links; ``interface``
+                                                    is empty for tracepoints)
 ``ebpf_attachment_errors_total{interface,           failed attach attempts, from ebpf_attach's
 error_type}``                                       event file (attach_events)
-``ebpf_program_run_count_total{object,program,      runs and run time per program, only while
-program_type}``, ``ebpf_program_run_time_seconds_   ``kernel.bpf_stats_enabled`` is 1
-total{...}``
 ``ebpf_exporter_bpf_stats_enabled``                 that sysctl (0 or 1)
 ``ebpf_exporter_last_success_timestamp_seconds``    end of the last pass that read every map
                                                     (0 until one did)
@@ -36,8 +34,9 @@ total{...}``
 ``ebpf_exporter_source_errors_total{source}``       self-metric sources that failed, since start
                                                     (``programs``, ``attachments``,
                                                     ``attach_events``)
-``ebpf_exporter_decoder_errors_total{metric,        entries left out by a failing decoder, since
-decoder}``                                          start (families.DecoderErrors)
+``ebpf_exporter_decoder_errors_total{config,        entries left out by a failing decoder, since
+metric, decoder}``                                  start, and ``{config}`` at 0 for each config
+                                                    as in ebpf_exporter (decoder_errors_family)
 ==================================================  ==============================================
 
 An attachment event file that cannot be read or is damaged is logged and counted under
@@ -45,8 +44,8 @@ An attachment event file that cannot be read or is damaged is logged and counted
 ``--once`` (a fresh process, no earlier counts) exports the family without series and exits 1.
 
 Attachments are looked up in the exporter's own network namespace. Listing bpf_links needs
-CAP_SYS_ADMIN; without it the attachment source fails and ``ebpf_programs_attached`` is left
-out (counted under ``source="attachments"``).
+CAP_SYS_ADMIN; without it only XDP and TC attachments made over netlink are counted, and
+``ebpf_exporter_ebpf_program_attached`` has no series for a program none of those attach.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -66,7 +65,10 @@ from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors i
 from ansible_collections.ebpf.observability.plugins.module_utils.state.atomic_file import write_atomic
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.decoders import Decoders
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.families import (
-    DecoderErrors, MapSnapshot, MetricFamily,
+    DecoderErrors, MapSnapshot, MetricFamily, decoder_errors_family,
+)
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.self_metrics import (
+    attached_family, program_families,
 )
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.collector import MetricsCollector
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.text_format import TextRenderer
@@ -136,12 +138,13 @@ class Exporter:
     def __init__(self, config, decoders=None, clock=time.time, bpf_stats_path=BPF_STATS_SYSCTL):
         self.config = config
         self.decoders = decoders if decoders is not None else Decoders(syscall_names=config.syscall_names)
-        self.decoder_errors = DecoderErrors()
+        self.decoder_errors = {}  # program name -> DecoderErrors
         self.collectors = {}
         self.renderer = TextRenderer()
         for program in config.programs:
             if program.metrics is not None:
-                self.collectors[program.name] = MetricsCollector(program.metrics, self.decoders, self.decoder_errors)
+                errors = self.decoder_errors[program.name] = DecoderErrors()
+                self.collectors[program.name] = MetricsCollector(program.metrics, self.decoders, errors)
                 for note in program.metrics.notes:
                     LOG.warning("%s (metrics from %s): %s", program.name, program.source, note)
         self.clock = clock
@@ -167,10 +170,9 @@ class Exporter:
             if collector is not None:
                 map_failures += self._collect_program(program, collector, families)
         programs = self._programs()
-        for family in self._program_families(programs):
+        for family in program_families(programs, read_bpf_stats_enabled(self.bpf_stats_path)) + self._self_families():
             families[family.name] = family
-        family = self._attached(programs)
-        if family is not None:
+        for family in self._attached(programs):
             families[family.name] = family
         self._end_problems()
         if map_failures == 0:
@@ -246,33 +248,16 @@ class Exporter:
                 self._problem(("programs", program.name), "%s: cannot read the pinned programs: %s" % (program.name, e))
         return found
 
-    def _program_families(self, programs):
-        loaded = MetricFamily("ebpf_programs_loaded", "BPF programs pinned by the configured objects, by program type",
-                              "gauge", ("program_type",))
-        for _obj, _name, info in programs:
-            loaded.add((info["type_name"],), 1)
-        enabled = read_bpf_stats_enabled(self.bpf_stats_path)
+    def _self_families(self):
+        """ebpf_exporter_bpf_stats_enabled and ebpf_attachment_errors_total."""
         stats_on = MetricFamily("ebpf_exporter_bpf_stats_enabled",
                                 "Whether the kernel counts BPF program runs and run time (kernel.bpf_stats_enabled)",
                                 "gauge")
-        stats_on.add((), 1 if enabled else 0)
-        families = [loaded, stats_on]
-        if enabled:
-            labels = ("object", "program", "program_type")
-            count = MetricFamily("ebpf_program_run_count_total", "Times the program ran since bpf stats were enabled",
-                                 "counter", labels)
-            run_time = MetricFamily("ebpf_program_run_time_seconds_total",
-                                    "Time the program ran since bpf stats were enabled", "counter", labels)
-            for obj, name, info in programs:
-                if "run_cnt" in info:
-                    count.add((obj, name, info["type_name"]), info["run_cnt"])
-                    run_time.add((obj, name, info["type_name"]), info["run_time_ns"] / 1e9)
-            families.extend((count, run_time))
+        stats_on.add((), 1 if read_bpf_stats_enabled(self.bpf_stats_path) else 0)
         errors = MetricFamily("ebpf_attachment_errors_total", "Failed attach attempts, by interface and error type",
                               "counter", ("interface", "error_type"))
         errors.series.update(self._attach_error_counts())
-        families.append(errors)
-        return families
+        return [stats_on, errors]
 
     def _attach_error_counts(self):
         """The event file's counts; when it cannot be read, the last counts read (none yet in a
@@ -289,12 +274,15 @@ class Exporter:
         return self.attach_counts or {}
 
     def _attached(self, programs):
+        """ebpf_programs_attached and ebpf_exporter_ebpf_program_attached; none when the
+        attachments cannot be listed."""
         types = dict((info["id"], info["type_name"]) for _obj, _name, info in programs)
         family = MetricFamily("ebpf_programs_attached",
                               "Attachments of the configured objects' programs, by interface and program type",
                               "gauge", ("interface", "program_type"))
         if not types:
-            return family
+            return [family, attached_family(programs, (), True)]
+        complete = True
         try:
             try:
                 found = attachments.find_attachments(types)
@@ -303,17 +291,18 @@ class Exporter:
                     raise
                 # Listing bpf_links needs CAP_SYS_ADMIN: without it, XDP and TC attachments only.
                 found = attachments.find_attachments(types, links=False)
+                complete = False
         except BpfError as e:
             self._count(self.source_errors, ("attachments",))
             self._problem(("attachments",), "cannot list the attachments: %s" % e)
-            return None
+            return []
         # An XDP program attached through a bpf_link is reported as "xdp" and as "link".
         xdp_links = set(a["link_id"] for a in found if a["kind"] == "xdp" and "link_id" in a)
         for attachment in found:
             if attachment["kind"] == "link" and attachment["link_id"] in xdp_links:
                 continue
             family.add((attachment.get("interface") or "", types[attachment["prog_id"]]), 1)
-        return family
+        return [family, attached_family(programs, set(a["prog_id"] for a in found), complete)]
 
     def _health(self, duration):
         success = MetricFamily("ebpf_exporter_last_success_timestamp_seconds",
@@ -328,7 +317,7 @@ class Exporter:
         source_errors = MetricFamily("ebpf_exporter_source_errors_total",
                                      "Failed reads of a self-metric source (per object for programs)", "counter", ("source",))
         source_errors.series.update(self.source_errors)
-        return [success, run, map_errors, source_errors, self.decoder_errors.family()]
+        return [success, run, map_errors, source_errors, decoder_errors_family(self.decoder_errors)]
 
     # -- problems -------------------------------------------------------------------------
 
