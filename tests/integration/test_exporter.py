@@ -36,6 +36,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.exporter.metric
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.collector import MetricsCollector
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.netlink import Netlink
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.program import ProgramBackend
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach import AttachBackend
 from bpf_objects import REPO
 from netns import netns_entered, veth_netns_pair
 
@@ -523,6 +524,15 @@ def exporter_group():
     subprocess.run(["groupdel", name], check=False, capture_output=True)
 
 
+def run_with_cap_bpf_only(deployment, group):
+    """One pass printed by the command run as nobody in ``group`` with CAP_BPF alone: (samples, stderr)."""
+    nobody = ["setpriv", "--reuid=65534", "--regid=%d" % group, "--clear-groups", "--inh-caps=-all,+bpf",
+              "--ambient-caps=+bpf", "--bounding-set=-all,+bpf", "--no-new-privs"]
+    out = deployment.run("--once", "--stdout", python=SYSTEM_PYTHON, prefix=nobody)
+    assert out.returncode == 0, out.stderr
+    return samples(out.stdout), out.stderr
+
+
 def test_non_root_with_only_cap_bpf_reads_the_maps_once_granted(pin_root, work, built, exporter_group):
     if not os.path.exists(SYSTEM_PYTHON):
         pytest.skip("no %s" % SYSTEM_PYTHON)
@@ -533,13 +543,9 @@ def test_non_root_with_only_cap_bpf_reads_the_maps_once_granted(pin_root, work, 
     load(deployment, built, "xdp_counter")
     big = big_map(deployment.pin_root, 1000)
     deployment.configure([{"name": "xdp_counter"}, big], group=exporter_group)
-    nobody = ["setpriv", "--reuid=65534", "--regid=%d" % exporter_group, "--clear-groups", "--inh-caps=-all,+bpf",
-              "--ambient-caps=+bpf", "--bounding-set=-all,+bpf", "--no-new-privs"]
 
     def as_nobody():
-        out = deployment.run("--once", "--stdout", python=SYSTEM_PYTHON, prefix=nobody)
-        assert out.returncode == 0, out.stderr
-        return samples(out.stdout), out.stderr
+        return run_with_cap_bpf_only(deployment, exporter_group)
 
     before, stderr = as_nobody()
     assert value(before, "ebpf_exporter_map_errors_total", program="big", map="big_total") == 1
@@ -553,8 +559,6 @@ def test_non_root_with_only_cap_bpf_reads_the_maps_once_granted(pin_root, work, 
     assert '"changed": true' in first.stdout, first.stdout + first.stderr
     again = deployment.run("--grant-access")
     assert '"changed": false' in again.stdout, again.stdout
-    link_dir = os.path.join(deployment.pin_root, "xdp_counter", "links")
-    assert not os.path.exists(link_dir) or os.stat(link_dir).st_gid != exporter_group
 
     assert os.stat(pin_root).st_mode & 0o777 == 0o701  # search permission only
     after, stderr = as_nobody()
@@ -568,6 +572,41 @@ def test_non_root_with_only_cap_bpf_reads_the_maps_once_granted(pin_root, work, 
     assert dict(info)["config"] == "xdp_counter" and not series(after, "ebpf_exporter_ebpf_program_attached")
     assert not series(after, "ebpf_exporter_map_errors_total"), stderr
     assert value(after, "ebpf_exporter_last_success_timestamp_seconds") > 0
+
+
+def test_non_root_with_only_cap_bpf_counts_tcx_and_tracing_links_from_their_pins(pin_root, work, built, veth,
+                                                                                  exporter_group):
+    """Without CAP_SYS_ADMIN the kernel's links cannot be listed: the link pins ebpf_attach made
+    under links/ say what is attached where, and the counts are those root sees."""
+    if not os.path.exists(SYSTEM_PYTHON):
+        pytest.skip("no %s" % SYSTEM_PYTHON)
+    deployment = Deployment(pin_root, work)
+    for name in ("syscall_latency", "tc_classifier"):
+        load(deployment, built, name)
+    events = os.path.join(work, "events")
+    for params in ({"name": "syscall_latency", "program": "syscall_enter_tp", "hook": "raw_tracepoint", "target": "sys_enter"},
+                   {"name": "tc_classifier", "program": "tc_classify_ingress", "hook": "tc", "interface": veth.ifname,
+                    "direction": "ingress"}):
+        res = AttachBackend(dict(params, pin_root=deployment.pin_root, events_dir=events)).run()
+        assert res["changed"], res
+    deployment.configure([{"name": "syscall_latency"}, {"name": "tc_classifier"}], group=exporter_group)
+    assert deployment.run("--grant-access").returncode == 0
+    root = samples(deployment.run("--once", "--stdout").stdout)
+    least, stderr = run_with_cap_bpf_only(deployment, exporter_group)
+    for parsed in (root, least):
+        assert value(parsed, "ebpf_programs_attached", interface=veth.ifname, program_type="sched_cls") == 1, stderr
+        assert value(parsed, "ebpf_programs_attached", interface="", program_type="raw_tracepoint") == 1, stderr
+    assert series(least, "ebpf_programs_attached") == series(root, "ebpf_programs_attached")
+    attached = series(least, "ebpf_exporter_ebpf_program_attached")
+    ids = dict((dict(labels)["program"], dict(labels)["id"]) for labels in series(least, "ebpf_exporter_ebpf_program_info"))
+    assert attached == {(("id", ids["syscall_enter_tp"]),): 1, (("id", ids["tc_classify_ingress"]),): 1}
+    # with every link listed, root knows the others are not attached
+    assert value(root, "ebpf_exporter_ebpf_program_attached", id=ids["tc_classify_egress"]) == 0
+    assert not series(least, "ebpf_exporter_source_errors_total"), stderr
+    # the group may list links/, never open a link in it
+    links = os.path.join(deployment.pin_root, "tc_classifier", "links")
+    assert os.stat(links).st_gid == exporter_group and os.stat(links).st_mode & 0o777 == 0o750
+    assert all(os.stat(os.path.join(links, pin)).st_mode & 0o077 == 0 for pin in os.listdir(links))
 
 
 def test_every_index_of_an_array_map_is_a_series_unless_zero_entries_are_skipped(pin_root):

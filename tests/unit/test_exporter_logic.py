@@ -20,6 +20,8 @@ from ansible_collections.ebpf.observability.plugins.module_utils.state.atomic_fi
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.families import (
     DecoderErrors, MetricFamily, decoder_errors_family,
 )
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.link_pins import pinned_link_attachments
+from ansible_collections.ebpf.observability.plugins.module_utils.state.pin_state import pin_key
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.self_metrics import (
     attached_family, program_families,
 )
@@ -162,21 +164,20 @@ def _mode(path):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="changes group ownership")
-def test_grant_gives_the_group_read_access_except_to_links(tmp_path):
+def test_grant_gives_the_group_read_access_to_link_names_but_not_to_links(tmp_path):
     root = str(tmp_path / "pins")
     _tree(root)
     gid = 4242
     assert grant_pin_access(root, ["obj", "absent"], gid, check_mode=True)
     assert _mode(os.path.join(root, "obj", "maps", "m")) == (0o600, os.getegid())
     changes = grant_pin_access(root, ["obj", "absent"], gid)
-    assert len(changes) == 7  # root, obj, state, progs, progs/p, maps, maps/m
+    assert len(changes) == 8  # root, obj, state, progs, progs/p, maps, maps/m, links
     assert _mode(root) == (0o710, gid)
-    for path in ("obj", "obj/progs", "obj/maps"):
+    for path in ("obj", "obj/progs", "obj/maps", "obj/links"):
         assert _mode(os.path.join(root, path)) == (0o750, gid)
     for path in ("obj/state", "obj/progs/p", "obj/maps/m"):
         assert _mode(os.path.join(root, path)) == (0o640, gid)
-    assert _mode(os.path.join(root, "obj", "links", "l"))[0] == 0o600
-    assert _mode(os.path.join(root, "obj", "links"))[0] == 0o700
+    assert _mode(os.path.join(root, "obj", "links", "l")) == (0o600, os.getegid())  # a link opens read-write only
     assert grant_pin_access(root, ["obj"], gid) == []
 
 
@@ -296,3 +297,16 @@ def test_decoder_errors_carry_their_config_and_ebpf_exporters_zero_series():
     family = decoder_errors_family(errors)
     assert family.label_names == ("config", "metric", "decoder")
     assert family.series == {("a", "", ""): 0, ("a", "m_total", "uint"): 2, ("b", "", ""): 0}
+
+
+def test_link_pin_names_say_what_is_attached_where(tmp_path):
+    links = tmp_path / "obj" / "links"
+    links.mkdir(parents=True)
+    for name in ("count-tc-eth0-ingress", "count-tc-gone0-egress", pin_key("count", "tc", "eth0.100", "egress"),
+                 "enter-raw_tracepoint-sys_enter", pin_key("enter", "kprobe", "do_sys_open+0x4"),
+                 "other-kprobe-vfs_read", "count-xdp-eth0"):
+        (links / name).write_text("")
+    programs = {"count": {"id": 7}, "enter": {"id": 8}}
+    found = pinned_link_attachments(str(tmp_path / "obj"), programs, interfaces=["lo", "eth0", "eth0.100"])
+    assert sorted((a["prog_id"], a["interface"]) for a in found) == [(7, "eth0"), (7, "eth0.100"), (8, ""), (8, "")]
+    assert pinned_link_attachments(str(tmp_path / "none"), programs) == []

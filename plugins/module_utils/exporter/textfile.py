@@ -33,7 +33,7 @@ error_type}``                                       event file (attach_events)
 ``ebpf_exporter_map_errors_total{program,map}``     maps that could not be read, since start
 ``ebpf_exporter_source_errors_total{source}``       self-metric sources that failed, since start
                                                     (``programs``, ``attachments``,
-                                                    ``attach_events``)
+                                                    ``link_pins``, ``attach_events``)
 ``ebpf_exporter_decoder_errors_total{config,        entries left out by a failing decoder, since
 metric, decoder}``                                  start, and ``{config}`` at 0 for each config
                                                     as in ebpf_exporter (decoder_errors_family)
@@ -44,8 +44,10 @@ An attachment event file that cannot be read or is damaged is logged and counted
 ``--once`` (a fresh process, no earlier counts) exports the family without series and exits 1.
 
 Attachments are looked up in the exporter's own network namespace. Listing bpf_links needs
-CAP_SYS_ADMIN; without it only XDP and TC attachments made over netlink are counted, and
-``ebpf_exporter_ebpf_program_attached`` has no series for a program none of those attach.
+CAP_SYS_ADMIN; without it the XDP and TC attachments made over netlink are counted, and the
+bpf_links (TCX, tracing) the objects' link pins name (link_pins; ``source="link_pins"`` counts
+an object whose ``links/`` cannot be listed), and ``ebpf_exporter_ebpf_program_attached`` has
+no series for a program none of those attach (a foreign tool's unpinned link is not seen).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -67,6 +69,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.exporter.decode
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.families import (
     DecoderErrors, MapSnapshot, MetricFamily, decoder_errors_family,
 )
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.link_pins import pinned_link_attachments
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.self_metrics import (
     attached_family, program_families,
 )
@@ -289,8 +292,9 @@ class Exporter:
             except BpfError as e:
                 if e.errno != errno.EPERM:
                     raise
-                # Listing bpf_links needs CAP_SYS_ADMIN: without it, XDP and TC attachments only.
-                found = attachments.find_attachments(types, links=False)
+                # Listing bpf_links needs CAP_SYS_ADMIN: without it, XDP and TC attachments over
+                # netlink, and the links the objects' link pins name.
+                found = attachments.find_attachments(types, links=False) + self._pinned_links(programs)
                 complete = False
         except BpfError as e:
             self._count(self.source_errors, ("attachments",))
@@ -303,6 +307,20 @@ class Exporter:
                 continue
             family.add((attachment.get("interface") or "", types[attachment["prog_id"]]), 1)
         return [family, attached_family(programs, set(a["prog_id"] for a in found), complete)]
+
+    def _pinned_links(self, programs):
+        found = []
+        by_object = {}
+        for obj, name, info in programs:
+            by_object.setdefault(obj, {})[name] = info
+        for program in self.config.programs:
+            try:
+                found.extend(pinned_link_attachments(program.pin_dir, by_object.get(program.name, {})))
+            except BpfError as e:
+                self._count(self.source_errors, ("link_pins",))
+                self._problem(("link_pins", program.name), "%s: cannot list the link pins: %s; run "
+                              "--grant-access as root" % (program.name, e))
+        return found
 
     def _health(self, duration):
         success = MetricFamily("ebpf_exporter_last_success_timestamp_seconds",
