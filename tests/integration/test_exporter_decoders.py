@@ -63,6 +63,9 @@ def test_every_decoder_and_bucket_type(pin_root, tmp_path):
     cgroup = tmp_path / "cg" / "system.slice" / "x.service"
     cgroup.mkdir(parents=True)
     dname = b"\x07example\x03com\x00"
+    pci_ids = tmp_path / "pci.ids"
+    pci_ids.write_text("8086  Intel Corporation\n\t1000  82542 Gigabit Ethernet Controller (Fiber)\n"
+                       "C 02  Network controller\n\t00  Ethernet controller\n")
 
     maps = {
         "uint_total": (label("n", 4, "uint"), {U32(7): 1, U32(4000000000): 2}),
@@ -91,6 +94,11 @@ def test_every_decoder_and_bucket_type(pin_root, tmp_path):
         "cgroup_total": (label("cgroup", 8, "uint", "cgroup"), {U64(os.stat(cgroup).st_ino): 23, U64(1 << 40): 24}),
         "majorminor_total": (label("device", 4, "majorminor"), {U32(os.makedev(254, 0)): 25, U32(os.makedev(9, 9)): 26}),
         "padded_total": (label("a", 2, "uint", padding=2), {b"\x05\x00\xff\xff": 27}),
+        "pci_vendor_total": (label("vendor", 4, "uint", "pci_vendor"), {U32(0x8086): 40, U32(0xdead): 41}),
+        "pci_device_total": (label("device", 4, "uint", "pci_device"), {U32(0x80861000): 42}),
+        "pci_class_total": (label("class", 1, "uint", "pci_class"), {b"\x02": 43}),
+        "pci_subclass_total": (label("subclass", 2, "uint", "pci_subclass"), {struct.pack("=H", 0x0200): 44,
+                                                                             struct.pack("=H", 0x0207): 45}),
     }
     counters = [counter(name, [spec]) for name, (spec, _entries) in maps.items()]
     for index, (name, (_spec, entries)) in enumerate(maps.items()):
@@ -113,7 +121,8 @@ def test_every_decoder_and_bucket_type(pin_root, tmp_path):
     config = parse_exporter_config({
         "pin_root": pin_root, "textfile": str(tmp_path / "m.prom"), "attach_events": str(tmp_path / "events.json"),
         "programs": [{"name": "hand", "metrics": {"metrics": {"counters": counters, "histograms": histograms}}}]})
-    decoders = Decoders(kallsyms_path=str(kallsyms), cgroup_root=str(tmp_path / "cg"), partitions_path=str(partitions))
+    decoders = Decoders(kallsyms_path=str(kallsyms), cgroup_root=str(tmp_path / "cg"), partitions_path=str(partitions),
+                        pci_ids_paths=(str(pci_ids),))
     text = Exporter(config, decoders=decoders).render()
     got = {}
     for family in text_string_to_metric_families(text):
@@ -147,6 +156,11 @@ def test_every_decoder_and_bucket_type(pin_root, tmp_path):
     assert one("cgroup_total", "cgroup") == {str(cgroup): 23, "unknown_cgroup_id:%d" % (1 << 40): 24}
     assert one("majorminor_total", "device") == {"vda": 25, "unknown:9:9": 26}
     assert one("padded_total", "a") == {"5": 27}
+    assert one("pci_vendor_total", "vendor") == {"Intel Corporation": 40, "unknown pci vendor: 0xdead": 41}
+    assert one("pci_device_total", "device") == {"82542 Gigabit Ethernet Controller (Fiber)": 42}
+    assert one("pci_class_total", "class") == {"Network controller": 43}
+    assert one("pci_subclass_total", "subclass") == {"Ethernet controller": 44,
+                                                     "unknown pci subclass: 0x07 (class 0x02)": 45}
 
     def buckets(name):
         rows = dict((dict(labels)["le"], value) for labels, value in series(name + "_bucket").items())

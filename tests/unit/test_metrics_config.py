@@ -149,7 +149,7 @@ def test_static_map_scalars_become_text():
     (counter(labels=[label(name="__x")]), r"name '__x' is not a valid Prometheus label name"),
     (counter(labels=[label(), label()]), r"labels\[1\] \(kind\): label name 'kind' is used twice"),
     (counter(labels=[label(decoders=[{"name": "nope"}])]), r"decoders\[0\]: unknown decoder 'nope'"),
-    (counter(labels=[label(decoders=[{"name": "pci_vendor"}])]), r"decoder 'pci_vendor' is not supported"),
+    (counter(labels=[label(decoders=[{"name": "usym"}])]), r"unknown decoder 'usym'"),
     (counter(labels=[label(decoders=[{"name": "uint", "map": {}}])]), r"decoders\[0\]: unknown key\(s\) map"),
     (counter(labels=[label(decoders=[{"name": "regexp"}])]), r"decoders\[0\]: regexps must be a non-empty list"),
     (counter(labels=[label(decoders=[{"name": "regexp", "regexps": ["("]}])]), r"regexp '\(' does not compile"),

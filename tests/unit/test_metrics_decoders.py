@@ -464,3 +464,61 @@ def test_btf_enum_failures_are_decoder_errors(tmp_path):
     missing = Decoders(btf_path=str(tmp_path / "vmlinux"))
     outcome = decode(["uint", DROP_REASON], b"\1\0\0\0", missing)
     assert isinstance(outcome, DecodeFailure) and "cannot read BTF from" in outcome.message
+
+
+PCI_IDS = """# a few lines in pci.ids' format
+0e11  Compaq Computer Corporation
+\t1000  Triflex/Pentium Bridge, Model 1000
+8086  Intel Corporation
+\t1000  82542 Gigabit Ethernet Controller (Fiber)
+\t\t0e11 b0df  NC6132 Gigabit Ethernet Adapter (1000-SX)
+C 01  Mass storage controller
+\t08  Non-Volatile memory controller
+\t\t02  NVM Express
+C 02  Network controller
+\t00  Ethernet controller
+"""
+
+
+def pci(decoder, number, paths):
+    return decode(["uint", decoder], struct.pack("<I", number), Decoders(pci_ids_paths=paths))
+
+
+@pytest.mark.parametrize("decoder, number, name", [
+    # ebpf_exporter's decoder/pci_*_test.go cases, and its keys' quirks
+    ("pci_vendor", 0x8086, "Intel Corporation"),
+    ("pci_vendor", 0x0e11, "unknown pci vendor: 0xe11"),  # "%02x": a vendor id below 0x1000 is never found
+    ("pci_vendor", 0xdead, "unknown pci vendor: 0xdead"),
+    ("pci_device", 0x80861000, "82542 Gigabit Ethernet Controller (Fiber)"),
+    ("pci_device", 0x0e111000, "unknown pci device: 0xe111000"),
+    ("pci_device", 0xdeadbeef, "unknown pci device: 0xdeadbeef"),
+    ("pci_class", 0x02, "Network controller"),
+    ("pci_class", 0xfd, "unknown pci class: 0xfd"),
+    ("pci_subclass", 0x0108, "Non-Volatile memory controller"),
+    ("pci_subclass", 0x0200, "Ethernet controller"),
+    ("pci_subclass", 0xfd00, "unknown pci class: 0xfd"),
+    ("pci_subclass", 0x010b, "unknown pci subclass: 0x0b (class 0x01)"),
+])
+def test_pci_names(tmp_path, decoder, number, name):
+    path = tmp_path / "pci.ids"
+    path.write_text(PCI_IDS)
+    assert pci(decoder, number, (str(tmp_path / "absent"), str(path))) == name
+
+
+@pytest.mark.parametrize("decoder, number, hex_id", [
+    ("pci_vendor", 0x8086, "0x8086"), ("pci_device", 0x80861000, "0x80861000"),
+    ("pci_class", 0x02, "0x02"), ("pci_subclass", 0x0108, "0x0108"),
+])
+def test_pci_without_a_database_gives_hex_ids(tmp_path, decoder, number, hex_id):
+    assert pci(decoder, number, (str(tmp_path / "absent"),)) == hex_id
+
+
+def test_pci_names_from_debians_pci_ids():
+    if not os.path.exists("/usr/share/misc/pci.ids"):
+        pytest.skip("Debian's pci.ids is not installed")
+    paths = ("/usr/share/misc/pci.ids",)
+    assert pci("pci_device", 0x80861000, paths) == "82542 Gigabit Ethernet Controller (Fiber)"
+    assert pci("pci_vendor", 0x8086, paths) == "Intel Corporation"
+    assert pci("pci_subclass", 0x0c03, paths) == "USB controller"
+    assert pci("pci_subclass", 0x0604, paths) == "PCI bridge"
+    assert pci("pci_subclass", 0x0003, paths) == "unknown pci subclass: 0x03 (class 0x00)"

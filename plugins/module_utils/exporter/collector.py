@@ -63,8 +63,9 @@ Where this differs from ebpf_exporter:
 * ``ksym`` and ``kstack`` re-read kallsyms for an address below the first symbol at most once a
   minute instead of at every such miss, and fail (a decoder error) when kallsyms shows every
   address as 0 (kptr_restrict) instead of naming every address after one arbitrary symbol.
-* The ``pci_*`` decoders and perf_event_array counters are not supported (the config is
-  refused).
+* Where no pci.ids database is installed the ``pci_*`` decoders give the hex id they would have
+  looked up (``0x8086``) rather than ebpf_exporter's ``missing pci.ids db`` for every device.
+* perf_event_array counters are not supported (the config is refused).
 * A config that sets ``bucket_multiplier`` below 0, fixed ``bucket_keys`` out of order, or
   ``bucket_max <= bucket_min`` is refused; ebpf_exporter accepts the first two (and renders
   non-monotonic buckets) and fails the last one at every scrape. So is an exp2 or exp2zero

@@ -42,6 +42,10 @@ cgroup         decimal cgroup id -> cgroupfs directory path (stat() inode, so mo
                are their mounted root), else ``unknown_cgroup_id:<n>``
 majorminor     first 4 bytes (kernel dev_t encoding) -> device name from /proc/partitions,
                else ``unknown:<major>:<minor>``
+pci_vendor,    decimal -> PCI vendor, device (vendor << 16 | device), class, subclass
+pci_device,    (class << 8 | subclass) name from pci.ids, as ebpf_exporter looks them up
+pci_class,     (pci_names); the hex id when no pci.ids is installed
+pci_subclass
 btf_enum       decimal -> name of that value in the kernel enum ``enum`` (read from the
                running kernel's BTF), without ``strip_prefix``; else ``unknown:<n>``, or the
                number with ``allow_unknown: true``. An extension of this collection, not an
@@ -67,6 +71,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.kernel import b
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.syscall_names import syscall_names as syscall_table
 
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.pci_names import PCI_IDS_PATHS, PciNames
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.host_names import (
     CGROUP_ROOT, KALLSYMS_PATH, PARTITIONS_PATH, CgroupPaths, DecodeError, KernelSymbols,
     partition_name,
@@ -196,6 +201,11 @@ def _atoi(data):
     return int(data)
 
 
+def _by_number(name_of):
+    """A decoder naming a decimal number (Go's Atoi syntax) with ``name_of(int) -> str``."""
+    return lambda data, conf=None: name_of(_atoi(data)).encode()
+
+
 class Decoders:
     """The decoder set of one exporter: pure decoders plus the stateful ones' tables.
 
@@ -205,7 +215,7 @@ class Decoders:
 
     def __init__(self, kallsyms_path=KALLSYMS_PATH, cgroup_root=CGROUP_ROOT,
                  partitions_path=PARTITIONS_PATH, machine=None, ksym_refresh_interval=60.0,
-                 btf_path=btf.VMLINUX_BTF, syscall_names="ebpf_exporter"):
+                 btf_path=btf.VMLINUX_BTF, syscall_names="ebpf_exporter", pci_ids_paths=PCI_IDS_PATHS):
         self.kernel_symbols = KernelSymbols(kallsyms_path, ksym_refresh_interval)
         self.cgroup_paths = CgroupPaths(cgroup_root)
         self.partitions_path = partitions_path
@@ -213,6 +223,7 @@ class Decoders:
         self._btf = None  # a btf.Btf, or the BpfError reading it gave (a kernel's BTF does not appear later)
         self._btf_enums = {}
         self._syscalls = syscall_table(machine or platform.machine(), syscall_names)
+        pci = PciNames(pci_ids_paths)
         self._functions = {
             "btf_enum": self.decode_btf_enum,
             "cgroup": self.decode_cgroup,
@@ -225,6 +236,10 @@ class Decoders:
             "ksym": self.decode_ksym,
             "kstack": self.decode_kstack,
             "majorminor": self.decode_majorminor,
+            "pci_class": _by_number(pci.klass),
+            "pci_device": _by_number(pci.device),
+            "pci_subclass": _by_number(pci.subclass),
+            "pci_vendor": _by_number(pci.vendor),
             "regexp": decode_regexp,
             "static_map": decode_static_map,
             "string": decode_string,

@@ -56,10 +56,9 @@ from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors i
 BUCKET_TYPES = ("exp2", "exp2zero", "linear", "fixed")
 # Decoders known to exporter.decoders; "ifindex" is this collection's alias of "ifname",
 # "btf_enum" this collection's extension.
-DECODER_NAMES = ("btf_enum", "cgroup", "dname", "errno", "hex", "ifindex", "ifname", "inet_ip", "ksym",
-                 "kstack", "majorminor", "regexp", "static_map", "string", "syscall", "uint")
-# ebpf_exporter decoders that need data this collection does not ship.
-UNSUPPORTED_DECODERS = ("pci_class", "pci_device", "pci_subclass", "pci_vendor")
+DECODER_NAMES = ("btf_enum", "cgroup", "dname", "errno", "hex", "ifindex", "ifname", "inet_ip", "ksym", "kstack",
+                 "majorminor", "pci_class", "pci_device", "pci_subclass", "pci_vendor", "regexp", "static_map",
+                 "string", "syscall", "uint")
 
 _METRIC_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -318,9 +317,6 @@ def _parse_decoder(decoder, where):
         raise BpfError("%s: unknown key(s) %s; expected allow_unknown, enum, name, regexps, static_map, strip_prefix"
                        % (where, ", ".join(sorted(map(str, unknown)))))
     name = decoder.get("name")
-    if name in UNSUPPORTED_DECODERS:
-        raise BpfError("%s: decoder %r is not supported by this exporter; supported: %s"
-                       % (where, name, ", ".join(DECODER_NAMES)))
     if name not in DECODER_NAMES:
         raise BpfError("%s: unknown decoder %r; expected one of %s" % (where, name, ", ".join(DECODER_NAMES)))
 
