@@ -32,6 +32,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.kernel import b
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpffs
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.textfile import Exporter, read_metric_map
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.cli import load_config
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.config import parse_exporter_config
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.metrics_config import parse_metrics_config
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.collector import MetricsCollector
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.netlink import Netlink
@@ -628,3 +629,22 @@ def test_every_index_of_an_array_map_is_a_series_unless_zero_entries_are_skipped
         assert family.series[("5",)] == 3 and family.series[("0",)] == 0 and len(family.series) == 64
         skipped = read_metric_map(collector, "slots_total", path, skip_zero_array_entries=True)
         assert [struct.unpack("<I", key)[0] for key, _value in skipped.entries] == [5]
+
+
+def test_a_metric_with_more_series_than_the_limit_is_left_out_and_counted(pin_root, tmp_path, caplog):
+    big = big_map(pin_root, 250)  # 250 label sets (a, b)
+    config = parse_exporter_config({"pin_root": pin_root, "textfile": str(tmp_path / "m.prom"),
+                                    "attach_events": str(tmp_path / "events.json"), "max_series_per_metric": 200,
+                                    "programs": [big]})
+    exporter = Exporter(config)
+    for _pass in range(2):
+        parsed = samples(exporter.render())
+    assert not series(parsed, "ebpf_exporter_big_total")
+    assert value(parsed, "ebpf_exporter_series_limit_exceeded_total", config="big", metric="big_total") == 2
+    assert value(parsed, "ebpf_exporter_metric_series", config="big", metric="big_total") == 250
+    assert "big/big_total: 250 series, more than max_series_per_metric (200)" in caplog.text
+    assert value(parsed, "ebpf_exporter_last_success_timestamp_seconds") > 0  # the map was read
+    unlimited = samples(Exporter(config._replace(max_series_per_metric=0)).render())
+    assert len(series(unlimited, "ebpf_exporter_big_total")) == 250
+    assert not series(unlimited, "ebpf_exporter_series_limit_exceeded_total")
+    assert len(series(samples(Exporter(config._replace(max_series_per_metric=250)).render()), "ebpf_exporter_big_total")) == 250

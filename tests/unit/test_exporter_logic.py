@@ -41,6 +41,7 @@ def test_config_defaults_and_programs():
     assert config.programs[0].metrics.counters[0].name == "c_total" and config.programs[1].metrics is None
     assert parse_exporter_config(None).programs == ()
     assert config.syscall_names == "ebpf_exporter" and config.skip_zero_array_entries is False
+    assert config.max_series_per_metric == 0
     earlier = parse_exporter_config({"syscall_names": "kernel", "skip_zero_array_entries": True})
     assert earlier.syscall_names == "kernel" and earlier.skip_zero_array_entries is True
 
@@ -63,6 +64,8 @@ def test_config_reads_metrics_files_through_the_callers_loader():
     ({"programs": {"name": "x"}}, "programs must be a list"),
     ({"syscall_names": "strace"}, "syscall_names must be one of ebpf_exporter, kernel"),
     ({"skip_zero_array_entries": "yes"}, "skip_zero_array_entries must be true or false"),
+    ({"max_series_per_metric": -1}, "max_series_per_metric must be a whole number >= 0"),
+    ({"max_series_per_metric": True}, "max_series_per_metric must be a whole number >= 0"),
     ({"programs": [{"name": "a/b"}]}, "invalid program name"),
     ({"programs": [{"name": "a"}, {"name": "a"}]}, "listed twice: a"),
     ({"programs": [{"name": "a", "metrics": METRICS, "metrics_file": "/m.yaml"}]}, "not both"),

@@ -22,6 +22,8 @@ The caller loads the file (YAML or JSON) and hands the dict to
       - name: net_tracepoints                     # no metrics: only counted and watched
     syscall_names: ebpf_exporter                  # or kernel: the kernel's names (pread64, exit_group)
     skip_zero_array_entries: false                # true: an array's all-zero entries are no series
+    max_series_per_metric: 0                      # a metric with more series (label sets) is left
+                                                  # out of the pass and counted; 0: no limit
 
 A program's metrics are a cloudflare/ebpf_exporter config (its ``metrics`` section: see
 metrics_config); each metric reads the map pinned as ``<pin_root>/<name>/maps/<metric>``.
@@ -56,7 +58,7 @@ DEFAULT_FILE_MODE = 0o644
 TEXTFILE_SUFFIX = ".prom"
 
 _KEYS = frozenset(("pin_root", "textfile", "file_mode", "interval", "attach_events", "group", "programs",
-                   "syscall_names", "skip_zero_array_entries"))
+                   "syscall_names", "skip_zero_array_entries", "max_series_per_metric"))
 _PROGRAM_KEYS = frozenset(("name", "metrics", "metrics_file", "static_maps"))
 
 ProgramConfig = collections.namedtuple("ProgramConfig", "name pin_dir metrics source")
@@ -68,7 +70,7 @@ self metrics; source names where the metrics came from (file path or "inline").
 
 ExporterConfig = collections.namedtuple(
     "ExporterConfig", "pin_root textfile file_mode interval attach_events group programs syscall_names "
-    "skip_zero_array_entries", defaults=("ebpf_exporter", False))
+    "skip_zero_array_entries max_series_per_metric", defaults=("ebpf_exporter", False, 0))
 ExporterConfig.__doc__ = "The checked exporter configuration (see the module docstring); programs is a tuple."
 
 
@@ -114,7 +116,15 @@ def parse_exporter_config(data, source="config", load_file=None):
         programs=tuple(parsed),
         syscall_names=_choice(data, "syscall_names", NAME_STYLES, source),
         skip_zero_array_entries=_flag(data, "skip_zero_array_entries", False, source),
+        max_series_per_metric=_count(data, "max_series_per_metric", source),
     )
+
+
+def _count(data, key, source):
+    value = data.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise BpfError("%s: %s must be a whole number >= 0 (0: no limit), not %r" % (source, key, value))
+    return value
 
 
 def _choice(data, key, choices, source):

@@ -34,6 +34,9 @@ error_type}``                                       event file (attach_events)
 ``ebpf_exporter_source_errors_total{source}``       self-metric sources that failed, since start
                                                     (``programs``, ``attachments``,
                                                     ``link_pins``, ``attach_events``)
+``ebpf_exporter_metric_series{config, metric}``     series (label sets) of each metric last read
+``ebpf_exporter_series_limit_exceeded_total{config,  passes that left a metric out for having more
+metric}``                                           series than ``max_series_per_metric``
 ``ebpf_exporter_decoder_errors_total{config,        entries left out by a failing decoder, since
 metric, decoder}``                                  start, and ``{config}`` at 0 for each config
                                                     as in ebpf_exporter (decoder_errors_family)
@@ -153,6 +156,8 @@ class Exporter:
         self.clock = clock
         self.bpf_stats_path = bpf_stats_path
         self.map_errors = {}
+        self.series_counts = {}  # (program, metric) -> series of the last pass
+        self.series_limit_hits = {}
         self.source_errors = {}
         self.last_success = 0.0
         self.problems = {}
@@ -205,7 +210,7 @@ class Exporter:
             try:
                 family = collector.collect_metric(metric, read_metric_map(collector, metric, path,
                                                                           self.config.skip_zero_array_entries))
-                if family is not None and family.series:
+                if family is not None and family.series and self._within_limit(program.name, metric, family):
                     self._merge(families, family, program.name)
             except BpfError as e:
                 failures += 1
@@ -218,6 +223,18 @@ class Exporter:
                 self._count(self.map_errors, (program.name, metric))
                 self._problem(key, "%s/%s: unexpected %s: %s" % (program.name, metric, type(e).__name__, e))
         return failures
+
+    def _within_limit(self, program, metric, family):
+        """Whether the family's series (label sets) fit max_series_per_metric; one that does not
+        is left out of this pass, counted and logged (it comes back when it fits again)."""
+        count = self.series_counts[(program, metric)] = len(family.series)
+        limit = self.config.max_series_per_metric
+        if not limit or count <= limit:
+            return True
+        self._count(self.series_limit_hits, (program, metric))
+        self._problem(("series", program, metric), "%s/%s: %d series, more than max_series_per_metric (%d): "
+                      "left out until it has fewer" % (program, metric, count, limit))
+        return False
 
     def _merge(self, families, family, program):
         """Add a family; two objects exporting one metric (say both syscall_latency variants)
@@ -335,7 +352,13 @@ class Exporter:
         source_errors = MetricFamily("ebpf_exporter_source_errors_total",
                                      "Failed reads of a self-metric source (per object for programs)", "counter", ("source",))
         source_errors.series.update(self.source_errors)
-        return [success, run, map_errors, source_errors, decoder_errors_family(self.decoder_errors)]
+        series = MetricFamily("ebpf_exporter_metric_series", "Series (label sets) of the metric in the last pass that "
+                              "read it", "gauge", ("config", "metric"))
+        series.series.update(self.series_counts)
+        limited = MetricFamily("ebpf_exporter_series_limit_exceeded_total", "Passes that left the metric out for "
+                               "having more series than max_series_per_metric", "counter", ("config", "metric"))
+        limited.series.update(self.series_limit_hits)
+        return [success, run, map_errors, source_errors, decoder_errors_family(self.decoder_errors), series, limited]
 
     # -- problems -------------------------------------------------------------------------
 
