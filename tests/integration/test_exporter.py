@@ -575,8 +575,8 @@ def test_non_root_with_only_cap_bpf_reads_the_maps_once_granted(pin_root, work, 
     assert value(after, "ebpf_exporter_last_success_timestamp_seconds") > 0
 
 
-def test_non_root_with_only_cap_bpf_counts_tcx_and_tracing_links_from_their_pins(pin_root, work, built, veth,
-                                                                                  exporter_group):
+def test_non_root_with_only_cap_bpf_counts_tcx_and_tracing_links_from_their_pins(
+        pin_root, work, built, veth, exporter_group):
     """Without CAP_SYS_ADMIN the kernel's links cannot be listed: the link pins ebpf_attach made
     under links/ say what is attached where, and the counts are those root sees."""
     if not os.path.exists(SYSTEM_PYTHON):

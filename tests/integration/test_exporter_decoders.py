@@ -97,8 +97,8 @@ def test_every_decoder_and_bucket_type(pin_root, tmp_path):
         "pci_vendor_total": (label("vendor", 4, "uint", "pci_vendor"), {U32(0x8086): 40, U32(0xdead): 41}),
         "pci_device_total": (label("device", 4, "uint", "pci_device"), {U32(0x80861000): 42}),
         "pci_class_total": (label("class", 1, "uint", "pci_class"), {b"\x02": 43}),
-        "pci_subclass_total": (label("subclass", 2, "uint", "pci_subclass"), {struct.pack("=H", 0x0200): 44,
-                                                                             struct.pack("=H", 0x0207): 45}),
+        "pci_subclass_total": (label("subclass", 2, "uint", "pci_subclass"),
+                               {struct.pack("=H", 0x0200): 44, struct.pack("=H", 0x0207): 45}),
     }
     counters = [counter(name, [spec]) for name, (spec, _entries) in maps.items()]
     for index, (name, (_spec, entries)) in enumerate(maps.items()):

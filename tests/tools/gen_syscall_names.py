@@ -57,7 +57,6 @@ def footer():
     return text[text.index("\n\n_TABLES = {"):]
 
 
-
 def read_table(path, abis):
     """Return {number: name} for the lines of a kernel .tbl file whose ABI is in abis."""
     table = {}

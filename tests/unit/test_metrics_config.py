@@ -5,6 +5,7 @@ import pytest
 import yaml
 
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.families import go_duration
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.metrics_config import (
     CounterConfig, HistogramConfig, key_size, metric_label_names, parse_metrics_config, with_static_maps,
 )
@@ -139,7 +140,10 @@ def test_static_map_scalars_become_text():
     (counter(name="bad-name"), r"counter 'bad-name': name is not a valid Prometheus metric name"),
     (counter(help=""), r"counter 'things_total': help is missing"),
     (counter(table="x"), r"counter 'things_total': unknown key\(s\) table"),
-    (counter(perf_event_array=True), r"counter 'things_total': perf_event_array counters are not supported"),
+    (counter(perf_event_array="yes"), r"counter 'things_total': perf_event_array must be true or false"),
+    (counter(flush_interval="1m"), r"flush_interval applies to perf_event_array counters only"),
+    (counter(perf_event_array=True, flush_interval="10"), r"flush_interval must be a duration such as"),
+    (counter(perf_event_array=True, flush_interval=60), r"flush_interval must be a duration such as"),
     (counter(labels={}), r"counter 'things_total': labels must be a list"),
     (counter(labels=[label(size=0)]), r"counter 'things_total': labels\[0\] \(kind\): size must be a positive"),
     (counter(labels=[label(size=None)]), r"labels\[0\] \(kind\): size must be a positive"),
@@ -226,3 +230,18 @@ def test_sections_that_cannot_be_honoured_are_refused(section, value, words):
     assert words in str(err.value) and str(err.value).startswith("cfg.yaml: ")
     if section != "programs":
         assert "the %r section is not supported" % section in str(err.value)
+
+
+def test_perf_event_array_counters_flush_hourly_unless_told():
+    (ctr,) = parse_metrics_config(counter(perf_event_array=True)).counters
+    assert ctr.perf_event_array is True and ctr.flush_interval == 3600.0
+    (ctr,) = parse_metrics_config(counter(perf_event_array=True, flush_interval="1m30s")).counters
+    assert ctr.flush_interval == 90.0
+    (ctr,) = parse_metrics_config(counter()).counters
+    assert ctr.perf_event_array is False
+
+
+@pytest.mark.parametrize("text, seconds", [("1h", 3600), ("90s", 90), ("1m30s", 90), ("500ms", 0.5), ("1.5h", 5400),
+                                           ("2h45m", 9900), ("100us", 1e-4)])
+def test_go_durations(text, seconds):
+    assert go_duration(text) == pytest.approx(seconds)

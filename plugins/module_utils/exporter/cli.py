@@ -182,5 +182,9 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, loop.stop)
     signal.signal(signal.SIGINT, loop.stop)
     LOG.info("exporting %d program(s) to %s every %g s", len(config.programs), config.textfile, config.interval)
-    loop.run()
+    exporter.perf.continuous = True  # perf_event_array counters read between passes too
+    try:
+        loop.run()
+    finally:
+        exporter.perf.close()
     return 0

@@ -65,7 +65,9 @@ Where this differs from ebpf_exporter:
   address as 0 (kptr_restrict) instead of naming every address after one arbitrary symbol.
 * Where no pci.ids database is installed the ``pci_*`` decoders give the hex id they would have
   looked up (``0x8086``) rather than ebpf_exporter's ``missing pci.ids db`` for every device.
-* perf_event_array counters are not supported (the config is refused).
+* perf_event_array counters (exporter.perf_events) use 64 pages of perf buffer per CPU where
+  ebpf_exporter uses 1024, and count an event whose labels fail to decode as a decoder error
+  rather than under empty label values.
 * A config that sets ``bucket_multiplier`` below 0, fixed ``bucket_keys`` out of order, or
   ``bucket_max <= bucket_min`` is refused; ebpf_exporter accepts the first two (and renders
   non-monotonic buckets) and fails the last one at every scrape. So is an exp2 or exp2zero

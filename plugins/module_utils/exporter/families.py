@@ -135,6 +135,27 @@ def go_float(value):
     return "%s%s.%s" % (sign, digits[:point], digits[point:])
 
 
+def go_duration(text):
+    """Seconds of a Go duration (time.ParseDuration: "1h", "90s", "1m30s", "500ms"); ValueError
+    for other text."""
+    units = (("ns", 1e-9), ("us", 1e-6), ("µs", 1e-6), ("ms", 1e-3), ("s", 1.0), ("m", 60.0), ("h", 3600.0))
+    rest, total = str(text).strip(), 0.0
+    if not rest or not isinstance(text, str):
+        raise ValueError("invalid duration %r" % (text,))
+    while rest:
+        number = len(rest) - len(rest.lstrip("0123456789."))
+        if number == 0:
+            raise ValueError("invalid duration %r" % text)
+        for unit, factor in units:
+            if rest[number:].startswith(unit) and not rest[number + len(unit):number + len(unit) + 1].isalpha():
+                total += float(rest[:number]) * factor
+                rest = rest[number + len(unit):]
+                break
+        else:
+            raise ValueError("invalid duration %r: a number needs a unit (ns, us, ms, s, m, h)" % text)
+    return total
+
+
 def parse_bucket_index(text):
     """Parse a bucket label as Go's strconv.ParseUint(text, 0, 64); None when it is not one."""
     if not _GO_UINT_RE.match(text):

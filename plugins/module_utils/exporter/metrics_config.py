@@ -12,6 +12,8 @@ The caller loads the YAML with whatever loader it has and hands the resulting di
         - name: <metric name, prefixed with "ebpf_exporter_" on output>
           help: <help text>
           labels: [<label>, ...]
+          perf_event_array: <bool>   # events counted as they arrive (exporter.perf_events)
+          flush_interval: <Go duration, default 1h: how often those counts start anew>
       histograms:
         - name: ...
           help: ...
@@ -28,10 +30,8 @@ The caller loads the YAML with whatever loader it has and hands the resulting di
       padding: <bytes skipped after it, default 0>
       decoders: [{name: <decoder>, static_map: {...}, allow_unknown: <bool>, regexps: [...]}]
 
-Beyond ebpf_exporter, the ``btf_enum`` decoder names a number after a constant of a kernel
-enum, read from the running kernel's BTF: ``{name: btf_enum, enum: skb_drop_reason,
-strip_prefix: SKB_DROP_REASON_, allow_unknown: <bool>}`` (after ``uint``). ebpf_exporter
-refuses a config that uses it.
+Beyond ebpf_exporter, ``{name: btf_enum, enum: skb_drop_reason, strip_prefix: SKB_DROP_REASON_,
+allow_unknown: <bool>}`` (after ``uint``) names a number after a kernel enum's constant (BTF).
 
 ebpf_exporter's other top-level sections are not silently ignored: ``tracing`` (OpenTelemetry
 spans) is not supported, so a config with only ``tracing`` is refused and one with metrics too
@@ -39,9 +39,8 @@ exports its metrics, with a note (MetricsConfig.notes) that the exporter logs; `
 ``cgroup_id_map`` are refused: both are things ebpf_exporter does to the object as it loads and
 runs it (kernel symbol addresses written into its ``kaddr_<symbol>`` variables before load; a
 map of cgroup ids it keeps filled), and here ebpf_program loads the object and the exporter only
-reads its maps, so the program would run without them. Any other top-level key is refused as
-unknown. Every problem raises :class:`BpfError` naming the metric and the field,
-at load time, where ebpf_exporter would only fail (or misbehave) while collecting.
+reads its maps, so the program would run without them. Other top-level keys are refused. Every
+problem raises :class:`BpfError` naming the metric and the field, at load time.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -52,6 +51,7 @@ import collections
 import re
 
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.families import go_duration
 
 BUCKET_TYPES = ("exp2", "exp2zero", "linear", "fixed")
 # Decoders known to exporter.decoders; "ifindex" is this collection's alias of "ifname",
@@ -83,8 +83,10 @@ enum and strip_prefix: the kernel enum's name and the prefix cut from its consta
 LabelConfig = collections.namedtuple("LabelConfig", "name size padding decoders")
 LabelConfig.__doc__ = "A label read from `size` bytes of the key, `padding` bytes skipped after it."
 
-CounterConfig = collections.namedtuple("CounterConfig", "name help labels")
-CounterConfig.__doc__ = "A counter: one series per distinct decoded label set, values summed."
+CounterConfig = collections.namedtuple("CounterConfig", "name help labels perf_event_array flush_interval",
+                                       defaults=(False, 3600.0))
+CounterConfig.__doc__ = """A counter: one series per distinct decoded label set, values summed; with
+perf_event_array, of the events counted as they arrive, anew every flush_interval seconds."""
 
 HistogramConfig = collections.namedtuple(
     "HistogramConfig", "name help labels bucket_type bucket_min bucket_max bucket_keys bucket_multiplier")
@@ -205,11 +207,17 @@ def _metric_list(metrics, key, source):
 def _parse_counter(item, index, source):
     where = "%s: counter #%d" % (source, index)
     name, help_text, where = _name_and_help(item, where, _COUNTER_KEYS)
-    if item.get("perf_event_array"):
-        raise BpfError("%s: perf_event_array counters are not supported; only counters read from "
-                       "maps can be exported to a text file" % where)
+    perf = item.get("perf_event_array", False)
+    if not isinstance(perf, bool):
+        raise BpfError("%s: perf_event_array must be true or false, got %r" % (where, perf))
+    if "flush_interval" in item and not perf:
+        raise BpfError("%s: flush_interval applies to perf_event_array counters only" % where)
+    try:
+        flush = go_duration(item.get("flush_interval", "1h"))
+    except ValueError as exc:
+        raise BpfError("%s: flush_interval must be a duration such as \"10m\": %s" % (where, exc))
     labels = _parse_labels(item.get("labels"), where, required=False)
-    return CounterConfig(name, help_text, labels)
+    return CounterConfig(name, help_text, labels, perf, flush)
 
 
 def _parse_histogram(item, index, source):
@@ -375,10 +383,9 @@ def _scalar_text(value):
 
 
 def _int_field(item, key, where):
-    value = item.get(key)
-    if not _is_int(value):
-        raise BpfError("%s: %s must be an integer, got %r" % (where, key, value))
-    return value
+    if not _is_int(item.get(key)):
+        raise BpfError("%s: %s must be an integer, got %r" % (where, key, item.get(key)))
+    return item[key]
 
 
 def _is_int(value):

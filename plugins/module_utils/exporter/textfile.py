@@ -9,6 +9,9 @@ A pass (:meth:`Exporter.collect`) does, for each configured program (exporter.co
   opened read-only (BPF_F_RDONLY) and read with BPF_MAP_LOOKUP_BATCH; the map's key and value
   sizes are checked against the metric's labels; MetricsCollector turns the entries into
   families as cloudflare/ebpf_exporter does (metric names ``ebpf_exporter_<metric>``);
+* a ``perf_event_array`` counter counts the events of the perf event array pinned there as they
+  arrive (perf_events: continuously in the long-running exporter, what is pending at a
+  ``--once`` pass), with ``dropped_perf_event_map_events_<metric>`` for those the kernel lost;
 * the programs pinned in ``<pin_dir>/progs/`` give the self metrics below.
 
 A map that cannot be opened, read or decoded is left out and counted in
@@ -73,6 +76,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.exporter.famili
     DecoderErrors, MapSnapshot, MetricFamily, decoder_errors_family,
 )
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.link_pins import pinned_link_attachments
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.perf_events import PerfCounters
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.self_metrics import (
     attached_family, program_families,
 )
@@ -156,6 +160,7 @@ class Exporter:
         self.clock = clock
         self.bpf_stats_path = bpf_stats_path
         self.map_errors = {}
+        self.perf = PerfCounters(time.monotonic)
         self.series_counts = {}  # (program, metric) -> series of the last pass
         self.series_limit_hits = {}
         self.source_errors = {}
@@ -208,8 +213,13 @@ class Exporter:
             path = os.path.join(maps_dir, metric)
             key = ("map", program.name, metric)
             try:
-                family = collector.collect_metric(metric, read_metric_map(collector, metric, path,
-                                                                          self.config.skip_zero_array_entries))
+                config = collector.plans[metric].metric
+                if getattr(config, "perf_event_array", False):
+                    snapshot, dropped = self.perf.snapshot((program.name, metric), config, path)
+                    families[dropped.name] = dropped
+                else:
+                    snapshot = read_metric_map(collector, metric, path, self.config.skip_zero_array_entries)
+                family = collector.collect_metric(metric, snapshot)
                 if family is not None and family.series and self._within_limit(program.name, metric, family):
                     self._merge(families, family, program.name)
             except BpfError as e:
