@@ -40,8 +40,9 @@ of each), so a steady map costs one dict lookup per entry and a pass.
 
 Where this differs from ebpf_exporter:
 
-* Every index of an array map is a series, zero or not, as in ebpf_exporter; the exporter
-  option ``skip_zero_array_entries`` leaves out the entries zero on every CPU.
+* Options that ebpf_exporter does not have, off by default: ``skip_zero_array_entries`` leaves
+  out the entries of an array map that are zero on every CPU (by default every index is a
+  series, as in ebpf_exporter); ``max_series_per_metric`` leaves out a metric with more series.
 * A label whose decoder fails (wrong size, text that is not a number, unreadable
   /proc/partitions) drops that entry and counts one error under (metric, decoder) in
   :class:`DecoderErrors`; ebpf_exporter drops the whole metric for that scrape and counts
