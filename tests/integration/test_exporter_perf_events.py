@@ -47,11 +47,10 @@ def test_perf_event_array_events_are_counted_exactly(pin_root, tmp_path):
     bpffs.makedirs(maps_dir)
     events = sc.map_create(sc.BPF_MAP_TYPE_PERF_EVENT_ARRAY, 4, 4, sc.possible_cpus(), name="events_total")
     sc.obj_pin(events, os.path.join(maps_dir, "events_total"))
+    decoders = [{"name": "uint"}, {"name": "static_map", "static_map": {7: "seven"}, "allow_unknown": True}]
     metrics = {"metrics": {"counters": [{
         "name": "events_total", "help": "events by value", "perf_event_array": True,
-        "labels": [{"name": "value", "size": 8, "decoders": [{"name": "uint"},
-                                                            {"name": "static_map", "static_map": {7: "seven"},
-                                                             "allow_unknown": True}]}]}]}}
+        "labels": [{"name": "value", "size": 8, "decoders": decoders}]}]}}
     config = parse_exporter_config({"pin_root": pin_root, "textfile": str(tmp_path / "m.prom"),
                                     "attach_events": str(tmp_path / "events.json"),
                                     "programs": [{"name": "perf", "metrics": metrics}]})
