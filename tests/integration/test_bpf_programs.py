@@ -342,8 +342,8 @@ def test_udp_to_a_closed_port_is_a_no_socket_drop(net):
     def moved(name, **labels):
         return value(net.metrics("net_tracepoints"), name, **labels) - value(before, name, **labels)
     assert wait_for(lambda: moved("skb_drops_total", reason="NO_SOCKET") >= N), net.metrics("net_tracepoints")
-    assert moved("net_tx_packets_total", device=veth.ifname) >= N
-    assert moved("net_rx_packets_total", device=veth.peer_ifname) >= N
+    assert moved("net_tx_packets_total", interface=veth.ifname) >= N
+    assert moved("net_rx_packets_total", interface=veth.peer_ifname) >= N
 
 
 def test_forced_tcp_retransmit_is_counted(net):

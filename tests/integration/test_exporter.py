@@ -32,10 +32,12 @@ from ansible_collections.ebpf.observability.plugins.module_utils.kernel import b
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpffs
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.textfile import Exporter, read_metric_map
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.cli import load_config
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.config import parse_exporter_config
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.metrics_config import parse_metrics_config
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.collector import MetricsCollector
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.netlink import Netlink
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.program import ProgramBackend
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach import AttachBackend
 from bpf_objects import REPO
 from netns import netns_entered, veth_netns_pair
 
@@ -246,6 +248,19 @@ def test_real_traffic_and_syscalls_are_exported_with_self_metrics(deployment, bu
     assert value(parsed, "ebpf_programs_attached", interface=veth.ifname, program_type="xdp") == 1
     assert value(parsed, "ebpf_programs_attached", interface="", program_type="raw_tracepoint") == 2
     assert value(parsed, "ebpf_attachment_errors_total", interface=veth.ifname, error_type="foreign_program") == 2
+    # ebpf_exporter's self metrics, joined on id as its dashboards do
+    assert series(parsed, "ebpf_exporter_enabled_configs") == {(("name", "xdp_counter"),): 1, (("name", "syscall_latency"),): 1}
+    info = dict((dict(labels)["program"], dict(labels)) for labels in series(parsed, "ebpf_exporter_ebpf_program_info"))
+    assert sorted(info) == ["syscall_enter_tp", "syscall_exit_tp", "xdp_counter"]
+    for program, config in (("xdp_counter", "xdp_counter"), ("syscall_enter_tp", "syscall_latency")):
+        with sc.obj_get(os.path.join(deployment.pin_root, config, "progs", program)) as fd:
+            facts = sc.prog_info(fd)
+        assert info[program] == {"config": config, "id": str(facts["id"]), "program": program, "tag": facts["tag"]}
+        assert value(parsed, "ebpf_exporter_ebpf_program_attached", id=str(facts["id"])) == 1
+        # read before these facts; kernel.bpf_stats_enabled is the host's, another test may set it
+        assert value(parsed, "ebpf_exporter_ebpf_program_run_count_total", id=str(facts["id"])) <= facts["run_cnt"]
+        assert value(parsed, "ebpf_program_misses_total", object=config, program=program,
+                     program_type=facts["type_name"]) <= facts["recursion_misses"]
     assert time.time() - 30 < value(parsed, "ebpf_exporter_last_success_timestamp_seconds") <= time.time()
     assert not series(parsed, "ebpf_exporter_map_errors_total") and not series(parsed, "ebpf_exporter_source_errors_total")
     assert "WARNING" not in stderr
@@ -284,7 +299,11 @@ def test_a_broken_map_costs_only_itself(deployment, built, veth):
         (("map", "xdp_bytes_total"), ("program", "not_loaded")): 1,
         (("map", "no_such_map"), ("program", "not_loaded")): 1,
     }, text
-    assert value(parsed, "ebpf_exporter_decoder_errors_total", metric="xdp_packets_total", decoder="uint") == 1
+    decoder_errors = series(parsed, "ebpf_exporter_decoder_errors_total")
+    assert decoder_errors[(("config", "second"), ("decoder", "uint"), ("metric", "xdp_packets_total"))] == 1
+    # ebpf_exporter's series: {config} at 0 from the start (empty labels are absent to Prometheus)
+    assert set(labels for labels, v in decoder_errors.items() if v == 0) == set(
+        (("config", name), ("decoder", ""), ("metric", "")) for name in ("xdp_counter", "second", "not_loaded"))
     assert value(parsed, "ebpf_exporter_last_success_timestamp_seconds") == 0
     assert "xdp_counter/xdp_bytes_total: metric 'xdp_bytes_total': the map key is 8 bytes" in stderr
     assert "xdp_counter/no_such_map: no map is pinned at" in stderr
@@ -506,6 +525,15 @@ def exporter_group():
     subprocess.run(["groupdel", name], check=False, capture_output=True)
 
 
+def run_with_cap_bpf_only(deployment, group):
+    """One pass printed by the command run as nobody in ``group`` with CAP_BPF alone: (samples, stderr)."""
+    nobody = ["setpriv", "--reuid=65534", "--regid=%d" % group, "--clear-groups", "--inh-caps=-all,+bpf",
+              "--ambient-caps=+bpf", "--bounding-set=-all,+bpf", "--no-new-privs"]
+    out = deployment.run("--once", "--stdout", python=SYSTEM_PYTHON, prefix=nobody)
+    assert out.returncode == 0, out.stderr
+    return samples(out.stdout), out.stderr
+
+
 def test_non_root_with_only_cap_bpf_reads_the_maps_once_granted(pin_root, work, built, exporter_group):
     if not os.path.exists(SYSTEM_PYTHON):
         pytest.skip("no %s" % SYSTEM_PYTHON)
@@ -516,13 +544,9 @@ def test_non_root_with_only_cap_bpf_reads_the_maps_once_granted(pin_root, work, 
     load(deployment, built, "xdp_counter")
     big = big_map(deployment.pin_root, 1000)
     deployment.configure([{"name": "xdp_counter"}, big], group=exporter_group)
-    nobody = ["setpriv", "--reuid=65534", "--regid=%d" % exporter_group, "--clear-groups", "--inh-caps=-all,+bpf",
-              "--ambient-caps=+bpf", "--bounding-set=-all,+bpf", "--no-new-privs"]
 
     def as_nobody():
-        out = deployment.run("--once", "--stdout", python=SYSTEM_PYTHON, prefix=nobody)
-        assert out.returncode == 0, out.stderr
-        return samples(out.stdout), out.stderr
+        return run_with_cap_bpf_only(deployment, exporter_group)
 
     before, stderr = as_nobody()
     assert value(before, "ebpf_exporter_map_errors_total", program="big", map="big_total") == 1
@@ -536,8 +560,6 @@ def test_non_root_with_only_cap_bpf_reads_the_maps_once_granted(pin_root, work, 
     assert '"changed": true' in first.stdout, first.stdout + first.stderr
     again = deployment.run("--grant-access")
     assert '"changed": false' in again.stdout, again.stdout
-    link_dir = os.path.join(deployment.pin_root, "xdp_counter", "links")
-    assert not os.path.exists(link_dir) or os.stat(link_dir).st_gid != exporter_group
 
     assert os.stat(pin_root).st_mode & 0o777 == 0o701  # search permission only
     after, stderr = as_nobody()
@@ -546,12 +568,51 @@ def test_non_root_with_only_cap_bpf_reads_the_maps_once_granted(pin_root, work, 
     assert value(after, "ebpf_programs_loaded", program_type="xdp") == 1
     # bpf_links cannot be listed without CAP_SYS_ADMIN: XDP and TC attachments are still counted
     assert not value(after, "ebpf_exporter_source_errors_total", source="attachments"), stderr
+    # ... and a program none of those attach has no ebpf_exporter_ebpf_program_attached series (unknown, not 0)
+    (info,) = series(after, "ebpf_exporter_ebpf_program_info")
+    assert dict(info)["config"] == "xdp_counter" and not series(after, "ebpf_exporter_ebpf_program_attached")
     assert not series(after, "ebpf_exporter_map_errors_total"), stderr
     assert value(after, "ebpf_exporter_last_success_timestamp_seconds") > 0
 
 
-def test_zero_entries_of_array_maps_are_not_series(pin_root):
-    """An array holds every index; only those written to become series."""
+def test_non_root_with_only_cap_bpf_counts_tcx_and_tracing_links_from_their_pins(
+        pin_root, work, built, veth, exporter_group):
+    """Without CAP_SYS_ADMIN the kernel's links cannot be listed: the link pins ebpf_attach made
+    under links/ say what is attached where, and the counts are those root sees."""
+    if not os.path.exists(SYSTEM_PYTHON):
+        pytest.skip("no %s" % SYSTEM_PYTHON)
+    deployment = Deployment(pin_root, work)
+    for name in ("syscall_latency", "tc_classifier"):
+        load(deployment, built, name)
+    events = os.path.join(work, "events")
+    for params in ({"name": "syscall_latency", "program": "syscall_enter_tp", "hook": "raw_tracepoint", "target": "sys_enter"},
+                   {"name": "tc_classifier", "program": "tc_classify_ingress", "hook": "tc", "interface": veth.ifname,
+                    "direction": "ingress"}):
+        res = AttachBackend(dict(params, pin_root=deployment.pin_root, events_dir=events)).run()
+        assert res["changed"], res
+    deployment.configure([{"name": "syscall_latency"}, {"name": "tc_classifier"}], group=exporter_group)
+    assert deployment.run("--grant-access").returncode == 0
+    root = samples(deployment.run("--once", "--stdout").stdout)
+    least, stderr = run_with_cap_bpf_only(deployment, exporter_group)
+    for parsed in (root, least):
+        assert value(parsed, "ebpf_programs_attached", interface=veth.ifname, program_type="sched_cls") == 1, stderr
+        assert value(parsed, "ebpf_programs_attached", interface="", program_type="raw_tracepoint") == 1, stderr
+    assert series(least, "ebpf_programs_attached") == series(root, "ebpf_programs_attached")
+    attached = series(least, "ebpf_exporter_ebpf_program_attached")
+    ids = dict((dict(labels)["program"], dict(labels)["id"]) for labels in series(least, "ebpf_exporter_ebpf_program_info"))
+    assert attached == {(("id", ids["syscall_enter_tp"]),): 1, (("id", ids["tc_classify_ingress"]),): 1}
+    # with every link listed, root knows the others are not attached
+    assert value(root, "ebpf_exporter_ebpf_program_attached", id=ids["tc_classify_egress"]) == 0
+    assert not series(least, "ebpf_exporter_source_errors_total"), stderr
+    # the group may list links/, never open a link in it
+    links = os.path.join(deployment.pin_root, "tc_classifier", "links")
+    assert os.stat(links).st_gid == exporter_group and os.stat(links).st_mode & 0o777 == 0o750
+    assert all(os.stat(os.path.join(links, pin)).st_mode & 0o077 == 0 for pin in os.listdir(links))
+
+
+def test_every_index_of_an_array_map_is_a_series_unless_zero_entries_are_skipped(pin_root):
+    """An array holds every index: as ebpf_exporter, all of them are series (at zero when not
+    written to); skip_zero_array_entries keeps only those written to."""
     config = parse_metrics_config({"metrics": {"counters": [
         {"name": "slots_total", "help": "h", "labels": [{"name": "slot", "size": 4, "decoders": [{"name": "uint"}]}]}]}})
     collector = MetricsCollector(config)
@@ -563,4 +624,27 @@ def test_zero_entries_of_array_maps_are_not_series(pin_root):
             sc.map_update(fd, struct.pack("<I", 5), struct.pack("<Q", 3).ljust(size, b"\0"))
             sc.obj_pin(fd, path)
         snapshot = read_metric_map(collector, "slots_total", path)
-        assert [struct.unpack("<I", key)[0] for key, _value in snapshot.entries] == [5]
+        assert sorted(struct.unpack("<I", key)[0] for key, _value in snapshot.entries) == list(range(64))
+        family = collector.collect_metric("slots_total", snapshot)
+        assert family.series[("5",)] == 3 and family.series[("0",)] == 0 and len(family.series) == 64
+        skipped = read_metric_map(collector, "slots_total", path, skip_zero_array_entries=True)
+        assert [struct.unpack("<I", key)[0] for key, _value in skipped.entries] == [5]
+
+
+def test_a_metric_with_more_series_than_the_limit_is_left_out_and_counted(pin_root, tmp_path, caplog):
+    big = big_map(pin_root, 250)  # 250 label sets (a, b)
+    config = parse_exporter_config({"pin_root": pin_root, "textfile": str(tmp_path / "m.prom"),
+                                    "attach_events": str(tmp_path / "events.json"), "max_series_per_metric": 200,
+                                    "programs": [big]})
+    exporter = Exporter(config)
+    for _pass in range(2):
+        parsed = samples(exporter.render())
+    assert not series(parsed, "ebpf_exporter_big_total")
+    assert value(parsed, "ebpf_exporter_series_limit_exceeded_total", config="big", metric="big_total") == 2
+    assert value(parsed, "ebpf_exporter_metric_series", config="big", metric="big_total") == 250
+    assert "big/big_total: 250 series, more than max_series_per_metric (200)" in caplog.text
+    assert value(parsed, "ebpf_exporter_last_success_timestamp_seconds") > 0  # the map was read
+    unlimited = samples(Exporter(config._replace(max_series_per_metric=0)).render())
+    assert len(series(unlimited, "ebpf_exporter_big_total")) == 250
+    assert not series(unlimited, "ebpf_exporter_series_limit_exceeded_total")
+    assert len(series(samples(Exporter(config._replace(max_series_per_metric=250)).render()), "ebpf_exporter_big_total")) == 250

@@ -54,7 +54,8 @@ def pin_hash(maps_dir, name, entries, percpu=False):
 def test_every_decoder_and_bucket_type(pin_root, tmp_path):
     maps_dir = os.path.join(pin_root, "hand", "maps")
     bpffs.makedirs(maps_dir)
-    getpid = dict((name, number) for number, name in syscall_names(platform.machine()).items())["getpid"]
+    numbers = dict((name, number) for number, name in syscall_names(platform.machine(), "kernel").items())
+    getpid, pread64, exit_group = numbers["getpid"], numbers["pread64"], numbers["exit_group"]
     kallsyms = tmp_path / "kallsyms"
     kallsyms.write_text("ffffffff81000000 T _stext\nffffffff81234560 T vfs_read\nffffffffc0100000 t mod_fn\t[mod]\n")
     partitions = tmp_path / "partitions"
@@ -62,6 +63,9 @@ def test_every_decoder_and_bucket_type(pin_root, tmp_path):
     cgroup = tmp_path / "cg" / "system.slice" / "x.service"
     cgroup.mkdir(parents=True)
     dname = b"\x07example\x03com\x00"
+    pci_ids = tmp_path / "pci.ids"
+    pci_ids.write_text("8086  Intel Corporation\n\t1000  82542 Gigabit Ethernet Controller (Fiber)\n"
+                       "C 02  Network controller\n\t00  Ethernet controller\n")
 
     maps = {
         "uint_total": (label("n", 4, "uint"), {U32(7): 1, U32(4000000000): 2}),
@@ -71,12 +75,16 @@ def test_every_decoder_and_bucket_type(pin_root, tmp_path):
                              {U32(1): 5, U32(2): 6}),
         "allow_unknown_total": (label("m", 4, "uint", {"name": "static_map", "static_map": {1: "one"}, "allow_unknown": True}),
                                 {U32(2): 7}),
-        "regexp_total": (label("r", 8, "string", {"name": "regexp", "regexps": ["^keep"]}),
+        "regexp_total": (label("r", 8, "string", {"name": "regexp", "regexps": ["^keep.*"]}),
                          {b"keepme\0\0": 8, b"dropme\0\0": 9}),
-        "syscall_total": (label("syscall", 4, "uint", "syscall"), {U32(getpid): 10, U32(1023): 11}),
+        "regexp_group_total": (label("r", 8, "string", {"name": "regexp", "regexps": ["^(kswapd)[0-9]+$", "^(a)(b)"]}),
+                               {b"kswapd0\0": 30, b"kswapd1\0": 31, b"abc\0\0\0\0\0": 32}),
+        "syscall_total": (label("syscall", 4, "uint", "syscall"), {U32(getpid): 10, U32(1023): 11, U32(pread64): 33,
+                                                                   U32(exit_group): 34}),
         "errno_total": (label("errno", 4, "uint", "errno"), {U32(2): 12, U32(4095): 13}),
         "ksym_total": (label("function", 8, "ksym"), {U64(0xffffffff81234560): 14, U64(0xffffffffc0100000): 15,
-                                                      U64(0xffffffff81234561): 16}),
+                                                      U64(0xffffffff81234561): 16, U64(0xffffffff80000000): 35}),
+        "kstack_total": (label("stack", 24, "kstack"), {U64(0xffffffff81234564) + U64(0xffffffffc0100008) + U64(0): 36}),
         "inet_ip_total": (label("addr", 4, "inet_ip"), {socket.inet_aton("192.0.2.7"): 17}),
         "inet_ip6_total": (label("addr", 16, "inet_ip"), {socket.inet_pton(socket.AF_INET6, "2001:db8::1"): 18,
                                                           socket.inet_pton(socket.AF_INET6, "::ffff:192.0.2.9"): 19}),
@@ -86,6 +94,11 @@ def test_every_decoder_and_bucket_type(pin_root, tmp_path):
         "cgroup_total": (label("cgroup", 8, "uint", "cgroup"), {U64(os.stat(cgroup).st_ino): 23, U64(1 << 40): 24}),
         "majorminor_total": (label("device", 4, "majorminor"), {U32(os.makedev(254, 0)): 25, U32(os.makedev(9, 9)): 26}),
         "padded_total": (label("a", 2, "uint", padding=2), {b"\x05\x00\xff\xff": 27}),
+        "pci_vendor_total": (label("vendor", 4, "uint", "pci_vendor"), {U32(0x8086): 40, U32(0xdead): 41}),
+        "pci_device_total": (label("device", 4, "uint", "pci_device"), {U32(0x80861000): 42}),
+        "pci_class_total": (label("class", 1, "uint", "pci_class"), {b"\x02": 43}),
+        "pci_subclass_total": (label("subclass", 2, "uint", "pci_subclass"),
+                               {struct.pack("=H", 0x0200): 44, struct.pack("=H", 0x0207): 45}),
     }
     counters = [counter(name, [spec]) for name, (spec, _entries) in maps.items()]
     for index, (name, (_spec, entries)) in enumerate(maps.items()):
@@ -108,7 +121,8 @@ def test_every_decoder_and_bucket_type(pin_root, tmp_path):
     config = parse_exporter_config({
         "pin_root": pin_root, "textfile": str(tmp_path / "m.prom"), "attach_events": str(tmp_path / "events.json"),
         "programs": [{"name": "hand", "metrics": {"metrics": {"counters": counters, "histograms": histograms}}}]})
-    decoders = Decoders(kallsyms_path=str(kallsyms), cgroup_root=str(tmp_path / "cg"), partitions_path=str(partitions))
+    decoders = Decoders(kallsyms_path=str(kallsyms), cgroup_root=str(tmp_path / "cg"), partitions_path=str(partitions),
+                        pci_ids_paths=(str(pci_ids),))
     text = Exporter(config, decoders=decoders).render()
     got = {}
     for family in text_string_to_metric_families(text):
@@ -127,9 +141,13 @@ def test_every_decoder_and_bucket_type(pin_root, tmp_path):
     assert one("static_map_total", "m") == {"one": 5, "unknown:2": 6}
     assert one("allow_unknown_total", "m") == {"2": 7}
     assert one("regexp_total", "r") == {"keepme": 8}
-    assert one("syscall_total", "syscall") == {"getpid": 10, "unknown_syscall:1023": 11}
+    assert one("regexp_group_total", "r") == {"kswapd": 61}  # one series; two groups give no value
+    # ebpf_exporter's names: pread64 is "pread", exit_group "exit"
+    assert one("syscall_total", "syscall") == {"getpid": 10, "unknown_syscall:1023": 11, "pread": 33, "exit": 34}
     assert one("errno_total", "errno") == {"ENOENT": 12, "unknown:4095": 13}
-    assert one("ksym_total", "function") == {"vfs_read": 14, "mod_fn": 15, "unknown_addr:0xffffffff81234561": 16}
+    # the nearest symbol at or before the address; a module's keeps its "\t[mod]"
+    assert one("ksym_total", "function") == {"vfs_read": 30, "mod_fn\t[mod]": 15, "unknown_addr:0xffffffff80000000": 35}
+    assert one("kstack_total", "stack") == {"vfs_read\nmod_fn\t[mod]": 36}
     assert one("inet_ip_total", "addr") == {"192.0.2.7": 17}
     assert one("inet_ip6_total", "addr") == {"2001:db8::1": 18, "192.0.2.9": 19}
     assert one("ifname_total", "interface") == {"lo": 20}
@@ -138,6 +156,11 @@ def test_every_decoder_and_bucket_type(pin_root, tmp_path):
     assert one("cgroup_total", "cgroup") == {str(cgroup): 23, "unknown_cgroup_id:%d" % (1 << 40): 24}
     assert one("majorminor_total", "device") == {"vda": 25, "unknown:9:9": 26}
     assert one("padded_total", "a") == {"5": 27}
+    assert one("pci_vendor_total", "vendor") == {"Intel Corporation": 40, "unknown pci vendor: 0xdead": 41}
+    assert one("pci_device_total", "device") == {"82542 Gigabit Ethernet Controller (Fiber)": 42}
+    assert one("pci_class_total", "class") == {"Network controller": 43}
+    assert one("pci_subclass_total", "subclass") == {"Ethernet controller": 44,
+                                                     "unknown pci subclass: 0x07 (class 0x02)": 45}
 
     def buckets(name):
         rows = dict((dict(labels)["le"], value) for labels, value in series(name + "_bucket").items())

@@ -11,8 +11,9 @@ from ansible_collections.ebpf.observability.plugins.module_utils.kernel import f
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import perf_event
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach import hook_from_section, resolve_hook
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_common import (
-    AttachError, error_type_of, pin_key,
+    AttachError, error_type_of,
 )
+from ansible_collections.ebpf.observability.plugins.module_utils.state.pin_state import pin_key
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_tc import default_handle
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_tracing import (
     TracingHook, parse_target, raw_tracepoint_known,

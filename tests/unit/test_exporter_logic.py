@@ -17,7 +17,14 @@ from ansible_collections.ebpf.observability.plugins.module_utils.exporter.config
 from ansible_collections.ebpf.observability.plugins.module_utils.state.atomic_file import (
     remove_stale_temporaries, write_atomic,
 )
-from ansible_collections.ebpf.observability.plugins.module_utils.exporter.families import MetricFamily
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.families import (
+    DecoderErrors, MetricFamily, decoder_errors_family,
+)
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.link_pins import pinned_link_attachments
+from ansible_collections.ebpf.observability.plugins.module_utils.state.pin_state import pin_key
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.self_metrics import (
+    attached_family, program_families,
+)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 METRICS = {"metrics": {"counters": [{"name": "c_total", "help": "h",
@@ -33,6 +40,10 @@ def test_config_defaults_and_programs():
     assert config.programs[0].pin_dir == "/sys/fs/bpf/ebpf_observability/one"
     assert config.programs[0].metrics.counters[0].name == "c_total" and config.programs[1].metrics is None
     assert parse_exporter_config(None).programs == ()
+    assert config.syscall_names == "ebpf_exporter" and config.skip_zero_array_entries is False
+    assert config.max_series_per_metric == 0
+    earlier = parse_exporter_config({"syscall_names": "kernel", "skip_zero_array_entries": True})
+    assert earlier.syscall_names == "kernel" and earlier.skip_zero_array_entries is True
 
 
 def test_config_reads_metrics_files_through_the_callers_loader():
@@ -51,6 +62,10 @@ def test_config_reads_metrics_files_through_the_callers_loader():
     ({"file_mode": "0999"}, "octal mode"),
     ({"file_mode": 644}, "octal mode"),
     ({"programs": {"name": "x"}}, "programs must be a list"),
+    ({"syscall_names": "strace"}, "syscall_names must be one of ebpf_exporter, kernel"),
+    ({"skip_zero_array_entries": "yes"}, "skip_zero_array_entries must be true or false"),
+    ({"max_series_per_metric": -1}, "max_series_per_metric must be a whole number >= 0"),
+    ({"max_series_per_metric": True}, "max_series_per_metric must be a whole number >= 0"),
     ({"programs": [{"name": "a/b"}]}, "invalid program name"),
     ({"programs": [{"name": "a"}, {"name": "a"}]}, "listed twice: a"),
     ({"programs": [{"name": "a", "metrics": METRICS, "metrics_file": "/m.yaml"}]}, "not both"),
@@ -152,21 +167,20 @@ def _mode(path):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="changes group ownership")
-def test_grant_gives_the_group_read_access_except_to_links(tmp_path):
+def test_grant_gives_the_group_read_access_to_link_names_but_not_to_links(tmp_path):
     root = str(tmp_path / "pins")
     _tree(root)
     gid = 4242
     assert grant_pin_access(root, ["obj", "absent"], gid, check_mode=True)
     assert _mode(os.path.join(root, "obj", "maps", "m")) == (0o600, os.getegid())
     changes = grant_pin_access(root, ["obj", "absent"], gid)
-    assert len(changes) == 7  # root, obj, state, progs, progs/p, maps, maps/m
+    assert len(changes) == 8  # root, obj, state, progs, progs/p, maps, maps/m, links
     assert _mode(root) == (0o710, gid)
-    for path in ("obj", "obj/progs", "obj/maps"):
+    for path in ("obj", "obj/progs", "obj/maps", "obj/links"):
         assert _mode(os.path.join(root, path)) == (0o750, gid)
     for path in ("obj/state", "obj/progs/p", "obj/maps/m"):
         assert _mode(os.path.join(root, path)) == (0o640, gid)
-    assert _mode(os.path.join(root, "obj", "links", "l"))[0] == 0o600
-    assert _mode(os.path.join(root, "obj", "links"))[0] == 0o700
+    assert _mode(os.path.join(root, "obj", "links", "l")) == (0o600, os.getegid())  # a link opens read-write only
     assert grant_pin_access(root, ["obj"], gid) == []
 
 
@@ -227,15 +241,75 @@ def test_a_cleared_problem_is_logged_as_recovered(tmp_path, caplog):
 
 # ------------------------------------------------------------------------------ command line
 
-def test_command_line_modes(tmp_path, capsys):
+def test_command_line_modes(tmp_path, capsys, caplog):
     config = tmp_path / "exporter.yml"
     config.write_text("textfile: %s\nprograms:\n  - name: one\n    metrics_file: %s\n" % (tmp_path / "m.prom", tmp_path / "m.yaml"))
     (tmp_path / "m.yaml").write_text("metrics:\n  counters:\n    - name: c_total\n      help: h\n      labels: []\n")
     assert exporter_cli.main(["--config", str(config), "--check-config"]) == 0
     assert "1 program(s), 1 with metrics" in capsys.readouterr().out
+    (tmp_path / "m.yaml").write_text("tracing:\n  spans: []\nmetrics:\n  counters:\n    - name: c_total\n      help: h\n")
+    assert exporter_cli.main(["--config", str(config), "--check-config"]) == 0
+    assert "one: OpenTelemetry tracing (the 'tracing' section) is not supported; its metrics are exported" \
+        in capsys.readouterr().out
+    (tmp_path / "m.yaml").write_text("tracing:\n  spans: []\n")
+    assert exporter_cli.main(["--config", str(config), "--check-config"]) == 1
+    assert "is not supported; its metrics are exported, and this config has no metrics" in caplog.text
     (tmp_path / "m.yaml").write_text("metrics: [")
     assert exporter_cli.main(["--config", str(config), "--check-config"]) == 1
     with pytest.raises(SystemExit):
         exporter_cli.parse_args(["--stdout"])
     with pytest.raises(SystemExit):
         exporter_cli.parse_args(["--interval", "0"])
+
+
+# ------------------------------------------------------------------------------ self metrics
+
+PROGRAMS = [
+    ("xdp_counter", "xdp_counter", {"id": 7, "type_name": "xdp", "tag": "ab12", "run_cnt": 5, "run_time_ns": 2000000000,
+                                    "recursion_misses": 0}),
+    ("lat", "enter", {"id": 8, "type_name": "raw_tracepoint", "tag": "cd34", "run_cnt": 0, "run_time_ns": 0,
+                      "recursion_misses": 3}),
+]
+
+
+def test_self_metrics_under_both_names():
+    families = dict((f.name, f) for f in program_families(PROGRAMS, stats_enabled=False))
+    assert families["ebpf_exporter_enabled_configs"].series == {("xdp_counter",): 1, ("lat",): 1}
+    assert families["ebpf_exporter_ebpf_program_info"].label_names == ("config", "id", "program", "tag")
+    assert families["ebpf_exporter_ebpf_program_info"].series == {("xdp_counter", "7", "xdp_counter", "ab12"): 1,
+                                                                  ("lat", "8", "enter", "cd34"): 1}
+    assert families["ebpf_exporter_ebpf_program_run_count_total"].series == {("7",): 5, ("8",): 0}
+    assert families["ebpf_exporter_ebpf_program_run_time_seconds"].series == {("7",): 2.0, ("8",): 0.0}
+    assert families["ebpf_program_misses_total"].series == {("xdp_counter", "xdp_counter", "xdp"): 0,
+                                                            ("lat", "enter", "raw_tracepoint"): 3}
+    assert families["ebpf_programs_loaded"].series == {("xdp",): 1, ("raw_tracepoint",): 1}
+    assert "ebpf_program_run_count_total" not in families  # only while bpf stats are enabled
+    on = dict((f.name, f) for f in program_families(PROGRAMS, stats_enabled=True))
+    assert on["ebpf_program_run_count_total"].series == {("xdp_counter", "xdp_counter", "xdp"): 5,
+                                                         ("lat", "enter", "raw_tracepoint"): 0}
+
+
+def test_attached_is_unknown_rather_than_zero_when_links_cannot_be_listed():
+    assert attached_family(PROGRAMS, {7}, complete=True).series == {("7",): 1, ("8",): 0}
+    assert attached_family(PROGRAMS, {7}, complete=False).series == {("7",): 1}
+
+
+def test_decoder_errors_carry_their_config_and_ebpf_exporters_zero_series():
+    errors = {"a": DecoderErrors(), "b": DecoderErrors()}
+    errors["a"].add("m_total", "uint", 2)
+    family = decoder_errors_family(errors)
+    assert family.label_names == ("config", "metric", "decoder")
+    assert family.series == {("a", "", ""): 0, ("a", "m_total", "uint"): 2, ("b", "", ""): 0}
+
+
+def test_link_pin_names_say_what_is_attached_where(tmp_path):
+    links = tmp_path / "obj" / "links"
+    links.mkdir(parents=True)
+    for name in ("count-tc-eth0-ingress", "count-tc-gone0-egress", pin_key("count", "tc", "eth0.100", "egress"),
+                 "enter-raw_tracepoint-sys_enter", pin_key("enter", "kprobe", "do_sys_open+0x4"),
+                 "other-kprobe-vfs_read", "count-xdp-eth0"):
+        (links / name).write_text("")
+    programs = {"count": {"id": 7}, "enter": {"id": 8}}
+    found = pinned_link_attachments(str(tmp_path / "obj"), programs, interfaces=["lo", "eth0", "eth0.100"])
+    assert sorted((a["prog_id"], a["interface"]) for a in found) == [(7, "eth0"), (7, "eth0.100"), (8, ""), (8, "")]
+    assert pinned_link_attachments(str(tmp_path / "none"), programs) == []

@@ -5,8 +5,9 @@ import pytest
 import yaml
 
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.families import go_duration
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.metrics_config import (
-    CounterConfig, HistogramConfig, key_size, metric_label_names, parse_metrics_config,
+    CounterConfig, HistogramConfig, key_size, metric_label_names, parse_metrics_config, with_static_maps,
 )
 
 # Modelled on ebpf_exporter's examples/biolatency.yaml and examples/cachestat.yaml.
@@ -57,8 +58,6 @@ metrics:
               regexps:
                 - ^systemd-journal$
                 - ^syslog-ng$
-kaddrs:
-  - mark_page_accessed
 """
 
 
@@ -98,7 +97,7 @@ def test_histogram_from_yaml():
     assert metric_label_names(hist) == ("device", "operation")
 
 
-def test_counter_from_yaml_ignores_program_keys():
+def test_counter_from_yaml():
     config = parse_metrics_config(yaml.safe_load(CACHESTAT))
     (ctr,) = config.counters
     assert isinstance(ctr, CounterConfig)
@@ -141,7 +140,10 @@ def test_static_map_scalars_become_text():
     (counter(name="bad-name"), r"counter 'bad-name': name is not a valid Prometheus metric name"),
     (counter(help=""), r"counter 'things_total': help is missing"),
     (counter(table="x"), r"counter 'things_total': unknown key\(s\) table"),
-    (counter(perf_event_array=True), r"counter 'things_total': perf_event_array counters are not supported"),
+    (counter(perf_event_array="yes"), r"counter 'things_total': perf_event_array must be true or false"),
+    (counter(flush_interval="1m"), r"flush_interval applies to perf_event_array counters only"),
+    (counter(perf_event_array=True, flush_interval="10"), r"flush_interval must be a duration such as"),
+    (counter(perf_event_array=True, flush_interval=60), r"flush_interval must be a duration such as"),
     (counter(labels={}), r"counter 'things_total': labels must be a list"),
     (counter(labels=[label(size=0)]), r"counter 'things_total': labels\[0\] \(kind\): size must be a positive"),
     (counter(labels=[label(size=None)]), r"labels\[0\] \(kind\): size must be a positive"),
@@ -151,7 +153,7 @@ def test_static_map_scalars_become_text():
     (counter(labels=[label(name="__x")]), r"name '__x' is not a valid Prometheus label name"),
     (counter(labels=[label(), label()]), r"labels\[1\] \(kind\): label name 'kind' is used twice"),
     (counter(labels=[label(decoders=[{"name": "nope"}])]), r"decoders\[0\]: unknown decoder 'nope'"),
-    (counter(labels=[label(decoders=[{"name": "pci_vendor"}])]), r"decoder 'pci_vendor' is not supported"),
+    (counter(labels=[label(decoders=[{"name": "usym"}])]), r"unknown decoder 'usym'"),
     (counter(labels=[label(decoders=[{"name": "uint", "map": {}}])]), r"decoders\[0\]: unknown key\(s\) map"),
     (counter(labels=[label(decoders=[{"name": "regexp"}])]), r"decoders\[0\]: regexps must be a non-empty list"),
     (counter(labels=[label(decoders=[{"name": "regexp", "regexps": ["("]}])]), r"regexp '\(' does not compile"),
@@ -196,3 +198,50 @@ def test_metric_names_must_be_unique():
     config["metrics"]["histograms"] = histogram(name="things_total")["metrics"]["histograms"]
     with pytest.raises(BpfError, match="more than one metric is named 'things_total'"):
         parse_metrics_config(config)
+
+
+SPANS = {"spans": [{"name": "exec", "ringbuf": "events", "labels": []}]}
+
+
+def test_a_tracing_only_config_says_tracing_is_not_supported():
+    with pytest.raises(BpfError) as err:
+        parse_metrics_config({"tracing": SPANS}, "exec-trace.yaml")
+    assert str(err.value) == ("exec-trace.yaml: OpenTelemetry tracing (the 'tracing' section) is not supported; "
+                              "its metrics are exported, and this config has no metrics")
+
+
+def test_the_metrics_of_a_config_with_tracing_are_exported_with_a_note():
+    config = parse_metrics_config(dict(counter(), tracing=SPANS))
+    assert config.counters[0].name == "things_total"
+    assert config.notes == ("OpenTelemetry tracing (the 'tracing' section) is not supported; its metrics are exported",)
+    assert parse_metrics_config(counter()).notes == ()
+    # static_maps keep the notes
+    assert with_static_maps(config, {}, "here").notes == config.notes
+
+
+@pytest.mark.parametrize("section, value, words", [
+    ("kaddrs", ["mark_page_accessed"], "kaddr_<symbol> variables"),
+    ("cgroup_id_map", {"name": "cgroup_id_map", "regexps": ["^.*(system.slice/.*)$"]}, "match no cgroup"),
+    ("programs", [], "unknown top-level key(s) programs"),
+])
+def test_sections_that_cannot_be_honoured_are_refused(section, value, words):
+    with pytest.raises(BpfError) as err:
+        parse_metrics_config(dict(counter(), **{section: value}), "cfg.yaml")
+    assert words in str(err.value) and str(err.value).startswith("cfg.yaml: ")
+    if section != "programs":
+        assert "the %r section is not supported" % section in str(err.value)
+
+
+def test_perf_event_array_counters_flush_hourly_unless_told():
+    (ctr,) = parse_metrics_config(counter(perf_event_array=True)).counters
+    assert ctr.perf_event_array is True and ctr.flush_interval == 3600.0
+    (ctr,) = parse_metrics_config(counter(perf_event_array=True, flush_interval="1m30s")).counters
+    assert ctr.flush_interval == 90.0
+    (ctr,) = parse_metrics_config(counter()).counters
+    assert ctr.perf_event_array is False
+
+
+@pytest.mark.parametrize("text, seconds", [("1h", 3600), ("90s", 90), ("1m30s", 90), ("500ms", 0.5), ("1.5h", 5400),
+                                           ("2h45m", 9900), ("100us", 1e-4)])
+def test_go_durations(text, seconds):
+    assert go_duration(text) == pytest.approx(seconds)

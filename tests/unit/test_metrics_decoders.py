@@ -1,4 +1,5 @@
 """exporter decoders: every decoder against hand-built key bytes, and the label chain."""
+import ctypes
 import os
 import platform
 import socket
@@ -12,6 +13,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.exporter.metric
 )
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.decoders import SKIP, DecodeFailure, Decoders
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.host_names import DecodeError, KernelSymbols
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.syscall_names import syscall_names
 
 
 def label_of(decoders, size=8):
@@ -66,29 +68,67 @@ def test_regexp_keeps_or_drops():
     chain = ["string", {"name": "regexp", "regexps": ["^systemd-journal$", "^syslog-ng$"]}]
     assert decode(chain, b"syslog-ng\0\0\0") == "syslog-ng"
     assert decode(chain, b"bash\0\0\0\0\0\0\0\0") is SKIP
-    assert decode(["string", {"name": "regexp", "regexps": ["sys"]}], b"xsysx") == "xsysx"  # unanchored
+
+
+def test_regexp_gives_the_capture_group_or_the_match():
+    # ebpf_exporter (decoder/regexp.go): one group -> that group, none -> the matched text only.
+    assert decode(["string", {"name": "regexp", "regexps": ["^(systemd).*$", "^syslog-ng$"]}],
+                  b"systemd-bananad\0") == "systemd"
+    assert decode(["string", {"name": "regexp", "regexps": ["sys"]}], b"xsysx") == "sys"  # unanchored
+    kswapd = {"name": "regexp", "regexps": ["^(kswapd)[0-9]+$"]}
+    assert decode(["string", kswapd], b"kswapd0\0") == decode(["string", kswapd], b"kswapd1\0") == "kswapd"
+    # A group that takes no part in the match gives the empty value.
+    assert decode(["string", {"name": "regexp", "regexps": ["^a(b)?"]}], b"ac") == ""
+
+
+def test_regexp_with_two_groups_gives_nothing_and_the_next_pattern_is_tried():
+    two = {"name": "regexp", "regexps": ["^(k)(swapd)"]}
+    assert decode(["string", two], b"kswapd0\0") is SKIP
+    assert decode(["string", dict(two, regexps=["^(k)(swapd)", "^(kswap)d"])], b"kswapd0\0") == "kswap"
+    assert decode(["string", dict(two, regexps=["^(?:k)(swapd)"])], b"kswapd0\0") == "swapd"  # non-capturing
 
 
 def test_chain_feeds_each_output_to_the_next():
     # uint -> static_map -> regexp: the regexp sees the mapped text, not the number.
     chain = ["uint", {"name": "static_map", "static_map": {"1": "read", "2": "write"}},
-             {"name": "regexp", "regexps": ["^w"]}]
+             {"name": "regexp", "regexps": ["^w.*"]}]
     assert decode(chain, b"\2") == "write"
     assert decode(chain, b"\1") is SKIP
 
 
 @pytest.mark.parametrize("machine, number, name", [
-    ("x86_64", 0, "read"), ("x86_64", 231, "exit_group"), ("x86_64", 321, "bpf"), ("x86_64", 336, "uprobe"),
-    ("x86_64", 469, "file_setattr"), ("aarch64", 63, "read"), ("aarch64", 94, "exit_group"),
+    # ebpf_exporter's names (decoder/syscalls_amd64.go, syscalls_arm64.go)
+    ("x86_64", 0, "read"), ("x86_64", 7, "poll_time64"), ("x86_64", 17, "pread"), ("x86_64", 18, "pwrite"),
+    ("x86_64", 40, "sendfile64"), ("x86_64", 94, "chown"), ("x86_64", 155, "pivotroot"), ("x86_64", 156, "sysctl"),
+    ("x86_64", 189, "setxattr"), ("x86_64", 214, "printargs"), ("x86_64", 227, "clock_settime64"),
+    ("x86_64", 229, "clock_getres_time64"), ("x86_64", 231, "exit"), ("x86_64", 321, "bpf"),
+    ("x86_64", 335, "unknown_syscall:335"), ("x86_64", 461, "lsm_list_modules"),
+    ("x86_64", 462, "unknown_syscall:462"), ("aarch64", 63, "read"), ("aarch64", 42, "nfsservctl"),
+    ("aarch64", 67, "pread"), ("aarch64", 94, "exit"), ("aarch64", 243, "recvmmsg_time64"),
     ("aarch64", 280, "bpf"), ("aarch64", 79, "newfstatat"), ("arm64", 56, "openat"),
 ])
 def test_syscall_names(machine, number, name):
     assert decode(["uint", "syscall"], struct.pack("<Q", number), Decoders(machine=machine)) == name
 
 
+def test_syscall_tables_have_ebpf_exporters_size():
+    assert len(syscall_names("x86_64")) == 373 and len(syscall_names("aarch64")) == 317
+
+
+@pytest.mark.parametrize("machine, number, name", [
+    ("x86_64", 17, "pread64"), ("x86_64", 231, "exit_group"), ("x86_64", 336, "uprobe"),
+    ("x86_64", 469, "file_setattr"), ("aarch64", 94, "exit_group"), ("aarch64", 42, "unknown_syscall:42"),
+])
+def test_kernel_syscall_names_on_request(machine, number, name):
+    decoders = Decoders(machine=machine, syscall_names="kernel")
+    assert decode(["uint", "syscall"], struct.pack("<Q", number), decoders) == name
+
+
 def test_syscall_unknown_and_invalid():
     decoders = Decoders(machine="x86_64")
     assert decode(["uint", "syscall"], struct.pack("<Q", 400), decoders) == "unknown_syscall:400"
+    with pytest.raises(ValueError):
+        Decoders(syscall_names="strace")
     assert decode(["uint", "syscall"], struct.pack("<I", 1), Decoders(machine="riscv64")) == "unknown_syscall:1"
     assert decoders.decode_syscall(b"-1") == b"unknown_syscall:18446744073709551615"  # Go's uint64(-1)
     outcome = decode(["hex", "syscall"], b"\xab", decoders)
@@ -151,7 +191,7 @@ def write_kallsyms(path, lines):
     path.write_text("".join("%016x %s %s%s\n" % (addr, kind, name, extra) for addr, kind, name, extra in lines))
 
 
-def test_ksym_exact_address_from_kallsyms(tmp_path):
+def test_ksym_names_the_nearest_preceding_symbol(tmp_path):
     path = tmp_path / "kallsyms"
     write_kallsyms(path, [
         (0xffffffff81000000, "T", "_text", ""),
@@ -162,9 +202,35 @@ def test_ksym_exact_address_from_kallsyms(tmp_path):
     decoders = Decoders(kallsyms_path=str(path))
     assert decode(["ksym"], struct.pack("<Q", 0xffffffff81234560), decoders) == "mark_page_accessed"
     assert decode(["ksym"], struct.pack("<Q", 0xffffffff81100000), decoders) == "do_sys_open"
-    assert decode(["ksym"], struct.pack("<Q", 0xffffffffc0001000), decoders) == "nft_do_chain"
-    # Inside a function is not its start: ebpf_exporter resolves exact addresses only.
-    assert decode(["ksym"], struct.pack("<Q", 0xffffffff81234561), decoders) == "unknown_addr:0xffffffff81234561"
+    # Inside a function: the symbol before it (ebpf_exporter's kallsyms decoder), process_timeout+4 style.
+    assert decode(["ksym"], struct.pack("<Q", 0xffffffff81234564), decoders) == "mark_page_accessed"
+    assert decode(["ksym"], struct.pack("<Q", 0xffffffff8123455f), decoders) == "do_sys_open"
+    # A module's symbol keeps the rest of its kallsyms line, as ebpf_exporter splits it on spaces.
+    assert decode(["ksym"], struct.pack("<Q", 0xffffffffc0001000), decoders) == "nft_do_chain\t[nf_tables]"
+    assert decode(["ksym"], struct.pack("<Q", 0xffffffffc0001010), decoders) == "nft_do_chain\t[nf_tables]"
+    # Below the first symbol there is none.
+    assert decode(["ksym"], struct.pack("<Q", 0xffffffff80ffffff), decoders) == "unknown_addr:0xffffffff80ffffff"
+    assert decode(["ksym"], struct.pack("<Q", 6), decoders) == "unknown_addr:0x6"
+
+
+def test_ksym_hidden_addresses_are_an_error(tmp_path):
+    path = tmp_path / "kallsyms"
+    write_kallsyms(path, [(0, "T", "_text", ""), (0, "T", "vfs_read", "")])
+    outcome = decode(["ksym"], struct.pack("<Q", 0xffffffff81000000), Decoders(kallsyms_path=str(path)))
+    assert isinstance(outcome, DecodeFailure) and "kptr_restrict" in outcome.message
+
+
+def test_kstack_names_each_frame_up_to_the_first_zero(tmp_path):
+    path = tmp_path / "kallsyms"
+    write_kallsyms(path, [(0x1000, "T", "mark_page_accessed", ""), (0x2000, "T", "unmap_page_range", ""),
+                          (0x3000, "t", "bpf_prog_x", "\t[bpf]")])
+    decoders = Decoders(kallsyms_path=str(path))
+    stack = struct.pack("<5Q", 0x1008, 0x2010, 0x3000, 0, 0x1000)
+    assert decode(["kstack"], stack, decoders) == "mark_page_accessed\nunmap_page_range\nbpf_prog_x\t[bpf]"
+    assert decode(["kstack"], struct.pack("<2Q", 0x10, 0x1000), decoders) == "??\nmark_page_accessed"
+    assert decode(["kstack"], bytes(16), decoders) == ""
+    outcome = decode(["kstack"], b"\1" * 12, decoders)
+    assert isinstance(outcome, DecodeFailure) and outcome.decoder == "kstack"
 
 
 def test_ksym_loads_lazily_and_rereads_on_miss(tmp_path):
@@ -173,14 +239,14 @@ def test_ksym_loads_lazily_and_rereads_on_miss(tmp_path):
     decoders = Decoders(kallsyms_path=str(path))
     decoders.kernel_symbols = symbols
     assert symbols._addrs is None  # nothing read until the first ksym label
-    write_kallsyms(path, [(0x1000, "T", "first", "")])
-    assert decode(["ksym"], struct.pack("<Q", 0x1000), decoders) == "first"
-    write_kallsyms(path, [(0x1000, "T", "first", ""), (0x2000, "t", "loaded_later", "\t[mod]")])
-    assert decode(["ksym"], struct.pack("<Q", 0x2000), decoders) == "loaded_later"
+    write_kallsyms(path, [(0x2000, "T", "first", "")])
+    assert decode(["ksym"], struct.pack("<Q", 0x2000), decoders) == "first"
+    write_kallsyms(path, [(0x1000, "t", "loaded_later", "\t[mod]"), (0x2000, "T", "first", "")])
+    assert decode(["ksym"], struct.pack("<Q", 0x1000), decoders) == "loaded_later\t[mod]"
     slow = KernelSymbols(str(path), refresh_interval=3600)
-    assert slow.lookup(0x2000) == b"loaded_later"
-    write_kallsyms(path, [(0x3000, "T", "third", "")])
-    assert slow.lookup(0x3000) is None  # a miss within the interval does not re-read
+    assert slow.lookup(0x2000) == b"first"
+    write_kallsyms(path, [(0x10, "T", "third", "")])
+    assert slow.lookup(0x10) is None  # a miss within the interval does not re-read
 
 
 def test_ksym_against_this_kernel():
@@ -194,6 +260,7 @@ def test_ksym_against_this_kernel():
     if int(addr, 16) == 0:
         pytest.skip("kallsyms addresses are hidden (kptr_restrict)")
     assert decode(["ksym"], struct.pack("<Q", int(addr, 16))) == "bpf_map_lookup_elem"
+    assert decode(["ksym"], struct.pack("<Q", int(addr, 16) + 1)) == "bpf_map_lookup_elem"
 
 
 def test_ksym_failure_is_reported(tmp_path):
@@ -213,7 +280,55 @@ def test_cgroup_paths_from_directory_inodes(tmp_path):
     late = root / "user.slice"
     late.mkdir()
     assert decode(["uint", "cgroup"], struct.pack("<Q", os.stat(late).st_ino), decoders) == str(late)
-    assert decode(["uint", "cgroup"], struct.pack("<Q", 1), decoders) == "unknown_cgroup_id:1"
+    assert decode(["uint", "cgroup"], struct.pack("<Q", 1 << 40), decoders) == "unknown_cgroup_id:%d" % (1 << 40)
+
+
+def _mount(source, target, fstype):
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.mount(source.encode(), str(target).encode(), fstype.encode(), 0, None) != 0:
+        pytest.skip("cannot mount %s: %s" % (fstype, os.strerror(ctypes.get_errno())))
+    return lambda: libc.umount2(str(target).encode(), 2)  # MNT_DETACH
+
+
+@pytest.fixture
+def hybrid_cgroup_tree(tmp_path):
+    """A tmpfs with a plain directory and cgroup2 mounted on ``unified``, as /sys/fs/cgroup of a
+    host running cgroup v1 and v2 side by side."""
+    if os.geteuid() != 0 or cgroup2_root() is None:
+        pytest.skip("needs root and cgroup2")
+    root = tmp_path / "cgroup"
+    root.mkdir()
+    unmounts = [_mount("tmpfs", root, "tmpfs")]
+    try:
+        (root / "systemd").mkdir()
+        (root / "unified").mkdir()
+        unmounts.append(_mount("cgroup2", root / "unified", "cgroup2"))
+        yield root
+    finally:
+        for unmount in reversed(unmounts):
+            unmount()
+
+
+def test_cgroup_ids_of_mount_points_are_their_mounted_roots(hybrid_cgroup_tree):
+    root = hybrid_cgroup_tree
+    unified = root / "unified"
+    covered = os.lstat(root / "systemd").st_ino  # a plain tmpfs directory
+    assert os.stat(unified).st_ino == 1  # the cgroup2 root: bpf_get_current_cgroup_id() of the root cgroup
+    decoders = Decoders(cgroup_root=str(root))
+    assert decode(["uint", "cgroup"], struct.pack("<Q", 1), decoders) == str(unified)
+    assert decode(["uint", "cgroup"], struct.pack("<Q", covered), decoders) == str(root / "systemd")
+    child = unified / ("ebpf-obs-metrics-%s" % uuid.uuid4().hex[:8])
+    child.mkdir()
+    try:
+        child_id = os.stat(child).st_ino
+        assert decode(["uint", "cgroup"], struct.pack("<Q", child_id), decoders) == str(child)
+    finally:
+        child.rmdir()
+    # A removed cgroup keeps its path (ebpf_exporter's monitor never forgets one), even across walks.
+    fresh = Decoders(cgroup_root=str(root))
+    assert decode(["uint", "cgroup"], struct.pack("<Q", 1 << 40), decoders) == "unknown_cgroup_id:%d" % (1 << 40)
+    assert decode(["uint", "cgroup"], struct.pack("<Q", child_id), decoders) == str(child)
+    assert decode(["uint", "cgroup"], struct.pack("<Q", child_id), fresh) == "unknown_cgroup_id:%d" % child_id
 
 
 def cgroup2_root():
@@ -299,7 +414,7 @@ def test_label_decoder_retries_failures_and_keeps_skips(tmp_path):
     outcomes, dropped = label_decoder.lookup([raw])
     assert outcomes[raw] == "sda" and not dropped
 
-    skipper = decoders.label_decoder(label_of(["string", {"name": "regexp", "regexps": ["^a"]}], 4))
+    skipper = decoders.label_decoder(label_of(["string", {"name": "regexp", "regexps": ["^a.*"]}], 4))
     outcomes, dropped = skipper.lookup([b"bcd\0", b"abc\0"])
     assert outcomes[b"bcd\0"] is SKIP and outcomes[b"abc\0"] == "abc" and dropped
     assert skipper.lookup([b"abc\0"])[1] is False
@@ -318,8 +433,8 @@ def test_config_and_decoder_set_agree_on_names():
 
 
 def test_unknown_decoder_name():
-    with pytest.raises(DecodeError, match="unknown decoder 'kstack'"):
-        Decoders().function("kstack")
+    with pytest.raises(DecodeError, match="unknown decoder 'usym'"):
+        Decoders().function("usym")
     assert "ifname" in Decoders().names() and "ifindex" in Decoders().names()
 
 
@@ -349,3 +464,61 @@ def test_btf_enum_failures_are_decoder_errors(tmp_path):
     missing = Decoders(btf_path=str(tmp_path / "vmlinux"))
     outcome = decode(["uint", DROP_REASON], b"\1\0\0\0", missing)
     assert isinstance(outcome, DecodeFailure) and "cannot read BTF from" in outcome.message
+
+
+PCI_IDS = """# a few lines in pci.ids' format
+0e11  Compaq Computer Corporation
+\t1000  Triflex/Pentium Bridge, Model 1000
+8086  Intel Corporation
+\t1000  82542 Gigabit Ethernet Controller (Fiber)
+\t\t0e11 b0df  NC6132 Gigabit Ethernet Adapter (1000-SX)
+C 01  Mass storage controller
+\t08  Non-Volatile memory controller
+\t\t02  NVM Express
+C 02  Network controller
+\t00  Ethernet controller
+"""
+
+
+def pci(decoder, number, paths):
+    return decode(["uint", decoder], struct.pack("<I", number), Decoders(pci_ids_paths=paths))
+
+
+@pytest.mark.parametrize("decoder, number, name", [
+    # ebpf_exporter's decoder/pci_*_test.go cases, and its keys' quirks
+    ("pci_vendor", 0x8086, "Intel Corporation"),
+    ("pci_vendor", 0x0e11, "unknown pci vendor: 0xe11"),  # "%02x": a vendor id below 0x1000 is never found
+    ("pci_vendor", 0xdead, "unknown pci vendor: 0xdead"),
+    ("pci_device", 0x80861000, "82542 Gigabit Ethernet Controller (Fiber)"),
+    ("pci_device", 0x0e111000, "unknown pci device: 0xe111000"),
+    ("pci_device", 0xdeadbeef, "unknown pci device: 0xdeadbeef"),
+    ("pci_class", 0x02, "Network controller"),
+    ("pci_class", 0xfd, "unknown pci class: 0xfd"),
+    ("pci_subclass", 0x0108, "Non-Volatile memory controller"),
+    ("pci_subclass", 0x0200, "Ethernet controller"),
+    ("pci_subclass", 0xfd00, "unknown pci class: 0xfd"),
+    ("pci_subclass", 0x010b, "unknown pci subclass: 0x0b (class 0x01)"),
+])
+def test_pci_names(tmp_path, decoder, number, name):
+    path = tmp_path / "pci.ids"
+    path.write_text(PCI_IDS)
+    assert pci(decoder, number, (str(tmp_path / "absent"), str(path))) == name
+
+
+@pytest.mark.parametrize("decoder, number, hex_id", [
+    ("pci_vendor", 0x8086, "0x8086"), ("pci_device", 0x80861000, "0x80861000"),
+    ("pci_class", 0x02, "0x02"), ("pci_subclass", 0x0108, "0x0108"),
+])
+def test_pci_without_a_database_gives_hex_ids(tmp_path, decoder, number, hex_id):
+    assert pci(decoder, number, (str(tmp_path / "absent"),)) == hex_id
+
+
+def test_pci_names_from_debians_pci_ids():
+    if not os.path.exists("/usr/share/misc/pci.ids"):
+        pytest.skip("Debian's pci.ids is not installed")
+    paths = ("/usr/share/misc/pci.ids",)
+    assert pci("pci_device", 0x80861000, paths) == "82542 Gigabit Ethernet Controller (Fiber)"
+    assert pci("pci_vendor", 0x8086, paths) == "Intel Corporation"
+    assert pci("pci_subclass", 0x0c03, paths) == "USB controller"
+    assert pci("pci_subclass", 0x0604, paths) == "PCI bridge"
+    assert pci("pci_subclass", 0x0003, paths) == "unknown pci subclass: 0x03 (class 0x00)"

@@ -15,11 +15,12 @@ __metaclass__ = type
 import errno
 import os
 
+from ansible_collections.ebpf.observability.plugins.module_utils.state.pin_state import pin_key
 from ansible_collections.ebpf.observability.plugins.module_utils.state import attach_events
 from ansible_collections.ebpf.observability.plugins.module_utils.state import attach_record
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import capabilities
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_common import (
-    AttachError, ProgramRef, error_type_of, pin_key, prog_label, read_link, unpin_link,
+    AttachError, ProgramRef, error_type_of, prog_label, read_link, unpin_link,
 )
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_btf import BTF_HOOKS, BtfTracingHook
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_tc import DIRECTIONS, TcHook

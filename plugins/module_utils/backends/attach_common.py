@@ -16,9 +16,7 @@ __metaclass__ = type
 
 import errno
 import os
-import re
 import time
-import zlib
 
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_syscall as sc
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpffs
@@ -51,19 +49,6 @@ def error_type_of(err):
     if err.errno == errno.EBUSY:
         return "foreign_program"
     return "kernel_error"
-
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
-
-
-def pin_key(*parts):
-    """A bpffs-safe pin name made of ``parts``; parts that needed changing get a short hash so
-    two different targets never share a pin."""
-    raw = "-".join(str(p) for p in parts if p not in (None, ""))
-    safe = _UNSAFE.sub("_", raw).lstrip("-")
-    if safe != raw or len(safe) > 120:
-        safe = "%s-%08x" % (safe[:110], zlib.crc32(raw.encode("utf-8")) & 0xFFFFFFFF)
-    return safe
 
 
 # ------------------------------------------------------------------------- the program

@@ -26,10 +26,11 @@ __metaclass__ = type
 import os
 import zlib
 
+from ansible_collections.ebpf.observability.plugins.module_utils.state.pin_state import pin_key
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_syscall as sc
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import features
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_common import (
-    ATTACH, MOVE, REPLACE, AttachError, Hook, pin_key, pin_link, prog_facts, prog_label, read_link,
+    ATTACH, MOVE, REPLACE, AttachError, Hook, pin_link, prog_facts, prog_label, read_link,
     unpin_link,
 )
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError

@@ -26,12 +26,13 @@ import os
 import re
 import time
 
+from ansible_collections.ebpf.observability.plugins.module_utils.state.pin_state import pin_key
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_syscall as sc
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import elf_symbols
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import features
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import perf_event
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_common import (
-    ATTACH, LINK_GONE_TIMEOUT, REPLACE, AttachError, Hook, pin_key, pin_link, prog_facts, read_link,
+    ATTACH, LINK_GONE_TIMEOUT, REPLACE, AttachError, Hook, pin_link, prog_facts, read_link,
     unpin_link, wait_link_gone,
 )
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError

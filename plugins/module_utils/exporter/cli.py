@@ -161,6 +161,9 @@ def main(argv=None):
         if args.check_config:
             sys.stdout.write("%s: %d program(s), %d with metrics; textfile %s\n" % (
                 args.config, len(config.programs), sum(1 for p in config.programs if p.metrics), config.textfile))
+            for program in config.programs:
+                for note in program.metrics.notes if program.metrics else ():
+                    sys.stdout.write("%s: %s\n" % (program.name, note))
             return 0
         if args.grant_access:
             return _grant(config, args.config, args.dry_run)
@@ -179,5 +182,9 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, loop.stop)
     signal.signal(signal.SIGINT, loop.stop)
     LOG.info("exporting %d program(s) to %s every %g s", len(config.programs), config.textfile, config.interval)
-    loop.run()
+    exporter.perf.continuous = True  # perf_event_array counters read between passes too
+    try:
+        loop.run()
+    finally:
+        exporter.perf.close()
     return 0

@@ -40,9 +40,9 @@ of each), so a steady map costs one dict lookup per entry and a pass.
 
 Where this differs from ebpf_exporter:
 
-* The exporter (exporter.read_metric_map) leaves out entries of array maps whose value is
-  zero on every CPU: an array holds every index, and only the indexes written to are series,
-  as in a hash map. ebpf_exporter exports the zero entries too.
+* Options that ebpf_exporter does not have, off by default: ``skip_zero_array_entries`` leaves
+  out the entries of an array map that are zero on every CPU (by default every index is a
+  series, as in ebpf_exporter); ``max_series_per_metric`` leaves out a metric with more series.
 * A label whose decoder fails (wrong size, text that is not a number, unreadable
   /proc/partitions) drops that entry and counts one error under (metric, decoder) in
   :class:`DecoderErrors`; ebpf_exporter drops the whole metric for that scrape and counts
@@ -57,20 +57,26 @@ Where this differs from ebpf_exporter:
 * Label values that are not valid UTF-8 are written with U+FFFD replacement characters;
   ebpf_exporter's client library rejects them.
 * ``regexp`` uses Python's ``re`` (``search``) where ebpf_exporter uses Go's RE2
-  (``MatchString``): the same for ordinary patterns, but RE2-only or Python-only syntax differs.
-* ``syscall`` names come from the kernel's syscall tables (syscall_names): ``pread64``,
-  ``lchown``, ``exit_group``, ``poll`` where ebpf_exporter's strace-derived tables print
-  ``pread``, ``chown``, ``exit``, ``poll_time64`` for the same numbers.
-* ``ksym`` names module symbols without the ``[module]`` suffix of /proc/kallsyms; a miss
-  re-reads kallsyms at most once a minute instead of on every miss.
-* ``kstack`` and the ``pci_*`` decoders, and perf_event_array counters, are not supported
-  (the config is refused).
+  (``FindSubmatch``): the same for ordinary patterns, but RE2-only or Python-only syntax differs.
+* ``syscall`` names are ebpf_exporter's (``pread``, ``exit``, ``poll_time64``); the exporter
+  option ``syscall_names: kernel`` gives the kernel's (``pread64``, ``exit_group``, ``poll``,
+  and calls newer than ebpf_exporter's table).
+* ``ksym`` and ``kstack`` re-read kallsyms for an address below the first symbol at most once a
+  minute instead of at every such miss, and fail (a decoder error) when kallsyms shows every
+  address as 0 (kptr_restrict) instead of naming every address after one arbitrary symbol.
+* Where no pci.ids database is installed the ``pci_*`` decoders give the hex id they would have
+  looked up (``0x8086``) rather than ebpf_exporter's ``missing pci.ids db`` for every device.
+* perf_event_array counters (exporter.perf_events) use 64 pages of perf buffer per CPU where
+  ebpf_exporter uses 1024, and count an event whose labels fail to decode as a decoder error
+  rather than under empty label values.
 * A config that sets ``bucket_multiplier`` below 0, fixed ``bucket_keys`` out of order, or
   ``bucket_max <= bucket_min`` is refused; ebpf_exporter accepts the first two (and renders
   non-monotonic buckets) and fails the last one at every scrape. So is an exp2 or exp2zero
   ``bucket_max`` above 1023 (2^1024 overflows a float).
-* The decoder error counter is ``ebpf_exporter_decoder_errors_total{metric, decoder}``;
-  ebpf_exporter's has the single label ``config``.
+* The decoder error counter ``ebpf_exporter_decoder_errors_total`` counts entries under
+  ``{config, metric, decoder}``, beside ebpf_exporter's ``{config}`` series at 0 (empty
+  ``metric`` and ``decoder``, which Prometheus reads as absent): queries on ``config`` work as
+  with ebpf_exporter, whose counter has that label only (families.decoder_errors_family).
 * Series are sorted by their text, which is label-value order except for values holding a
   space, ``!`` or control characters; ebpf_exporter sorts by label values.
 * ``static_map`` keys are compared as text. A YAML loader turns ``0x1: read`` into the number

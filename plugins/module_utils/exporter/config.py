@@ -20,9 +20,18 @@ The caller loads the file (YAML or JSON) and hands the dict to
         static_maps: {class: {"1": dns}}          # entries added to the static_map decoders
                                                   # of these labels (the deployment's names)
       - name: net_tracepoints                     # no metrics: only counted and watched
+    syscall_names: ebpf_exporter                  # or kernel: the kernel's names (pread64, exit_group)
+    skip_zero_array_entries: false                # true: an array's all-zero entries are no series
+    max_series_per_metric: 0                      # a metric with more series (label sets) is left
+                                                  # out of the pass and counted; 0: no limit
 
 A program's metrics are a cloudflare/ebpf_exporter config (its ``metrics`` section: see
 metrics_config); each metric reads the map pinned as ``<pin_root>/<name>/maps/<metric>``.
+By default label values and series are ebpf_exporter's; the two options above keep this
+collection's earlier behaviour where a deployment relies on it: ``syscall_names: kernel`` names
+system calls as the kernel's tables do (``pread64``, ``exit_group``, and calls newer than
+ebpf_exporter's table), ``skip_zero_array_entries: true`` exports only the indexes of an array
+map written to (ebpf_exporter exports every index, so series exist at zero).
 ``metrics_file`` is read through the ``load_file`` function the caller passes, so this module
 needs no YAML parser.
 """
@@ -37,6 +46,7 @@ import os
 from ansible_collections.ebpf.observability.plugins.module_utils.state import attach_events
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpffs
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.syscall_names import NAME_STYLES
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.metrics_config import (
     parse_metrics_config, with_static_maps,
 )
@@ -47,7 +57,8 @@ DEFAULT_INTERVAL = 15.0
 DEFAULT_FILE_MODE = 0o644
 TEXTFILE_SUFFIX = ".prom"
 
-_KEYS = frozenset(("pin_root", "textfile", "file_mode", "interval", "attach_events", "group", "programs"))
+_KEYS = frozenset(("pin_root", "textfile", "file_mode", "interval", "attach_events", "group", "programs",
+                   "syscall_names", "skip_zero_array_entries", "max_series_per_metric"))
 _PROGRAM_KEYS = frozenset(("name", "metrics", "metrics_file", "static_maps"))
 
 ProgramConfig = collections.namedtuple("ProgramConfig", "name pin_dir metrics source")
@@ -58,7 +69,8 @@ self metrics; source names where the metrics came from (file path or "inline").
 """
 
 ExporterConfig = collections.namedtuple(
-    "ExporterConfig", "pin_root textfile file_mode interval attach_events group programs")
+    "ExporterConfig", "pin_root textfile file_mode interval attach_events group programs syscall_names "
+    "skip_zero_array_entries max_series_per_metric", defaults=("ebpf_exporter", False, 0))
 ExporterConfig.__doc__ = "The checked exporter configuration (see the module docstring); programs is a tuple."
 
 
@@ -102,7 +114,31 @@ def parse_exporter_config(data, source="config", load_file=None):
         attach_events=_path(data, "attach_events", attach_events.events_path(), source),
         group=group,
         programs=tuple(parsed),
+        syscall_names=_choice(data, "syscall_names", NAME_STYLES, source),
+        skip_zero_array_entries=_flag(data, "skip_zero_array_entries", False, source),
+        max_series_per_metric=_count(data, "max_series_per_metric", source),
     )
+
+
+def _count(data, key, source):
+    value = data.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise BpfError("%s: %s must be a whole number >= 0 (0: no limit), not %r" % (source, key, value))
+    return value
+
+
+def _choice(data, key, choices, source):
+    value = data.get(key, choices[0])
+    if value not in choices:
+        raise BpfError("%s: %s must be one of %s, not %r" % (source, key, ", ".join(choices), value))
+    return value
+
+
+def _flag(data, key, default, source):
+    value = data.get(key, default)
+    if not isinstance(value, bool):
+        raise BpfError("%s: %s must be true or false, not %r" % (source, key, value))
+    return value
 
 
 def _path(data, key, default, source):

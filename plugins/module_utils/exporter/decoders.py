@@ -24,19 +24,28 @@ string         bytes up to the first NUL
 hex            lower-case hex of the bytes
 static_map     text -> mapped text; unknown text -> ``unknown:<text>``, or the text itself
                with ``allow_unknown: true``; no ``static_map`` key -> ``empty mapping``
-regexp         keeps the entry when any pattern matches anywhere in the text, else drops it
-syscall        decimal -> system call name (x86_64, aarch64; from syscall_names), else
-               ``unknown_syscall:<n>``
+regexp         the first pattern (in order) that matches anywhere in the text gives the value:
+               its capture group if it has one, else the matched text; a pattern with two or
+               more groups gives nothing (the next one is tried); no value -> the entry is dropped
+syscall        decimal -> system call name (x86_64, aarch64; ebpf_exporter's names, or the
+               kernel's: syscall_names), else ``unknown_syscall:<n>``
 errno          decimal -> ``E...`` name, else ``unknown:<n>``
-ksym           8-byte address -> kernel symbol starting exactly there (/proc/kallsyms), else
-               ``unknown_addr:0x<hex>``
+ksym           8-byte address -> the nearest kernel symbol at or before it (/proc/kallsyms;
+               a module's keeps its ``\\t[module]``), else ``unknown_addr:0x<hex>``
+kstack         u64 addresses up to the first 0 -> their symbols as ksym names them, one per
+               line, ``??`` for an unknown one
 inet_ip        4 or 16 bytes -> IPv4 / IPv6 text (IPv4-mapped IPv6 prints as IPv4)
 ifname         first 4 bytes (interface index) -> interface name, else ``unknown:<n>``;
                ``ifindex`` is an alias
 dname          DNS wire-format name -> dotted name (use after ``string``)
-cgroup         decimal cgroup id -> cgroupfs directory path, else ``unknown_cgroup_id:<n>``
+cgroup         decimal cgroup id -> cgroupfs directory path (stat() inode, so mount points
+               are their mounted root), else ``unknown_cgroup_id:<n>``
 majorminor     first 4 bytes (kernel dev_t encoding) -> device name from /proc/partitions,
                else ``unknown:<major>:<minor>``
+pci_vendor,    decimal -> PCI vendor, device (vendor << 16 | device), class, subclass
+pci_device,    (class << 8 | subclass) name from pci.ids, as ebpf_exporter looks them up
+pci_class,     (pci_names); the hex id when no pci.ids is installed
+pci_subclass
 btf_enum       decimal -> name of that value in the kernel enum ``enum`` (read from the
                running kernel's BTF), without ``strip_prefix``; else ``unknown:<n>``, or the
                number with ``allow_unknown: true``. An extension of this collection, not an
@@ -55,12 +64,14 @@ import os
 import platform
 import re
 import socket
+import struct
 import sys
 
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import btf
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
-from ansible_collections.ebpf.observability.plugins.module_utils.exporter.syscall_names import syscall_names
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.syscall_names import syscall_names as syscall_table
 
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.pci_names import PCI_IDS_PATHS, PciNames
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.host_names import (
     CGROUP_ROOT, KALLSYMS_PATH, PARTITIONS_PATH, CgroupPaths, DecodeError, KernelSymbols,
     partition_name,
@@ -69,6 +80,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.exporter.host_n
 LABEL_CACHE_LIMIT = 1 << 18
 
 _BYTE_ORDER = sys.byteorder
+_U64 = struct.Struct("=Q")
 _ATOI_RE = re.compile(br"^[+-]?[0-9]+$")
 _UINT64_MASK = (1 << 64) - 1
 # Names as golang.org/x/sys/unix ErrnoName gives them where Python's errno module differs.
@@ -133,8 +145,14 @@ def decode_regexp(data, conf):
         raise DecodeError("no regexps defined in config")
     text = data.decode("utf-8", "replace")
     for pattern in conf.regexps:
-        if pattern.search(text):
-            return data
+        match = pattern.search(text)
+        if match is None:
+            continue
+        if pattern.groups == 0:
+            return match.group(0).encode()
+        if pattern.groups == 1:
+            return (match.group(1) or "").encode()
+        # Two or more groups: this pattern gives no value (ebpf_exporter); try the next one.
     return SKIP
 
 
@@ -183,22 +201,29 @@ def _atoi(data):
     return int(data)
 
 
+def _by_number(name_of):
+    """A decoder naming a decimal number (Go's Atoi syntax) with ``name_of(int) -> str``."""
+    return lambda data, conf=None: name_of(_atoi(data)).encode()
+
+
 class Decoders:
     """The decoder set of one exporter: pure decoders plus the stateful ones' tables.
 
-    ``machine`` picks the syscall table (default: this host's ``platform.machine()``).
+    ``machine`` picks the syscall table (default: this host's ``platform.machine()``),
+    ``syscall_names`` its names: ``ebpf_exporter``'s (the default) or the ``kernel``'s.
     """
 
     def __init__(self, kallsyms_path=KALLSYMS_PATH, cgroup_root=CGROUP_ROOT,
                  partitions_path=PARTITIONS_PATH, machine=None, ksym_refresh_interval=60.0,
-                 btf_path=btf.VMLINUX_BTF):
+                 btf_path=btf.VMLINUX_BTF, syscall_names="ebpf_exporter", pci_ids_paths=PCI_IDS_PATHS):
         self.kernel_symbols = KernelSymbols(kallsyms_path, ksym_refresh_interval)
         self.cgroup_paths = CgroupPaths(cgroup_root)
         self.partitions_path = partitions_path
         self.btf_path = btf_path
         self._btf = None  # a btf.Btf, or the BpfError reading it gave (a kernel's BTF does not appear later)
         self._btf_enums = {}
-        self._syscalls = syscall_names(machine or platform.machine())
+        self._syscalls = syscall_table(machine or platform.machine(), syscall_names)
+        pci = PciNames(pci_ids_paths)
         self._functions = {
             "btf_enum": self.decode_btf_enum,
             "cgroup": self.decode_cgroup,
@@ -209,7 +234,12 @@ class Decoders:
             "ifname": self.decode_ifname,
             "inet_ip": decode_inet_ip,
             "ksym": self.decode_ksym,
+            "kstack": self.decode_kstack,
             "majorminor": self.decode_majorminor,
+            "pci_class": _by_number(pci.klass),
+            "pci_device": _by_number(pci.device),
+            "pci_subclass": _by_number(pci.subclass),
+            "pci_vendor": _by_number(pci.vendor),
             "regexp": decode_regexp,
             "static_map": decode_static_map,
             "string": decode_string,
@@ -239,6 +269,18 @@ class Decoders:
         addr = int.from_bytes(data[:8], _BYTE_ORDER)
         name = self.kernel_symbols.lookup(addr)
         return name if name is not None else b"unknown_addr:0x%x" % addr
+
+    def decode_kstack(self, data, conf=None):
+        """u64 frame addresses up to the first 0 -> their symbols, one per line (``??`` unknown)."""
+        if len(data) % 8:
+            raise DecodeError("kstack needs whole 8-byte addresses, got %d bytes" % len(data))
+        addrs = []
+        for (addr,) in _U64.iter_unpack(data):
+            if addr == 0:
+                break
+            addrs.append(addr)
+        names = self.kernel_symbols.lookup_many(addrs)
+        return b"\n".join(b"??" if name is None else name for name in names)
 
     def decode_ifname(self, data, conf=None):
         if len(data) < 4:

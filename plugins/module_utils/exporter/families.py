@@ -80,11 +80,30 @@ class DecoderErrors:
         return sum(self.counts.values())
 
     def family(self, namespace=NAMESPACE):
-        """The counts as ``ebpf_exporter_decoder_errors_total{metric, decoder}``."""
+        """The counts as ``ebpf_exporter_decoder_errors_total{metric, decoder}`` (a collector used
+        alone; the exporter labels them with their config too: decoder_errors_family)."""
         family = MetricFamily(full_name(namespace, DECODER_ERRORS_NAME), DECODER_ERRORS_HELP, "counter",
                               ("metric", "decoder"))
         family.series.update(self.counts)
         return family
+
+
+def decoder_errors_family(errors_by_config, namespace=NAMESPACE):
+    """``ebpf_exporter_decoder_errors_total{config, metric, decoder}`` of several configs'
+    DecoderErrors ({config name: DecoderErrors}).
+
+    Every config has a series with empty ``metric`` and ``decoder`` at 0, which Prometheus reads
+    as ``{config="<name>"} 0``: ebpf_exporter's series, one per config from the start, so its
+    queries and alerts on ``{config}`` work here; the errors are counted beside it, per metric
+    and decoder, which says what to fix (ebpf_exporter counts one per failed scrape of a config).
+    """
+    family = MetricFamily(full_name(namespace, DECODER_ERRORS_NAME), DECODER_ERRORS_HELP, "counter",
+                          ("config", "metric", "decoder"))
+    for config, errors in errors_by_config.items():
+        family.series[(config, "", "")] = 0
+        for (metric, decoder), count in errors.counts.items():
+            family.series[(config, metric, decoder)] = count
+    return family
 
 
 def go_float(value):
@@ -114,6 +133,27 @@ def go_float(value):
     if point >= len(digits):
         return sign + digits + "0" * (point - len(digits))
     return "%s%s.%s" % (sign, digits[:point], digits[point:])
+
+
+def go_duration(text):
+    """Seconds of a Go duration (time.ParseDuration: "1h", "90s", "1m30s", "500ms"); ValueError
+    for other text."""
+    units = (("ns", 1e-9), ("us", 1e-6), ("µs", 1e-6), ("ms", 1e-3), ("s", 1.0), ("m", 60.0), ("h", 3600.0))
+    rest, total = str(text).strip(), 0.0
+    if not rest or not isinstance(text, str):
+        raise ValueError("invalid duration %r" % (text,))
+    while rest:
+        number = len(rest) - len(rest.lstrip("0123456789."))
+        if number == 0:
+            raise ValueError("invalid duration %r" % text)
+        for unit, factor in units:
+            if rest[number:].startswith(unit) and not rest[number + len(unit):number + len(unit) + 1].isalpha():
+                total += float(rest[:number]) * factor
+                rest = rest[number + len(unit):]
+                break
+        else:
+            raise ValueError("invalid duration %r: a number needs a unit (ns, us, ms, s, m, h)" % text)
+    return total
 
 
 def parse_bucket_index(text):

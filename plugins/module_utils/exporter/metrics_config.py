@@ -12,6 +12,8 @@ The caller loads the YAML with whatever loader it has and hands the resulting di
         - name: <metric name, prefixed with "ebpf_exporter_" on output>
           help: <help text>
           labels: [<label>, ...]
+          perf_event_array: <bool>   # events counted as they arrive (exporter.perf_events)
+          flush_interval: <Go duration, default 1h: how often those counts start anew>
       histograms:
         - name: ...
           help: ...
@@ -28,14 +30,17 @@ The caller loads the YAML with whatever loader it has and hands the resulting di
       padding: <bytes skipped after it, default 0>
       decoders: [{name: <decoder>, static_map: {...}, allow_unknown: <bool>, regexps: [...]}]
 
-Beyond ebpf_exporter, the ``btf_enum`` decoder names a number after a constant of a kernel
-enum, read from the running kernel's BTF: ``{name: btf_enum, enum: skb_drop_reason,
-strip_prefix: SKB_DROP_REASON_, allow_unknown: <bool>}`` (after ``uint``). ebpf_exporter
-refuses a config that uses it.
+Beyond ebpf_exporter, ``{name: btf_enum, enum: skb_drop_reason, strip_prefix: SKB_DROP_REASON_,
+allow_unknown: <bool>}`` (after ``uint``) names a number after a kernel enum's constant (BTF).
 
-Other top-level keys (``kaddrs``, ``tracing``, ``cgroup_id_map``) belong to program loading
-and are ignored here. Every problem raises :class:`BpfError` naming the metric and the field,
-at load time, where ebpf_exporter would only fail (or misbehave) while collecting.
+ebpf_exporter's other top-level sections are not silently ignored: ``tracing`` (OpenTelemetry
+spans) is not supported, so a config with only ``tracing`` is refused and one with metrics too
+exports its metrics, with a note (MetricsConfig.notes) that the exporter logs; ``kaddrs`` and
+``cgroup_id_map`` are refused: both are things ebpf_exporter does to the object as it loads and
+runs it (kernel symbol addresses written into its ``kaddr_<symbol>`` variables before load; a
+map of cgroup ids it keeps filled), and here ebpf_program loads the object and the exporter only
+reads its maps, so the program would run without them. Other top-level keys are refused. Every
+problem raises :class:`BpfError` naming the metric and the field, at load time.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -46,14 +51,14 @@ import collections
 import re
 
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.families import go_duration
 
 BUCKET_TYPES = ("exp2", "exp2zero", "linear", "fixed")
 # Decoders known to exporter.decoders; "ifindex" is this collection's alias of "ifname",
 # "btf_enum" this collection's extension.
-DECODER_NAMES = ("btf_enum", "cgroup", "dname", "errno", "hex", "ifindex", "ifname", "inet_ip", "ksym",
-                 "majorminor", "regexp", "static_map", "string", "syscall", "uint")
-# ebpf_exporter decoders that need data this collection does not ship.
-UNSUPPORTED_DECODERS = ("kstack", "pci_class", "pci_device", "pci_subclass", "pci_vendor")
+DECODER_NAMES = ("btf_enum", "cgroup", "dname", "errno", "hex", "ifindex", "ifname", "inet_ip", "ksym", "kstack",
+                 "majorminor", "pci_class", "pci_device", "pci_subclass", "pci_vendor", "regexp", "static_map",
+                 "string", "syscall", "uint")
 
 _METRIC_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -78,8 +83,10 @@ enum and strip_prefix: the kernel enum's name and the prefix cut from its consta
 LabelConfig = collections.namedtuple("LabelConfig", "name size padding decoders")
 LabelConfig.__doc__ = "A label read from `size` bytes of the key, `padding` bytes skipped after it."
 
-CounterConfig = collections.namedtuple("CounterConfig", "name help labels")
-CounterConfig.__doc__ = "A counter: one series per distinct decoded label set, values summed."
+CounterConfig = collections.namedtuple("CounterConfig", "name help labels perf_event_array flush_interval",
+                                       defaults=(False, 3600.0))
+CounterConfig.__doc__ = """A counter: one series per distinct decoded label set, values summed; with
+perf_event_array, of the events counted as they arrive, anew every flush_interval seconds."""
 
 HistogramConfig = collections.namedtuple(
     "HistogramConfig", "name help labels bucket_type bucket_min bucket_max bucket_keys bucket_multiplier")
@@ -89,8 +96,17 @@ bucket_keys is a tuple of floats for "fixed" (else empty); bucket_multiplier is 
 config leaves it out or sets it to 0, as ebpf_exporter does.
 """
 
-MetricsConfig = collections.namedtuple("MetricsConfig", "counters histograms")
-MetricsConfig.__doc__ = "The checked metrics section: tuples of CounterConfig and HistogramConfig."
+MetricsConfig = collections.namedtuple("MetricsConfig", "counters histograms notes", defaults=((),))
+MetricsConfig.__doc__ = """The checked metrics section: tuples of CounterConfig and HistogramConfig,
+and notes: texts about sections of the config that are not exported (to log)."""
+
+TRACING_NOTE = "OpenTelemetry tracing (the 'tracing' section) is not supported; its metrics are exported"
+_UNSUPPORTED_SECTIONS = {
+    "kaddrs": "kernel symbol addresses are written into the object's kaddr_<symbol> variables when "
+              "ebpf_exporter loads it; here ebpf_program loads the object, so they would stay 0",
+    "cgroup_id_map": "ebpf_exporter fills that map with the ids of the matching cgroups as it runs the "
+                     "object; this exporter only reads maps, so the program would match no cgroup",
+}
 
 
 def key_size(labels):
@@ -111,7 +127,17 @@ def parse_metrics_config(config, source="config"):
     """
     if not isinstance(config, dict):
         raise BpfError("%s: expected a mapping with a 'metrics' key, got %s" % (source, _kind(config)))
+    for section, reason in sorted(_UNSUPPORTED_SECTIONS.items()):
+        if section in config:
+            raise BpfError("%s: the %r section is not supported: %s" % (source, section, reason))
+    unknown = set(config) - {"metrics", "tracing"}
+    if unknown:
+        raise BpfError("%s: unknown top-level key(s) %s; expected metrics"
+                       % (source, ", ".join(sorted(map(str, unknown)))))
+    notes = (TRACING_NOTE,) if "tracing" in config else ()
     metrics = config.get("metrics")
+    if metrics is None and notes:
+        raise BpfError("%s: %s, and this config has no metrics" % (source, TRACING_NOTE))
     if not isinstance(metrics, dict):
         raise BpfError("%s: 'metrics' must be a mapping with 'counters' and/or 'histograms'" % source)
     unknown = set(metrics) - {"counters", "histograms"}
@@ -131,7 +157,7 @@ def parse_metrics_config(config, source="config"):
             raise BpfError("%s: more than one metric is named %r; each metric reads the map of its "
                            "name, so names must be unique" % (source, metric.name))
         seen.add(metric.name)
-    return MetricsConfig(parsed_counters, parsed_histograms)
+    return MetricsConfig(parsed_counters, parsed_histograms, notes)
 
 
 def with_static_maps(config, static_maps, where):
@@ -160,7 +186,8 @@ def with_static_maps(config, static_maps, where):
     def fill_metric(metric):
         return metric._replace(labels=tuple(fill_label(label) for label in metric.labels))
 
-    out = MetricsConfig(tuple(fill_metric(m) for m in config.counters), tuple(fill_metric(m) for m in config.histograms))
+    out = config._replace(counters=tuple(fill_metric(m) for m in config.counters),
+                          histograms=tuple(fill_metric(m) for m in config.histograms))
     missing = sorted(set(static_maps) - filled)
     if missing:
         raise BpfError("%s: static_maps names label(s) %s, which have no static_map decoder in the metrics"
@@ -180,11 +207,17 @@ def _metric_list(metrics, key, source):
 def _parse_counter(item, index, source):
     where = "%s: counter #%d" % (source, index)
     name, help_text, where = _name_and_help(item, where, _COUNTER_KEYS)
-    if item.get("perf_event_array"):
-        raise BpfError("%s: perf_event_array counters are not supported; only counters read from "
-                       "maps can be exported to a text file" % where)
+    perf = item.get("perf_event_array", False)
+    if not isinstance(perf, bool):
+        raise BpfError("%s: perf_event_array must be true or false, got %r" % (where, perf))
+    if "flush_interval" in item and not perf:
+        raise BpfError("%s: flush_interval applies to perf_event_array counters only" % where)
+    try:
+        flush = go_duration(item.get("flush_interval", "1h"))
+    except ValueError as exc:
+        raise BpfError("%s: flush_interval must be a duration such as \"10m\": %s" % (where, exc))
     labels = _parse_labels(item.get("labels"), where, required=False)
-    return CounterConfig(name, help_text, labels)
+    return CounterConfig(name, help_text, labels, perf, flush)
 
 
 def _parse_histogram(item, index, source):
@@ -292,9 +325,6 @@ def _parse_decoder(decoder, where):
         raise BpfError("%s: unknown key(s) %s; expected allow_unknown, enum, name, regexps, static_map, strip_prefix"
                        % (where, ", ".join(sorted(map(str, unknown)))))
     name = decoder.get("name")
-    if name in UNSUPPORTED_DECODERS:
-        raise BpfError("%s: decoder %r is not supported by this exporter; supported: %s"
-                       % (where, name, ", ".join(DECODER_NAMES)))
     if name not in DECODER_NAMES:
         raise BpfError("%s: unknown decoder %r; expected one of %s" % (where, name, ", ".join(DECODER_NAMES)))
 
@@ -353,10 +383,9 @@ def _scalar_text(value):
 
 
 def _int_field(item, key, where):
-    value = item.get(key)
-    if not _is_int(value):
-        raise BpfError("%s: %s must be an integer, got %r" % (where, key, value))
-    return value
+    if not _is_int(item.get(key)):
+        raise BpfError("%s: %s must be an integer, got %r" % (where, key, item.get(key)))
+    return item[key]
 
 
 def _is_int(value):

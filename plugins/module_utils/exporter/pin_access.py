@@ -10,9 +10,13 @@ needs. :func:`grant_pin_access` gives, for each configured object under the pin 
 
 * ``<pin_root>``: search permission for the group (``g+x``) unless everyone has it already;
 * ``<pin_root>/<name>``, ``progs/``, ``maps/``: group ``group``, mode 0750;
-* every pin in ``progs/`` and ``maps/``, and the load record ``state``: group ``group``, mode 0640.
+* every pin in ``progs/`` and ``maps/``, and the load record ``state``: group ``group``, mode 0640,
+  but 0660 for a PERF_EVENT_ARRAY map: a perf_event_array counter puts its perf buffers in it
+  (exporter.perf_events), which needs the map opened read-write;
+* ``links/``: group ``group``, mode 0750, so the exporter can list the link pins' names (which
+  say what is attached where: exporter.link_pins).
 
-Link pins (``links/``) are left alone: the kernel opens a link only read-write, and a writable
+The link pins themselves are left alone: the kernel opens a link only read-write, and a writable
 link would let its holder detach the program. A reload pins new programs (0600 again), so this
 has to run after every load: the role's path unit runs it whenever the pins change, and the
 service runs it before it starts. Nothing is changed that already fits.
@@ -27,13 +31,23 @@ import grp
 import os
 import stat
 
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_syscall as sc
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpffs
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
 from ansible_collections.ebpf.observability.plugins.module_utils.state.pin_state import STATE_PIN
-from ansible_collections.ebpf.observability.plugins.module_utils.state.pin_state import MAPS_DIR, PROGS_DIR
+from ansible_collections.ebpf.observability.plugins.module_utils.state.pin_state import LINKS_DIR, MAPS_DIR, PROGS_DIR
 
 DIR_MODE = 0o750
 PIN_MODE = 0o640
+WRITABLE_PIN_MODE = 0o660
+
+
+def _is_perf_event_array(path):
+    try:
+        with sc.obj_get(path, sc.BPF_F_RDONLY) as fd:
+            return sc.map_info(fd)["type_name"] == "perf_event_array"
+    except BpfError:
+        return False  # not a map, or gone
 
 
 def group_id(group):
@@ -99,11 +113,15 @@ def grant_pin_access(pin_root, names, group, check_mode=False):
             continue
         _fix(pin_dir, gid, DIR_MODE, check_mode, changes)
         _fix(os.path.join(pin_dir, STATE_PIN), gid, PIN_MODE, check_mode, changes)
-        for sub in (PROGS_DIR, MAPS_DIR):
+        for sub in (PROGS_DIR, MAPS_DIR, LINKS_DIR):
             directory = os.path.join(pin_dir, sub)
             if not os.path.isdir(directory):
                 continue
             _fix(directory, gid, DIR_MODE, check_mode, changes)
+            if sub == LINKS_DIR:
+                continue  # the names only, never the links
             for pin in bpffs.list_pins(directory):
-                _fix(os.path.join(directory, pin), gid, PIN_MODE, check_mode, changes)
+                path = os.path.join(directory, pin)
+                _fix(path, gid, WRITABLE_PIN_MODE if sub == MAPS_DIR and _is_perf_event_array(path) else PIN_MODE,
+                     check_mode, changes)
     return changes

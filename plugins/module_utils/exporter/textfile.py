@@ -9,6 +9,9 @@ A pass (:meth:`Exporter.collect`) does, for each configured program (exporter.co
   opened read-only (BPF_F_RDONLY) and read with BPF_MAP_LOOKUP_BATCH; the map's key and value
   sizes are checked against the metric's labels; MetricsCollector turns the entries into
   families as cloudflare/ebpf_exporter does (metric names ``ebpf_exporter_<metric>``);
+* a ``perf_event_array`` counter counts the events of the perf event array pinned there as they
+  arrive (perf_events: continuously in the long-running exporter, what is pending at a
+  ``--once`` pass), with ``dropped_perf_event_map_events_<metric>`` for those the kernel lost;
 * the programs pinned in ``<pin_dir>/progs/`` give the self metrics below.
 
 A map that cannot be opened, read or decoded is left out and counted in
@@ -17,17 +20,15 @@ A problem is logged when it first appears, when its message changes and when it 
 every pass. Collectors and their label caches live as long as the Exporter, so a long-running
 exporter decodes each distinct label value once.
 
-Self metrics:
+Self metrics (the programs' own ones, under this collection's names and ebpf_exporter's, are
+listed in self_metrics):
 
 ==================================================  ==============================================
-``ebpf_programs_loaded{program_type}``              pinned programs of the configured objects
-``ebpf_programs_attached{interface,program_type}``  their attachments (XDP, TC, bpf_links;
-                                                    ``interface`` is empty for tracepoints)
+``ebpf_programs_attached{interface,program_type}``  attachments of the configured objects'
+                                                    programs (XDP, TC, bpf_links; ``interface``
+                                                    is empty for tracepoints)
 ``ebpf_attachment_errors_total{interface,           failed attach attempts, from ebpf_attach's
 error_type}``                                       event file (attach_events)
-``ebpf_program_run_count_total{object,program,      runs and run time per program, only while
-program_type}``, ``ebpf_program_run_time_seconds_   ``kernel.bpf_stats_enabled`` is 1
-total{...}``
 ``ebpf_exporter_bpf_stats_enabled``                 that sysctl (0 or 1)
 ``ebpf_exporter_last_success_timestamp_seconds``    end of the last pass that read every map
                                                     (0 until one did)
@@ -35,9 +36,13 @@ total{...}``
 ``ebpf_exporter_map_errors_total{program,map}``     maps that could not be read, since start
 ``ebpf_exporter_source_errors_total{source}``       self-metric sources that failed, since start
                                                     (``programs``, ``attachments``,
-                                                    ``attach_events``)
-``ebpf_exporter_decoder_errors_total{metric,        entries left out by a failing decoder, since
-decoder}``                                          start (families.DecoderErrors)
+                                                    ``link_pins``, ``attach_events``)
+``ebpf_exporter_metric_series{config, metric}``     series (label sets) of each metric last read
+``ebpf_exporter_series_limit_exceeded_total{config,  passes that left a metric out for having more
+metric}``                                           series than ``max_series_per_metric``
+``ebpf_exporter_decoder_errors_total{config,        entries left out by a failing decoder, since
+metric, decoder}``                                  start, and ``{config}`` at 0 for each config
+                                                    as in ebpf_exporter (decoder_errors_family)
 ==================================================  ==============================================
 
 An attachment event file that cannot be read or is damaged is logged and counted under
@@ -45,8 +50,10 @@ An attachment event file that cannot be read or is damaged is logged and counted
 ``--once`` (a fresh process, no earlier counts) exports the family without series and exits 1.
 
 Attachments are looked up in the exporter's own network namespace. Listing bpf_links needs
-CAP_SYS_ADMIN; without it the attachment source fails and ``ebpf_programs_attached`` is left
-out (counted under ``source="attachments"``).
+CAP_SYS_ADMIN; without it the XDP and TC attachments made over netlink are counted, and the
+bpf_links (TCX, tracing) the objects' link pins name (link_pins; ``source="link_pins"`` counts
+an object whose ``links/`` cannot be listed), and ``ebpf_exporter_ebpf_program_attached`` has
+no series for a program none of those attach (a foreign tool's unpinned link is not seen).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -66,7 +73,12 @@ from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors i
 from ansible_collections.ebpf.observability.plugins.module_utils.state.atomic_file import write_atomic
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.decoders import Decoders
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.families import (
-    DecoderErrors, MapSnapshot, MetricFamily,
+    DecoderErrors, MapSnapshot, MetricFamily, decoder_errors_family,
+)
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.link_pins import pinned_link_attachments
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.perf_events import PerfCounters
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.self_metrics import (
+    attached_family, program_families,
 )
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.collector import MetricsCollector
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.text_format import TextRenderer
@@ -89,16 +101,19 @@ def read_bpf_stats_enabled(path=BPF_STATS_SYSCTL):
 ARRAY_MAP_TYPES = ("array", "percpu_array")
 
 
-def read_metric_map(collector, metric, path):
-    """MapSnapshot of the map pinned at ``path`` for ``metric``; BpfError when it does not fit."""
+def read_metric_map(collector, metric, path, skip_zero_array_entries=False):
+    """MapSnapshot of the map pinned at ``path`` for ``metric``; BpfError when it does not fit.
+
+    Every index of an array map is an entry, zero or not, as in ebpf_exporter (dashboards see
+    the series at zero); ``skip_zero_array_entries`` leaves out those zero on every CPU.
+    """
     with sc.obj_get(path, sc.BPF_F_RDONLY) as fd:
         info = sc.map_info(fd)
         percpu = sc.is_percpu_map_type(info["type"])
         collector.check_map(metric, info["key_size"], info["value_size"], percpu)
         size = sc.percpu_value_size(info["value_size"]) if percpu else info["value_size"]
         entries = sc.map_lookup_batch(fd, info["key_size"], size, info["max_entries"])
-    if info["type_name"] in ARRAY_MAP_TYPES:
-        # An array holds every index: only those written to are series (as in a hash map).
+    if skip_zero_array_entries and info["type_name"] in ARRAY_MAP_TYPES:
         zero = bytes(size)
         entries = [entry for entry in entries if entry[1] != zero]
     return MapSnapshot(entries, info["value_size"], percpu)
@@ -132,16 +147,22 @@ class Exporter:
 
     def __init__(self, config, decoders=None, clock=time.time, bpf_stats_path=BPF_STATS_SYSCTL):
         self.config = config
-        self.decoders = decoders if decoders is not None else Decoders()
-        self.decoder_errors = DecoderErrors()
+        self.decoders = decoders if decoders is not None else Decoders(syscall_names=config.syscall_names)
+        self.decoder_errors = {}  # program name -> DecoderErrors
         self.collectors = {}
         self.renderer = TextRenderer()
         for program in config.programs:
             if program.metrics is not None:
-                self.collectors[program.name] = MetricsCollector(program.metrics, self.decoders, self.decoder_errors)
+                errors = self.decoder_errors[program.name] = DecoderErrors()
+                self.collectors[program.name] = MetricsCollector(program.metrics, self.decoders, errors)
+                for note in program.metrics.notes:
+                    LOG.warning("%s (metrics from %s): %s", program.name, program.source, note)
         self.clock = clock
         self.bpf_stats_path = bpf_stats_path
         self.map_errors = {}
+        self.perf = PerfCounters(time.monotonic)
+        self.series_counts = {}  # (program, metric) -> series of the last pass
+        self.series_limit_hits = {}
         self.source_errors = {}
         self.last_success = 0.0
         self.problems = {}
@@ -162,10 +183,9 @@ class Exporter:
             if collector is not None:
                 map_failures += self._collect_program(program, collector, families)
         programs = self._programs()
-        for family in self._program_families(programs):
+        for family in program_families(programs, read_bpf_stats_enabled(self.bpf_stats_path)) + self._self_families():
             families[family.name] = family
-        family = self._attached(programs)
-        if family is not None:
+        for family in self._attached(programs):
             families[family.name] = family
         self._end_problems()
         if map_failures == 0:
@@ -193,8 +213,14 @@ class Exporter:
             path = os.path.join(maps_dir, metric)
             key = ("map", program.name, metric)
             try:
-                family = collector.collect_metric(metric, read_metric_map(collector, metric, path))
-                if family is not None and family.series:
+                config = collector.plans[metric].metric
+                if getattr(config, "perf_event_array", False):
+                    snapshot, dropped = self.perf.snapshot((program.name, metric), config, path)
+                    families[dropped.name] = dropped
+                else:
+                    snapshot = read_metric_map(collector, metric, path, self.config.skip_zero_array_entries)
+                family = collector.collect_metric(metric, snapshot)
+                if family is not None and family.series and self._within_limit(program.name, metric, family):
                     self._merge(families, family, program.name)
             except BpfError as e:
                 failures += 1
@@ -207,6 +233,18 @@ class Exporter:
                 self._count(self.map_errors, (program.name, metric))
                 self._problem(key, "%s/%s: unexpected %s: %s" % (program.name, metric, type(e).__name__, e))
         return failures
+
+    def _within_limit(self, program, metric, family):
+        """Whether the family's series (label sets) fit max_series_per_metric; one that does not
+        is left out of this pass, counted and logged (it comes back when it fits again)."""
+        count = self.series_counts[(program, metric)] = len(family.series)
+        limit = self.config.max_series_per_metric
+        if not limit or count <= limit:
+            return True
+        self._count(self.series_limit_hits, (program, metric))
+        self._problem(("series", program, metric), "%s/%s: %d series, more than max_series_per_metric (%d): "
+                      "left out until it has fewer" % (program, metric, count, limit))
+        return False
 
     def _merge(self, families, family, program):
         """Add a family; two objects exporting one metric (say both syscall_latency variants)
@@ -240,33 +278,16 @@ class Exporter:
                 self._problem(("programs", program.name), "%s: cannot read the pinned programs: %s" % (program.name, e))
         return found
 
-    def _program_families(self, programs):
-        loaded = MetricFamily("ebpf_programs_loaded", "BPF programs pinned by the configured objects, by program type",
-                              "gauge", ("program_type",))
-        for _obj, _name, info in programs:
-            loaded.add((info["type_name"],), 1)
-        enabled = read_bpf_stats_enabled(self.bpf_stats_path)
+    def _self_families(self):
+        """ebpf_exporter_bpf_stats_enabled and ebpf_attachment_errors_total."""
         stats_on = MetricFamily("ebpf_exporter_bpf_stats_enabled",
                                 "Whether the kernel counts BPF program runs and run time (kernel.bpf_stats_enabled)",
                                 "gauge")
-        stats_on.add((), 1 if enabled else 0)
-        families = [loaded, stats_on]
-        if enabled:
-            labels = ("object", "program", "program_type")
-            count = MetricFamily("ebpf_program_run_count_total", "Times the program ran since bpf stats were enabled",
-                                 "counter", labels)
-            run_time = MetricFamily("ebpf_program_run_time_seconds_total",
-                                    "Time the program ran since bpf stats were enabled", "counter", labels)
-            for obj, name, info in programs:
-                if "run_cnt" in info:
-                    count.add((obj, name, info["type_name"]), info["run_cnt"])
-                    run_time.add((obj, name, info["type_name"]), info["run_time_ns"] / 1e9)
-            families.extend((count, run_time))
+        stats_on.add((), 1 if read_bpf_stats_enabled(self.bpf_stats_path) else 0)
         errors = MetricFamily("ebpf_attachment_errors_total", "Failed attach attempts, by interface and error type",
                               "counter", ("interface", "error_type"))
         errors.series.update(self._attach_error_counts())
-        families.append(errors)
-        return families
+        return [stats_on, errors]
 
     def _attach_error_counts(self):
         """The event file's counts; when it cannot be read, the last counts read (none yet in a
@@ -283,31 +304,50 @@ class Exporter:
         return self.attach_counts or {}
 
     def _attached(self, programs):
+        """ebpf_programs_attached and ebpf_exporter_ebpf_program_attached; none when the
+        attachments cannot be listed."""
         types = dict((info["id"], info["type_name"]) for _obj, _name, info in programs)
         family = MetricFamily("ebpf_programs_attached",
                               "Attachments of the configured objects' programs, by interface and program type",
                               "gauge", ("interface", "program_type"))
         if not types:
-            return family
+            return [family, attached_family(programs, (), True)]
+        complete = True
         try:
             try:
                 found = attachments.find_attachments(types)
             except BpfError as e:
                 if e.errno != errno.EPERM:
                     raise
-                # Listing bpf_links needs CAP_SYS_ADMIN: without it, XDP and TC attachments only.
-                found = attachments.find_attachments(types, links=False)
+                # Listing bpf_links needs CAP_SYS_ADMIN: without it, XDP and TC attachments over
+                # netlink, and the links the objects' link pins name.
+                found = attachments.find_attachments(types, links=False) + self._pinned_links(programs)
+                complete = False
         except BpfError as e:
             self._count(self.source_errors, ("attachments",))
             self._problem(("attachments",), "cannot list the attachments: %s" % e)
-            return None
+            return []
         # An XDP program attached through a bpf_link is reported as "xdp" and as "link".
         xdp_links = set(a["link_id"] for a in found if a["kind"] == "xdp" and "link_id" in a)
         for attachment in found:
             if attachment["kind"] == "link" and attachment["link_id"] in xdp_links:
                 continue
             family.add((attachment.get("interface") or "", types[attachment["prog_id"]]), 1)
-        return family
+        return [family, attached_family(programs, set(a["prog_id"] for a in found), complete)]
+
+    def _pinned_links(self, programs):
+        found = []
+        by_object = {}
+        for obj, name, info in programs:
+            by_object.setdefault(obj, {})[name] = info
+        for program in self.config.programs:
+            try:
+                found.extend(pinned_link_attachments(program.pin_dir, by_object.get(program.name, {})))
+            except BpfError as e:
+                self._count(self.source_errors, ("link_pins",))
+                self._problem(("link_pins", program.name), "%s: cannot list the link pins: %s; run "
+                              "--grant-access as root" % (program.name, e))
+        return found
 
     def _health(self, duration):
         success = MetricFamily("ebpf_exporter_last_success_timestamp_seconds",
@@ -322,7 +362,13 @@ class Exporter:
         source_errors = MetricFamily("ebpf_exporter_source_errors_total",
                                      "Failed reads of a self-metric source (per object for programs)", "counter", ("source",))
         source_errors.series.update(self.source_errors)
-        return [success, run, map_errors, source_errors, self.decoder_errors.family()]
+        series = MetricFamily("ebpf_exporter_metric_series", "Series (label sets) of the metric in the last pass that "
+                              "read it", "gauge", ("config", "metric"))
+        series.series.update(self.series_counts)
+        limited = MetricFamily("ebpf_exporter_series_limit_exceeded_total", "Passes that left the metric out for "
+                               "having more series than max_series_per_metric", "counter", ("config", "metric"))
+        limited.series.update(self.series_limit_hits)
+        return [success, run, map_errors, source_errors, decoder_errors_family(self.decoder_errors), series, limited]
 
     # -- problems -------------------------------------------------------------------------
 

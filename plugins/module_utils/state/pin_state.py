@@ -16,7 +16,9 @@ __metaclass__ = type
 
 import json
 import os
+import re
 import struct
+import zlib
 
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_syscall as sc
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpffs
@@ -33,6 +35,20 @@ STATE_MAP_NAME = "ebpfo_state"
 FORMAT = 1
 _KEY = struct.pack("<I", 0)
 _ALIGN = 256
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def pin_key(*parts):
+    """A bpffs-safe pin name made of ``parts``; parts that needed changing get a short hash so
+    two different targets never share a pin. Link pins are named so under ``links/``:
+    ``<program>-tc-<interface>-<direction>`` and ``<program>-<tracing hook>-<target>``."""
+    raw = "-".join(str(p) for p in parts if p not in (None, ""))
+    safe = _UNSAFE.sub("_", raw).lstrip("-")
+    if safe != raw or len(safe) > 120:
+        safe = "%s-%08x" % (safe[:110], zlib.crc32(raw.encode("utf-8")) & 0xFFFFFFFF)
+    return safe
 
 
 def read(pin_dir):
