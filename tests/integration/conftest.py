@@ -3,6 +3,8 @@ CO-RE against this kernel's BTF, a private pin root on bpffs, network namespaces
 pairs, and tiny programs to attach."""
 import os
 import re
+import shutil
+import tempfile
 
 import pytest
 
@@ -10,6 +12,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.kernel import b
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.netlink import Netlink
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.program import ProgramBackend
 from bpf_objects import build_test_objects
+from exporter_harness import PREFIX as EXPORTER_PREFIX, build_programs
 from netns import veth_netns_pair
 from tiny_programs import load_cls, load_xdp
 
@@ -107,3 +110,20 @@ def cls_progs():
     yield progs
     for prog in progs:
         prog.close()
+
+
+# ------------------------------------------------------------------------- the exporter
+
+@pytest.fixture(scope="module")
+def built():
+    """{name: object path} of the collection's programs, built for the exporter tests."""
+    return build_programs()
+
+
+@pytest.fixture
+def work():
+    """A temporary directory every user can read (the exporter runs as nobody in some tests)."""
+    path = tempfile.mkdtemp(prefix=EXPORTER_PREFIX + "-")
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
