@@ -1,4 +1,4 @@
-"""bpf_syscall against the running kernel (root, no libbpf): maps, batch reads, pins,
+"""bpf_syscall against the running kernel (root): maps, batch reads, pins,
 programs, test runs, object info, links, fd kinds."""
 import ctypes
 import errno
@@ -14,6 +14,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.kernel import b
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_syscall as bs
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_call
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpffs
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import libbpf
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for bpf()")
@@ -36,7 +37,8 @@ def pin_dir():
 
 @pytest.fixture
 def bpf_calls(monkeypatch):
-    """Every bpf() call made through the module: (cmd, result, attr.count or None)."""
+    """Every bpf() call made through the module, raw or through the libbpf wrappers that map
+    reads use: (cmd, result, count or None)."""
     calls = []
     real = bpf_call.sys_bpf
 
@@ -45,7 +47,19 @@ def bpf_calls(monkeypatch):
         calls.append((cmd, ret, getattr(attr, "count", None)))
         return ret
 
+    def recorder(cmd, wrapper):
+        def call(*args):
+            ret = wrapper(*args)
+            counts = [a.value for a in args if isinstance(a, ctypes.c_uint32)]
+            calls.append((cmd, ret, counts[0] if counts else None))
+            return ret
+        return call
+
     monkeypatch.setattr(bpf_call, "sys_bpf", recording)
+    lb = libbpf.lib()
+    for name, cmd in (("bpf_map_lookup_batch", bs.BPF_MAP_LOOKUP_BATCH), ("bpf_map_get_next_key", bs.BPF_MAP_GET_NEXT_KEY),
+                      ("bpf_map_lookup_elem", bs.BPF_MAP_LOOKUP_ELEM)):
+        monkeypatch.setattr(lb, name, recorder(cmd, getattr(lb, name)))
     return calls
 
 

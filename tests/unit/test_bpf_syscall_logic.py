@@ -143,31 +143,41 @@ def test_syscall_numbers():
         bs.sys_bpf_number("pdp11")
 
 
-# --- layouts against include/uapi/linux/bpf.h ----------------------------------------------------
+# --- layouts against include/uapi/linux/bpf.h and libbpf 1.1's bpf/bpf.h -------------------------
 
 @pytest.mark.parametrize("cls, size", [
-    (bpf_structs.MapElemAttr, 32), (bpf_structs.MapBatchAttr, 56), (bpf_structs.ObjAttr, 24), (bpf_structs.GetIdAttr, 12),
-    (bpf_structs.InfoAttr, 16), (bpf_structs.RawTracepointAttr, 24), (bpf_structs.LinkCreateAttr, 64),
+    (bpf_structs.RawTracepointAttr, 24), (bpf_structs.MprogLinkCreateAttr, 32), (bpf_structs.ProgQueryAttr, 64),
     (bpf_structs.BpfProgInfo, 232), (bpf_structs.BpfMapInfo, 88), (bpf_structs.BpfLinkInfo, 64),
+    (bpf_structs.MapCreateOpts, 48), (bpf_structs.ProgLoadOpts, 104), (bpf_structs.MapBatchOpts, 24),
+    (bpf_structs.FlagsOpts, 16), (bpf_structs.TestRunOpts, 80), (bpf_structs.LinkCreateOpts, 64),
+    (bpf_structs.LinkUpdateOpts, 16),
 ])
 def test_struct_sizes(cls, size):
     assert sizeof(cls) == size
 
 
 @pytest.mark.parametrize("cls, field, offset", [
-    (bpf_structs.MapCreateAttr, "map_name", 28), (bpf_structs.MapCreateAttr, "map_extra", 64),
-    (bpf_structs.ProgLoadAttr, "prog_name", 48), (bpf_structs.ProgLoadAttr, "expected_attach_type", 68),
-    (bpf_structs.ProgLoadAttr, "fd_array", 120), (bpf_structs.ProgLoadAttr, "log_true_size", 140),
-    (bpf_structs.ProgTestRunAttr, "ctx_in", 48), (bpf_structs.ProgTestRunAttr, "batch_size", 72),
-    (bpf_structs.MapBatchAttr, "count", 32), (bpf_structs.MapBatchAttr, "elem_flags", 40),
+    (bpf_structs.MprogLinkCreateAttr, "relative_fd", 16), (bpf_structs.MprogLinkCreateAttr, "expected_revision", 24),
+    (bpf_structs.ProgQueryAttr, "count", 24), (bpf_structs.ProgQueryAttr, "link_ids", 40),
+    (bpf_structs.ProgQueryAttr, "revision", 56),
     (bpf_structs.BpfProgInfo, "map_ids", 56), (bpf_structs.BpfProgInfo, "name", 64),
     (bpf_structs.BpfProgInfo, "netns_dev", 88), (bpf_structs.BpfProgInfo, "btf_id", 128),
     (bpf_structs.BpfProgInfo, "run_time_ns", 192), (bpf_structs.BpfProgInfo, "verified_insns", 216),
     (bpf_structs.BpfMapInfo, "name", 24), (bpf_structs.BpfMapInfo, "btf_id", 64), (bpf_structs.BpfMapInfo, "map_extra", 80),
     (bpf_structs.BpfLinkInfo, "u", 16),
+    (bpf_structs.MapCreateOpts, "map_extra", 32), (bpf_structs.ProgLoadOpts, "fd_array", 48),
+    (bpf_structs.ProgLoadOpts, "log_buf", 96), (bpf_structs.TestRunOpts, "ctx_in", 32),
+    (bpf_structs.TestRunOpts, "retval", 56), (bpf_structs.TestRunOpts, "batch_size", 76),
+    (bpf_structs.LinkCreateOpts, "target_btf_id", 28), (bpf_structs.LinkCreateOpts, "bpf_cookie", 32),
 ])
 def test_field_offsets(cls, field, offset):
     assert getattr(cls, field).offset == offset
+
+
+def test_libbpf_options_carry_their_size():
+    # libbpf refuses (EINVAL) an option struct whose sz is smaller than a size_t
+    opts = bpf_structs.LinkUpdateOpts(flags=4)
+    assert (opts.sz, opts.flags, opts.old_prog_fd) == (16, 4, 0)
 
 
 def test_perf_event_link_names_share_one_offset():

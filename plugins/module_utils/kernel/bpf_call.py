@@ -1,11 +1,12 @@
 # -*- coding: utf-8 -*-
 # Copyright: ebpf.observability contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The bpf(2) system call through ctypes, without libbpf: its entry point, file descriptors, errors.
+"""What the bpf_* modules share: file descriptors, errors, and the bpf(2) system call through
+ctypes for the few commands libbpf 1.1's wrappers cannot issue with the options needed.
 
 Every function of the kernel layer's bpf_* modules that returns a file descriptor returns a
 BpfFd; every function that takes one accepts a BpfFd or a plain int. Every kernel failure
-raises BpfError. Layouts follow include/uapi/linux/bpf.h (bpf_structs).
+raises BpfError. Layouts follow include/uapi/linux/bpf.h and libbpf 1.1 (bpf_structs).
 """
 
 from __future__ import absolute_import, division, print_function

@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: ebpf.observability contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Map creation and element access through bpf(2), single and batched, per-CPU values."""
+"""Map creation and element access through libbpf's bpf_* wrappers, single and batched, per-CPU
+values."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -11,21 +12,17 @@ import ctypes
 import errno
 import functools
 import struct
-from ctypes import addressof, create_string_buffer
+from ctypes import c_uint32, create_string_buffer
 
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.bpf_consts import (
-    BPF_ANY, BPF_MAP_CREATE, BPF_MAP_DELETE_ELEM, BPF_MAP_GET_NEXT_KEY, BPF_MAP_LOOKUP_BATCH,
-    BPF_MAP_LOOKUP_ELEM, BPF_MAP_TYPE_LRU_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY,
-    BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE, BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_UPDATE_BATCH,
-    BPF_MAP_UPDATE_ELEM, map_type_name,
+    BPF_ANY, BPF_MAP_TYPE_LRU_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY,
+    BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE, BPF_MAP_TYPE_PERCPU_HASH, map_type_name,
 )
-from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_call
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import libbpf
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.bpf_call import (
     ENOTSUPP, BpfFd, fdnum, fail, obj_name, buffer_of,
 )
-from ansible_collections.ebpf.observability.plugins.module_utils.kernel.bpf_structs import (
-    MapCreateAttr, MapElemAttr, MapBatchAttr,
-)
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.bpf_structs import MapCreateOpts, MapBatchOpts
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError, PermissionHint
 
 # ---------------------------------------------------------------------------------------
@@ -89,12 +86,10 @@ def percpu_value_size(value_size, ncpus=None):
 def map_create(map_type, key_size, value_size, max_entries, name="", flags=0,
                inner_map_fd=None, map_extra=0):
     """Create a map; returns its fd."""
-    attr = MapCreateAttr(map_type=map_type, key_size=key_size, value_size=value_size,
-                         max_entries=max_entries, map_flags=flags, map_name=obj_name(name),
-                         map_extra=map_extra)
+    opts = MapCreateOpts(map_flags=flags, map_extra=map_extra)
     if inner_map_fd is not None:
-        attr.inner_map_fd = fdnum(inner_map_fd)
-    ret = bpf_call.sys_bpf(BPF_MAP_CREATE, attr)
+        opts.inner_map_fd = fdnum(inner_map_fd)
+    ret = libbpf.lib().bpf_map_create(map_type, obj_name(name), key_size, value_size, max_entries, opts)
     if ret < 0:
         raise fail("creating %s map %r (key %d, value %d, %d entries)"
                    % (map_type_name(map_type), name, key_size, value_size, max_entries), ret, {
@@ -115,8 +110,7 @@ def map_lookup(fd, key, value_size):
     For per-CPU maps pass percpu_value_size(value_size)."""
     val = create_string_buffer(value_size)
     kbuf, kaddr = buffer_of(key)
-    ret = bpf_call.sys_bpf(BPF_MAP_LOOKUP_ELEM, MapElemAttr(map_fd=fdnum(fd), key=kaddr,
-                                                            value=addressof(val)))
+    ret = libbpf.lib().bpf_map_lookup_elem(fdnum(fd), kaddr, val)
     if ret < 0:
         if ret == -errno.ENOENT:
             return None
@@ -129,8 +123,7 @@ def map_update(fd, key, value, flags=BPF_ANY):
     """Store `value` under `key` (flags: BPF_ANY, BPF_NOEXIST, BPF_EXIST)."""
     kbuf, kaddr = buffer_of(key)
     vbuf, vaddr = buffer_of(value)
-    ret = bpf_call.sys_bpf(BPF_MAP_UPDATE_ELEM, MapElemAttr(map_fd=fdnum(fd), key=kaddr, value=vaddr,
-                                                            flags=flags))
+    ret = libbpf.lib().bpf_map_update_elem(fdnum(fd), kaddr, vaddr, flags)
     if ret < 0:
         raise fail("updating key %s in map fd %d" % (bytes(key).hex(), fdnum(fd)), ret, {
             errno.EPERM: _READ_ONLY_HINT,
@@ -143,7 +136,7 @@ def map_update(fd, key, value, flags=BPF_ANY):
 def map_delete(fd, key, missing_ok=False):
     """Delete `key`; a missing key raises BpfError (errno ENOENT) unless missing_ok."""
     kbuf, kaddr = buffer_of(key)
-    ret = bpf_call.sys_bpf(BPF_MAP_DELETE_ELEM, MapElemAttr(map_fd=fdnum(fd), key=kaddr))
+    ret = libbpf.lib().bpf_map_delete_elem(fdnum(fd), kaddr)
     if ret < 0:
         if ret == -errno.ENOENT and missing_ok:
             return
@@ -161,8 +154,7 @@ def map_next_key(fd, key, key_size):
         kbuf, kaddr = None, 0
     else:
         kbuf, kaddr = buffer_of(key)
-    ret = bpf_call.sys_bpf(BPF_MAP_GET_NEXT_KEY, MapElemAttr(map_fd=fdnum(fd), key=kaddr,
-                                                             value=addressof(nxt)))
+    ret = libbpf.lib().bpf_map_get_next_key(fdnum(fd), kaddr, nxt)
     if ret < 0:
         if ret == -errno.ENOENT:
             return None
@@ -175,25 +167,26 @@ def map_dump_per_key(fd, key_size, value_size):
 
     Works on every kernel and every iterable map type; map_lookup_batch is faster."""
     num = fdnum(fd)
+    lb = libbpf.lib()
+    next_key, lookup = lb.bpf_map_get_next_key, lb.bpf_map_lookup_elem
     cur = create_string_buffer(key_size)
     nxt = create_string_buffer(key_size)
     val = create_string_buffer(value_size)
-    step = MapElemAttr(map_fd=num, key=0, value=addressof(nxt))
-    look = MapElemAttr(map_fd=num, key=addressof(nxt), value=addressof(val))
+    key = None  # the first call asks for the first key
     out = []
     while True:
-        ret = bpf_call.sys_bpf(BPF_MAP_GET_NEXT_KEY, step)
+        ret = next_key(num, key, nxt)
         if ret < 0:
             if ret == -errno.ENOENT:
                 return out
             raise fail("iterating the keys of map fd %d" % num, ret)
-        ret = bpf_call.sys_bpf(BPF_MAP_LOOKUP_ELEM, look)
+        ret = lookup(num, nxt, val)
         if ret == 0:
             out.append((nxt.raw, val.raw))
         elif ret != -errno.ENOENT:  # deleted between the two calls: skip it
             raise fail("looking up a key in map fd %d" % num, ret)
         ctypes.memmove(cur, nxt, key_size)
-        step.key = addressof(cur)
+        key = cur
 
 
 @functools.lru_cache(maxsize=32)
@@ -208,7 +201,7 @@ _BATCH_BYTES_MAX = 64 << 20
 
 
 def map_lookup_batch(fd, key_size, value_size, max_entries, batch=None):
-    """All (key, value) pairs through BPF_MAP_LOOKUP_BATCH.
+    """All (key, value) pairs through BPF_MAP_LOOKUP_BATCH (libbpf's bpf_map_lookup_batch).
 
     `batch` is how many entries one call asks for (default: the whole map, bounded to
     64 MiB of buffers). Falls back to map_dump_per_key where the kernel or the map type
@@ -222,34 +215,33 @@ def map_lookup_batch(fd, key_size, value_size, max_entries, batch=None):
     tokens = (create_string_buffer(token), create_string_buffer(token))
     keys = create_string_buffer(batch * key_size)
     vals = create_string_buffer(batch * value_size)
-    attr = MapBatchAttr(map_fd=num, in_batch=0, out_batch=addressof(tokens[1]),
-                        keys=addressof(keys), values=addressof(vals))
+    lookup_batch = libbpf.lib().bpf_map_lookup_batch
+    in_batch, out_batch, count = None, tokens[1], c_uint32()
     out = []
     flip = 1
     while True:
-        attr.count = batch
-        ret = bpf_call.sys_bpf(BPF_MAP_LOOKUP_BATCH, attr)
+        count.value = batch
+        ret = lookup_batch(num, in_batch, out_batch, keys, vals, count, None)
         if ret < 0 and ret != -errno.ENOENT:
-            if ret == -errno.ENOSPC and attr.count == 0:
+            if ret == -errno.ENOSPC and count.value == 0:
                 # A hash bucket holds more entries than one batch: grow and ask again.
                 batch *= 2
                 keys = create_string_buffer(batch * key_size)
                 vals = create_string_buffer(batch * value_size)
-                attr.keys, attr.values = addressof(keys), addressof(vals)
                 continue
-            if ret in _BATCH_UNSUPPORTED and attr.in_batch == 0 and not out:
+            if ret in _BATCH_UNSUPPORTED and in_batch is None and not out:
                 return map_dump_per_key(fd, key_size, value_size)
             raise fail("batch lookup in map fd %d" % num, ret)
-        n = attr.count
+        n = count.value
         if n:
             out.extend(zip(_splitter(key_size, n).unpack_from(keys),
                            _splitter(value_size, n).unpack_from(vals)))
         if ret == -errno.ENOENT or (ret == 0 and n == 0) or len(out) >= max_entries:
             return out
         # The position the kernel returned is where the next call starts.
-        attr.in_batch = addressof(tokens[flip])
+        in_batch = tokens[flip]
         flip ^= 1
-        attr.out_batch = addressof(tokens[flip])
+        out_batch = tokens[flip]
 
 
 def map_update_batch(fd, items, elem_flags=BPF_ANY):
@@ -263,14 +255,13 @@ def map_update_batch(fd, items, elem_flags=BPF_ANY):
         raise BpfError("map_update_batch: all keys and all values must have one size each")
     kbuf, kaddr = buffer_of(b"".join(item[0] for item in items))
     vbuf, vaddr = buffer_of(b"".join(item[1] for item in items))
-    attr = MapBatchAttr(map_fd=fdnum(fd), keys=kaddr, values=vaddr, count=len(items),
-                        elem_flags=elem_flags)
-    ret = bpf_call.sys_bpf(BPF_MAP_UPDATE_BATCH, attr)
+    count = c_uint32(len(items))
+    ret = libbpf.lib().bpf_map_update_batch(fdnum(fd), kaddr, vaddr, count, MapBatchOpts(elem_flags=elem_flags))
     if ret < 0:
         raise fail("batch update of %d entries in map fd %d (%d stored)"
-                   % (len(items), fdnum(fd), attr.count), ret, {
+                   % (len(items), fdnum(fd), count.value), ret, {
                        errno.EPERM: _READ_ONLY_HINT,
                        errno.E2BIG: "the map is full",
                        ENOTSUPP: "this map type has no batch update on this kernel",
                    })
-    return attr.count
+    return count.value

@@ -1,8 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: ebpf.observability contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Pins, ids and object info through bpf(2): BPF_OBJ_PIN/GET, *_GET_FD_BY_ID, *_GET_NEXT_ID,
-BPF_OBJ_GET_INFO_BY_FD, and telling program, map and link file descriptors apart."""
+"""Pins, ids and object info through libbpf's bpf_* wrappers: BPF_OBJ_PIN/GET, *_GET_FD_BY_ID,
+*_GET_NEXT_ID, BPF_OBJ_GET_INFO_BY_FD, and telling program, map and link file descriptors apart."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -13,23 +13,19 @@ import os
 from ctypes import addressof, create_string_buffer, sizeof, c_uint32
 
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.bpf_consts import (
-    BPF_BTF_GET_FD_BY_ID, BPF_BTF_GET_NEXT_ID, BPF_LINK_GET_FD_BY_ID, BPF_LINK_GET_NEXT_ID,
     BPF_LINK_TYPE_CGROUP, BPF_LINK_TYPE_ITER, BPF_LINK_TYPE_KPROBE_MULTI, BPF_LINK_TYPE_NETFILTER,
     BPF_LINK_TYPE_NETKIT, BPF_LINK_TYPE_NETNS, BPF_LINK_TYPE_PERF_EVENT,
     BPF_LINK_TYPE_RAW_TRACEPOINT, BPF_LINK_TYPE_SOCKMAP, BPF_LINK_TYPE_STRUCT_OPS,
     BPF_LINK_TYPE_TCX, BPF_LINK_TYPE_TRACING, BPF_LINK_TYPE_UPROBE_MULTI, BPF_LINK_TYPE_XDP,
-    BPF_LINK_UPDATE, BPF_MAP_GET_FD_BY_ID, BPF_MAP_GET_NEXT_ID, BPF_MAP_LOOKUP_BATCH, BPF_OBJ_GET,
-    BPF_OBJ_GET_INFO_BY_FD, BPF_OBJ_PIN, BPF_PERF_EVENT_EVENT, BPF_PERF_EVENT_KPROBE,
-    BPF_PERF_EVENT_KRETPROBE, BPF_PERF_EVENT_TRACEPOINT, BPF_PERF_EVENT_UNSPEC,
-    BPF_PERF_EVENT_UPROBE, BPF_PERF_EVENT_URETPROBE, BPF_PROG_BIND_MAP, BPF_PROG_GET_FD_BY_ID,
-    BPF_PROG_GET_NEXT_ID, PERF_EVENT_TYPE_NAMES, _type_name, attach_type_name, link_type_name,
-    map_type_name, prog_type_name,
+    BPF_PERF_EVENT_EVENT, BPF_PERF_EVENT_KPROBE, BPF_PERF_EVENT_KRETPROBE,
+    BPF_PERF_EVENT_TRACEPOINT, BPF_PERF_EVENT_UNSPEC, BPF_PERF_EVENT_UPROBE,
+    BPF_PERF_EVENT_URETPROBE, PERF_EVENT_TYPE_NAMES, _type_name, attach_type_name,
+    link_type_name, map_type_name, prog_type_name,
 )
-from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_call
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import libbpf
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.bpf_call import BpfFd, fdnum, fail, cstr
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.bpf_structs import (
-    ObjAttr, GetIdAttr, InfoAttr, BpfProgInfo, BpfMapInfo, BpfLinkInfo, MapBatchAttr,
-    ProgBindMapAttr, LinkUpdateAttr,
+    FlagsOpts, BpfProgInfo, BpfMapInfo, BpfLinkInfo,
 )
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import PermissionHint
 
@@ -40,9 +36,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors i
 
 def obj_get(path, flags=0):
     """Open the object pinned at `path` (flags: BPF_F_RDONLY / BPF_F_WRONLY)."""
-    cpath = create_string_buffer(os.fsencode(path))
-    attr = ObjAttr(pathname=addressof(cpath), file_flags=flags)
-    ret = bpf_call.sys_bpf(BPF_OBJ_GET, attr)
+    ret = libbpf.lib().bpf_obj_get_opts(os.fsencode(path), FlagsOpts(flags=flags) if flags else None)
     if ret < 0:
         raise fail("opening the BPF object pinned at %s" % path, ret, {
             errno.ENOENT: "nothing is pinned at %s" % path,
@@ -55,9 +49,7 @@ def obj_get(path, flags=0):
 
 def obj_pin(fd, path):
     """Pin the object behind `fd` at `path`, which must be on bpffs and not yet exist."""
-    cpath = create_string_buffer(os.fsencode(path))
-    attr = ObjAttr(pathname=addressof(cpath), bpf_fd=fdnum(fd))
-    ret = bpf_call.sys_bpf(BPF_OBJ_PIN, attr)
+    ret = libbpf.lib().bpf_obj_pin(fdnum(fd), os.fsencode(path))
     if ret < 0:
         raise fail("pinning BPF fd %d at %s" % (fdnum(fd), path), ret, {
             errno.EEXIST: "something is already pinned at %s; unpin it (rm) first" % path,
@@ -67,9 +59,9 @@ def obj_pin(fd, path):
         })
 
 
-def _fd_by_id(cmd, kind, obj_id, flags):
-    attr = GetIdAttr(start_id=obj_id, open_flags=flags)
-    ret = bpf_call.sys_bpf(cmd, attr)
+def _fd_by_id(lib_kind, kind, obj_id, flags):
+    get = getattr(libbpf.lib(), "bpf_%s_get_fd_by_id_opts" % lib_kind)
+    ret = get(obj_id, FlagsOpts(flags=flags) if flags else None)
     if ret < 0:
         raise fail("opening BPF %s id %d" % (kind, obj_id), ret, {
             errno.ENOENT: "no %s with id %d is loaded (it may have just been freed)"
@@ -80,55 +72,55 @@ def _fd_by_id(cmd, kind, obj_id, flags):
 
 def prog_fd_by_id(prog_id):
     """Open the program with id `prog_id`."""
-    return _fd_by_id(BPF_PROG_GET_FD_BY_ID, "program", prog_id, 0)
+    return _fd_by_id("prog", "program", prog_id, 0)
 
 
 def map_fd_by_id(map_id, flags=0):
     """Open the map with id `map_id` (flags: BPF_F_RDONLY / BPF_F_WRONLY)."""
-    return _fd_by_id(BPF_MAP_GET_FD_BY_ID, "map", map_id, flags)
+    return _fd_by_id("map", "map", map_id, flags)
 
 
 def link_fd_by_id(link_id):
     """Open the link with id `link_id`."""
-    return _fd_by_id(BPF_LINK_GET_FD_BY_ID, "link", link_id, 0)
+    return _fd_by_id("link", "link", link_id, 0)
 
 
 def btf_fd_by_id(btf_id):
     """Open the BTF object with id `btf_id`."""
-    return _fd_by_id(BPF_BTF_GET_FD_BY_ID, "BTF object", btf_id, 0)
+    return _fd_by_id("btf", "BTF object", btf_id, 0)
 
 
-def _ids(cmd, kind):
-    attr = GetIdAttr()
+def _ids(lib_kind, kind):
+    get_next = getattr(libbpf.lib(), "bpf_%s_get_next_id" % lib_kind)
+    start, next_id = 0, c_uint32()
     while True:
-        ret = bpf_call.sys_bpf(cmd, attr)
+        ret = get_next(start, next_id)
         if ret < 0:
             if ret == -errno.ENOENT:
                 return
-            raise fail("listing BPF %s ids after id %d" % (kind, attr.start_id), ret)
-        yield attr.next_id
-        attr.start_id = attr.next_id
-        attr.next_id = 0
+            raise fail("listing BPF %s ids after id %d" % (kind, start), ret)
+        yield next_id.value
+        start = next_id.value
 
 
 def prog_ids():
     """Ids of all loaded programs, ascending."""
-    return _ids(BPF_PROG_GET_NEXT_ID, "program")
+    return _ids("prog", "program")
 
 
 def map_ids():
     """Ids of all maps, ascending."""
-    return _ids(BPF_MAP_GET_NEXT_ID, "map")
+    return _ids("map", "map")
 
 
 def link_ids():
     """Ids of all links, ascending."""
-    return _ids(BPF_LINK_GET_NEXT_ID, "link")
+    return _ids("link", "link")
 
 
 def btf_ids():
     """Ids of all BTF objects, ascending."""
-    return _ids(BPF_BTF_GET_NEXT_ID, "BTF")
+    return _ids("btf", "BTF")
 
 
 # ---------------------------------------------------------------------------------------
@@ -151,8 +143,8 @@ def _get_info(fd, info, kind, check_kind=True):
     with check_kind the fd is also checked to be of `kind` ("prog", "map", "link")."""
     num = fdnum(fd)
     word = _KIND_WORDS.get(kind, kind)
-    attr = InfoAttr(bpf_fd=num, info_len=sizeof(info), info=addressof(info))
-    ret = bpf_call.sys_bpf(BPF_OBJ_GET_INFO_BY_FD, attr)
+    info_len = c_uint32(sizeof(info))
+    ret = libbpf.lib().bpf_obj_get_info_by_fd(num, addressof(info), info_len)
     if ret < 0:
         hints = _not_open_hints(num)
         hints[errno.EINVAL] = "the file behind fd %d is not a BPF object" % num
@@ -160,7 +152,7 @@ def _get_info(fd, info, kind, check_kind=True):
     if check_kind and not _is_kind(num, kind):
         raise fail("reading %s info of fd %d" % (word, num), errno.EINVAL,
                    {errno.EINVAL: "the BPF object behind fd %d is not a %s" % (num, word)})
-    return attr.info_len
+    return info_len.value
 
 
 def _filled(cls, field, filled_len):
@@ -335,18 +327,18 @@ def link_info(fd):
 # EPERM for a write-only map fd), binding map fd -1 to a program (EBADF), replacing the
 # program of a link with fd -1 (EBADF).
 _KIND_PROBES = (
-    ("map", BPF_MAP_LOOKUP_BATCH, lambda num: MapBatchAttr(map_fd=num, count=0)),
-    ("prog", BPF_PROG_BIND_MAP, lambda num: ProgBindMapAttr(prog_fd=num, map_fd=0xFFFFFFFF)),
-    ("link", BPF_LINK_UPDATE, lambda num: LinkUpdateAttr(link_fd=num, new_prog_fd=0xFFFFFFFF)),
+    ("map", lambda lb, num: lb.bpf_map_lookup_batch(num, None, None, None, None, c_uint32(0), None)),
+    ("prog", lambda lb, num: lb.bpf_prog_bind_map(num, -1, None)),
+    ("link", lambda lb, num: lb.bpf_link_update(num, -1, None)),
 )
 
 
 def _is_kind(num, kind):
     """Whether open BPF object fd `num` is a `kind`; the caller has checked that the fd is
     an open BPF object and that bpf() is permitted (an info call succeeded)."""
-    for name, cmd, make_attr in _KIND_PROBES:
+    for name, probe in _KIND_PROBES:
         if name == kind:
-            ret = bpf_call.sys_bpf(cmd, make_attr(num))
+            ret = probe(libbpf.lib(), num)
             if ret == -errno.EINVAL:
                 return False
             if kind == "map" or ret == -errno.EBADF:
@@ -360,13 +352,12 @@ def fd_kind(fd):
     (a BTF object, a file that is no BPF object). A closed fd raises BpfError."""
     num = fdnum(fd)
     info = BpfProgInfo()  # large enough for any kind's info
-    attr = InfoAttr(bpf_fd=num, info_len=sizeof(info), info=addressof(info))
-    ret = bpf_call.sys_bpf(BPF_OBJ_GET_INFO_BY_FD, attr)
+    ret = libbpf.lib().bpf_obj_get_info_by_fd(num, addressof(info), c_uint32(sizeof(info)))
     if ret == -errno.EINVAL:
         return None
     if ret < 0:
         raise fail("checking the kind of fd %d" % num, ret, _not_open_hints(num))
-    for kind, _cmd, _attr in _KIND_PROBES:
+    for kind, _probe in _KIND_PROBES:
         if _is_kind(num, kind):
             return kind
     return None

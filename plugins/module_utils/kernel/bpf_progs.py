@@ -1,8 +1,9 @@
 # -*- coding: utf-8 -*-
 # Copyright: ebpf.observability contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Programs and links through bpf(2): BPF_PROG_LOAD of small programs, test runs, statistics,
-BPF_LINK_CREATE/UPDATE/DETACH, raw tracepoints and BPF_PROG_QUERY."""
+"""Programs and links through libbpf's bpf_* wrappers: BPF_PROG_LOAD of small programs, test
+runs, statistics, BPF_LINK_CREATE/UPDATE/DETACH; and through bpf(2) itself where libbpf 1.1 lacks
+the options: tcx and netkit links, raw tracepoints with a cookie, BPF_PROG_QUERY of links."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -13,18 +14,17 @@ import errno
 from ctypes import addressof, create_string_buffer, c_uint32
 
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.bpf_consts import (
-    BPF_ENABLE_STATS, BPF_F_REPLACE, BPF_LINK_CREATE, BPF_LINK_DETACH, BPF_LINK_UPDATE,
-    BPF_NETKIT_PEER, BPF_NETKIT_PRIMARY, BPF_PERF_EVENT, BPF_PROG_LOAD, BPF_PROG_QUERY,
-    BPF_PROG_TEST_RUN, BPF_RAW_TRACEPOINT_OPEN, BPF_STATS_RUN_TIME, BPF_TCX_EGRESS, BPF_TCX_INGRESS,
+    BPF_F_REPLACE, BPF_LINK_CREATE, BPF_NETKIT_PEER, BPF_NETKIT_PRIMARY, BPF_PERF_EVENT,
+    BPF_PROG_QUERY, BPF_RAW_TRACEPOINT_OPEN, BPF_STATS_RUN_TIME, BPF_TCX_EGRESS, BPF_TCX_INGRESS,
     attach_type_name, prog_type_name,
 )
-from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_call
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_call, libbpf
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.bpf_call import (
     ENOTSUPP, BpfFd, fdnum, fail, cstr, obj_name, buffer_of,
 )
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.bpf_structs import (
-    ProgLoadAttr, ProgTestRunAttr, RawTracepointAttr, LinkCreateAttr, LinkUpdateAttr,
-    LinkDetachAttr, ProgQueryAttr, EnableStatsAttr,
+    LinkCreateOpts, LinkUpdateOpts, MprogLinkCreateAttr, ProgLoadOpts, ProgQueryAttr, RawTracepointAttr,
+    TestRunOpts,
 )
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError, PermissionHint
 
@@ -46,20 +46,19 @@ def prog_load(prog_type, insns, license="GPL", name="", expected_attach_type=0,
         raise BpfError("program %r: instructions must be a non-empty multiple of 8 bytes, "
                        "got %d bytes" % (name, len(insns)))
     ibuf, iaddr = buffer_of(insns)
-    lbuf = create_string_buffer(license.encode("ascii"))
-    attr = ProgLoadAttr(prog_type=prog_type, insn_cnt=len(insns) // 8, insns=iaddr,
-                        license=addressof(lbuf), prog_name=obj_name(name),
-                        expected_attach_type=expected_attach_type, prog_flags=prog_flags,
+    load = libbpf.lib().bpf_prog_load
+    args = (prog_type, obj_name(name), license.encode("ascii"), iaddr, len(insns) // 8)
+    opts = ProgLoadOpts(expected_attach_type=expected_attach_type, prog_flags=prog_flags,
                         attach_btf_id=attach_btf_id, prog_ifindex=prog_ifindex)
-    ret = bpf_call.sys_bpf(BPF_PROG_LOAD, attr)
+    ret = load(*args, opts)
     if ret >= 0:
         return BpfFd(ret)
     err = -ret
     log = None
     if log_level:
         logbuf = create_string_buffer(_LOG_SIZE)
-        attr.log_level, attr.log_size, attr.log_buf = log_level, _LOG_SIZE, addressof(logbuf)
-        ret = bpf_call.sys_bpf(BPF_PROG_LOAD, attr)
+        opts.log_level, opts.log_size, opts.log_buf = log_level, _LOG_SIZE, addressof(logbuf)
+        ret = load(*args, opts)
         if ret >= 0:
             return BpfFd(ret)
         log = cstr(logbuf.raw) or None
@@ -97,32 +96,31 @@ def prog_test_run(fd, data, repeat=1, ctx=None, data_out_size=None, flags=0, cpu
     dbuf, daddr = buffer_of(data)
     out_size = data_out_size if data_out_size is not None else len(data) + 4096
     obuf = create_string_buffer(max(out_size, 1))
-    attr = ProgTestRunAttr(prog_fd=fdnum(fd), data_size_in=len(data), data_in=daddr,
-                           data_size_out=out_size, data_out=addressof(obuf),
-                           repeat=repeat, flags=flags, cpu=cpu)
+    opts = TestRunOpts(data_size_in=len(data), data_in=daddr, data_size_out=out_size,
+                       data_out=addressof(obuf), repeat=repeat, flags=flags, cpu=cpu)
     if ctx is not None:
         ctx = bytes(ctx)
         cbuf, caddr = buffer_of(ctx)
         cobuf = create_string_buffer(max(len(ctx), 1))
-        attr.ctx_size_in, attr.ctx_in = len(ctx), caddr
-        attr.ctx_size_out, attr.ctx_out = len(ctx), addressof(cobuf)
-    ret = bpf_call.sys_bpf(BPF_PROG_TEST_RUN, attr)
+        opts.ctx_size_in, opts.ctx_in = len(ctx), caddr
+        opts.ctx_size_out, opts.ctx_out = len(ctx), addressof(cobuf)
+    ret = libbpf.lib().bpf_prog_test_run_opts(fdnum(fd), opts)
     if ret < 0:
         raise fail("test-running program fd %d" % fdnum(fd), ret, {
             ENOTSUPP: "this program type cannot be test-run on this kernel",
             errno.EINVAL: "the input or context does not suit this program type",
             errno.ENOSPC: "the output did not fit; pass a larger data_out_size",
         })
-    out = {"retval": ctypes.c_int32(attr.retval).value, "duration_ns": attr.duration,
-           "data_out": obuf.raw[:min(attr.data_size_out, out_size)]}
+    out = {"retval": ctypes.c_int32(opts.retval).value, "duration_ns": opts.duration,
+           "data_out": obuf.raw[:min(opts.data_size_out, out_size)]}
     if ctx is not None:
-        out["ctx_out"] = cobuf.raw[:attr.ctx_size_out]
+        out["ctx_out"] = cobuf.raw[:opts.ctx_size_out]
     return out
 
 
 def enable_stats(stats_type=BPF_STATS_RUN_TIME):
     """Turn on run-time statistics (run_time_ns, run_cnt) while the returned fd is open."""
-    ret = bpf_call.sys_bpf(BPF_ENABLE_STATS, EnableStatsAttr(type=stats_type))
+    ret = libbpf.lib().bpf_enable_stats(stats_type)
     if ret < 0:
         raise fail("enabling BPF run-time statistics", ret)
     return BpfFd(ret)
@@ -140,17 +138,19 @@ def link_create(prog_fd, target, attach_type, flags=0, relative_fd=0, relative_i
     relative_fd / relative_id (with BPF_F_BEFORE / BPF_F_AFTER / BPF_F_ID in flags) and
     expected_revision place tcx and netkit programs; bpf_cookie goes with perf events;
     target_btf_id with tracing programs."""
-    attr = LinkCreateAttr(prog_fd=fdnum(prog_fd), target_fd=int(target),
-                          attach_type=attach_type, flags=flags)
     if attach_type in (BPF_TCX_INGRESS, BPF_TCX_EGRESS, BPF_NETKIT_PRIMARY, BPF_NETKIT_PEER):
-        attr.u.tcx.relative_fd = relative_id if relative_id else (
-            fdnum(relative_fd) if relative_fd else 0)
-        attr.u.tcx.expected_revision = expected_revision
-    elif attach_type == BPF_PERF_EVENT:
-        attr.u.perf_event.bpf_cookie = bpf_cookie
-    elif target_btf_id:
-        attr.u.target_btf_id = target_btf_id
-    ret = bpf_call.sys_bpf(BPF_LINK_CREATE, attr)
+        # raw bpf(): libbpf 1.1's bpf_link_create_opts has no tcx/netkit relative_fd or expected_revision
+        attr = MprogLinkCreateAttr(prog_fd=fdnum(prog_fd), target_ifindex=int(target), attach_type=attach_type,
+                                   flags=flags, expected_revision=expected_revision,
+                                   relative_fd=relative_id or (fdnum(relative_fd) if relative_fd else 0))
+        ret = bpf_call.sys_bpf(BPF_LINK_CREATE, attr)
+    else:
+        opts = LinkCreateOpts(flags=flags)
+        if attach_type == BPF_PERF_EVENT:
+            opts.bpf_cookie = bpf_cookie
+        else:
+            opts.target_btf_id = target_btf_id
+        ret = libbpf.lib().bpf_link_create(fdnum(prog_fd), int(target), attach_type, opts)
     if ret < 0:
         what = "attaching program fd %d (%s) to %d" % (fdnum(prog_fd), attach_type_name(attach_type), int(target))
         raise fail(what, ret, {
@@ -165,6 +165,7 @@ def link_create(prog_fd, target, attach_type, flags=0, relative_fd=0, relative_i
 
 def raw_tracepoint_open(name, prog_fd, cookie=0):
     """Attach a raw_tracepoint (or tp_btf/tracing with name None) program; returns the link."""
+    # raw bpf(): libbpf 1.1's bpf_raw_tracepoint_open takes no cookie
     cname = create_string_buffer(name.encode("ascii")) if name else None
     attr = RawTracepointAttr(name=addressof(cname) if cname is not None else 0,
                              prog_fd=fdnum(prog_fd), cookie=cookie)
@@ -177,10 +178,10 @@ def raw_tracepoint_open(name, prog_fd, cookie=0):
 
 def link_update(link_fd, new_prog_fd, old_prog_fd=None):
     """Swap the program of a link (with old_prog_fd: only if that one is attached)."""
-    attr = LinkUpdateAttr(link_fd=fdnum(link_fd), new_prog_fd=fdnum(new_prog_fd))
+    opts = LinkUpdateOpts()
     if old_prog_fd is not None:
-        attr.flags, attr.old_prog_fd = BPF_F_REPLACE, fdnum(old_prog_fd)
-    ret = bpf_call.sys_bpf(BPF_LINK_UPDATE, attr)
+        opts.flags, opts.old_prog_fd = BPF_F_REPLACE, fdnum(old_prog_fd)
+    ret = libbpf.lib().bpf_link_update(fdnum(link_fd), fdnum(new_prog_fd), opts)
     if ret < 0:
         raise fail("replacing the program of link fd %d" % fdnum(link_fd), ret, {
             errno.EPERM: "the attached program is not old_prog_fd, or " + PermissionHint.TEXT,
@@ -191,6 +192,7 @@ def prog_query(target, attach_type, max_count=64):
     """Programs and links attached at a hook (BPF_PROG_QUERY): for TCX, ``target`` is an
     ifindex of the caller's network namespace. Returns dict(prog_ids, link_ids, revision);
     link_ids is [] on kernels before 6.6."""
+    # raw bpf(): libbpf 1.1's bpf_prog_query_opts has no link_ids or revision
     prog_ids = (c_uint32 * max_count)()
     link_ids = (c_uint32 * max_count)()
     attr = ProgQueryAttr(target=int(target), attach_type=attach_type, count=max_count,
@@ -205,7 +207,7 @@ def prog_query(target, attach_type, max_count=64):
 
 def link_detach(fd):
     """Detach a link from its hook; the link object stays until its last fd/pin is gone."""
-    ret = bpf_call.sys_bpf(BPF_LINK_DETACH, LinkDetachAttr(link_fd=fdnum(fd)))
+    ret = libbpf.lib().bpf_link_detach(fdnum(fd))
     if ret < 0:
         raise fail("detaching link fd %d" % fdnum(fd), ret, {
             errno.EOPNOTSUPP: "this link type cannot be detached; unpin it and close its fds",

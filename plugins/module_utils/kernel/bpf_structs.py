@@ -1,204 +1,156 @@
 # -*- coding: utf-8 -*-
 # Copyright: ebpf.observability contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""ctypes layouts of the bpf(2) UAPI (include/uapi/linux/bpf.h): the union bpf_attr variant of
-each command bpf_syscall issues, and the info structures BPF_OBJ_GET_INFO_BY_FD fills.
+"""ctypes layouts of the bpf(2) UAPI (include/uapi/linux/bpf.h): the info structures
+BPF_OBJ_GET_INFO_BY_FD fills and the union bpf_attr variants of the few commands issued without
+libbpf; and libbpf 1.1's option structs (bpf/bpf.h) with the signatures of its bpf_* wrappers.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ctypes import Structure, Union, c_char, c_int32, c_uint32, c_uint64, c_uint8
+from ctypes import (
+    POINTER, Structure, Union, c_char, c_char_p, c_int, c_int32, c_size_t, c_uint32, c_uint64, c_uint8,
+    c_void_p, sizeof,
+)
 
 BPF_OBJ_NAME_LEN = 16
 BPF_TAG_SIZE = 8
 
 
 # ---------------------------------------------------------------------------------------
-# union bpf_attr variants
+# union bpf_attr variants of the calls libbpf 1.1 cannot make (bpf_progs issues them raw)
 # ---------------------------------------------------------------------------------------
 
 _OBJ_NAME = c_char * BPF_OBJ_NAME_LEN
 
 
-class MapCreateAttr(Structure):
-    """BPF_MAP_CREATE."""
-    _fields_ = [
-        ("map_type", c_uint32), ("key_size", c_uint32), ("value_size", c_uint32),
-        ("max_entries", c_uint32), ("map_flags", c_uint32), ("inner_map_fd", c_uint32),
-        ("numa_node", c_uint32), ("map_name", _OBJ_NAME), ("map_ifindex", c_uint32),
-        ("btf_fd", c_uint32), ("btf_key_type_id", c_uint32), ("btf_value_type_id", c_uint32),
-        ("btf_vmlinux_value_type_id", c_uint32), ("map_extra", c_uint64),
-        ("value_type_btf_obj_fd", c_int32), ("map_token_fd", c_int32),
-    ]
-
-
-class MapElemAttr(Structure):
-    """BPF_MAP_*_ELEM and BPF_MAP_GET_NEXT_KEY (value doubles as next_key)."""
-    _fields_ = [
-        ("map_fd", c_uint32), ("key", c_uint64), ("value", c_uint64), ("flags", c_uint64),
-    ]
-
-
-class MapBatchAttr(Structure):
-    """BPF_MAP_*_BATCH."""
-    _fields_ = [
-        ("in_batch", c_uint64), ("out_batch", c_uint64), ("keys", c_uint64),
-        ("values", c_uint64), ("count", c_uint32), ("map_fd", c_uint32),
-        ("elem_flags", c_uint64), ("flags", c_uint64),
-    ]
-
-
-class ProgLoadAttr(Structure):
-    """BPF_PROG_LOAD."""
-    _fields_ = [
-        ("prog_type", c_uint32), ("insn_cnt", c_uint32), ("insns", c_uint64),
-        ("license", c_uint64), ("log_level", c_uint32), ("log_size", c_uint32),
-        ("log_buf", c_uint64), ("kern_version", c_uint32), ("prog_flags", c_uint32),
-        ("prog_name", _OBJ_NAME), ("prog_ifindex", c_uint32),
-        ("expected_attach_type", c_uint32), ("prog_btf_fd", c_uint32),
-        ("func_info_rec_size", c_uint32), ("func_info", c_uint64), ("func_info_cnt", c_uint32),
-        ("line_info_rec_size", c_uint32), ("line_info", c_uint64), ("line_info_cnt", c_uint32),
-        ("attach_btf_id", c_uint32), ("attach_prog_fd", c_uint32),  # or attach_btf_obj_fd
-        ("core_relo_cnt", c_uint32), ("fd_array", c_uint64), ("core_relos", c_uint64),
-        ("core_relo_rec_size", c_uint32), ("log_true_size", c_uint32),
-        ("prog_token_fd", c_int32),
-    ]
-
-
-class ObjAttr(Structure):
-    """BPF_OBJ_PIN and BPF_OBJ_GET."""
-    _fields_ = [
-        ("pathname", c_uint64), ("bpf_fd", c_uint32), ("file_flags", c_uint32),
-        ("path_fd", c_int32),
-    ]
-
-
-class ProgTestRunAttr(Structure):
-    """BPF_PROG_TEST_RUN ("test" in the union)."""
-    _fields_ = [
-        ("prog_fd", c_uint32), ("retval", c_uint32), ("data_size_in", c_uint32),
-        ("data_size_out", c_uint32), ("data_in", c_uint64), ("data_out", c_uint64),
-        ("repeat", c_uint32), ("duration", c_uint32), ("ctx_size_in", c_uint32),
-        ("ctx_size_out", c_uint32), ("ctx_in", c_uint64), ("ctx_out", c_uint64),
-        ("flags", c_uint32), ("cpu", c_uint32), ("batch_size", c_uint32),
-    ]
-
-
-class GetIdAttr(Structure):
-    """BPF_*_GET_NEXT_ID and BPF_*_GET_FD_BY_ID (start_id is also prog/map/btf/link_id)."""
-    _fields_ = [("start_id", c_uint32), ("next_id", c_uint32), ("open_flags", c_uint32)]
-
-
-class InfoAttr(Structure):
-    """BPF_OBJ_GET_INFO_BY_FD ("info" in the union)."""
-    _fields_ = [("bpf_fd", c_uint32), ("info_len", c_uint32), ("info", c_uint64)]
-
-
 class RawTracepointAttr(Structure):
-    """BPF_RAW_TRACEPOINT_OPEN."""
+    """BPF_RAW_TRACEPOINT_OPEN (libbpf 1.1's bpf_raw_tracepoint_open has no cookie)."""
     _fields_ = [
         ("name", c_uint64), ("prog_fd", c_uint32), ("_pad", c_uint32), ("cookie", c_uint64),
     ]
 
 
-class _LinkCreateIter(Structure):
-    _fields_ = [("iter_info", c_uint64), ("iter_info_len", c_uint32)]
-
-
-class _LinkCreatePerfEvent(Structure):
-    _fields_ = [("bpf_cookie", c_uint64)]
-
-
-class _LinkCreateKprobeMulti(Structure):
+class MprogLinkCreateAttr(Structure):
+    """BPF_LINK_CREATE for tcx and netkit (libbpf 1.1's bpf_link_create_opts has no
+    relative_fd / relative_id / expected_revision)."""
     _fields_ = [
-        ("flags", c_uint32), ("cnt", c_uint32), ("syms", c_uint64), ("addrs", c_uint64),
-        ("cookies", c_uint64),
+        ("prog_fd", c_uint32), ("target_ifindex", c_uint32), ("attach_type", c_uint32),
+        ("flags", c_uint32), ("relative_fd", c_uint32), ("expected_revision", c_uint64),
     ]
-
-
-class _LinkCreateTracing(Structure):
-    _fields_ = [("target_btf_id", c_uint32), ("cookie", c_uint64)]
-
-
-class _LinkCreateNetfilter(Structure):
-    _fields_ = [
-        ("pf", c_uint32), ("hooknum", c_uint32), ("priority", c_int32), ("flags", c_uint32),
-    ]
-
-
-class _LinkCreateMprog(Structure):
-    """The tcx and netkit members: where to insert among the attached programs."""
-    _fields_ = [("relative_fd", c_uint32), ("expected_revision", c_uint64)]  # or relative_id
-
-
-class _LinkCreateUprobeMulti(Structure):
-    _fields_ = [
-        ("path", c_uint64), ("offsets", c_uint64), ("ref_ctr_offsets", c_uint64),
-        ("cookies", c_uint64), ("cnt", c_uint32), ("flags", c_uint32), ("pid", c_uint32),
-    ]
-
-
-class _LinkCreateTarget(Union):
-    _fields_ = [
-        ("target_btf_id", c_uint32), ("iter", _LinkCreateIter),
-        ("perf_event", _LinkCreatePerfEvent), ("kprobe_multi", _LinkCreateKprobeMulti),
-        ("tracing", _LinkCreateTracing), ("netfilter", _LinkCreateNetfilter),
-        ("tcx", _LinkCreateMprog), ("uprobe_multi", _LinkCreateUprobeMulti),
-        ("netkit", _LinkCreateMprog),
-    ]
-
-
-class LinkCreateAttr(Structure):
-    """BPF_LINK_CREATE (prog_fd is also map_fd, target_fd is also target_ifindex)."""
-    _fields_ = [
-        ("prog_fd", c_uint32), ("target_fd", c_uint32), ("attach_type", c_uint32),
-        ("flags", c_uint32), ("u", _LinkCreateTarget),
-    ]
-
-
-class LinkUpdateAttr(Structure):
-    """BPF_LINK_UPDATE."""
-    _fields_ = [
-        ("link_fd", c_uint32), ("new_prog_fd", c_uint32), ("flags", c_uint32),
-        ("old_prog_fd", c_uint32),
-    ]
-
-
-class LinkDetachAttr(Structure):
-    """BPF_LINK_DETACH."""
-    _fields_ = [("link_fd", c_uint32)]
 
 
 class ProgQueryAttr(Structure):
-    """BPF_PROG_QUERY (link_ids, link_attach_flags and revision: Linux 6.6+)."""
+    """BPF_PROG_QUERY (link_ids, link_attach_flags and revision: Linux 6.6+; libbpf 1.1's
+    bpf_prog_query_opts has none of them)."""
     _fields_ = [("target", c_uint32), ("attach_type", c_uint32), ("query_flags", c_uint32),
                 ("attach_flags", c_uint32), ("prog_ids", c_uint64), ("count", c_uint32), ("_pad", c_uint32),
                 ("prog_attach_flags", c_uint64), ("link_ids", c_uint64), ("link_attach_flags", c_uint64),
                 ("revision", c_uint64)]
 
 
-class EnableStatsAttr(Structure):
-    """BPF_ENABLE_STATS."""
-    _fields_ = [("type", c_uint32)]
+# ---------------------------------------------------------------------------------------
+# libbpf 1.1's option structs (bpf/bpf.h) and the signatures of its bpf_* wrappers
+# ---------------------------------------------------------------------------------------
+
+class _Opts(Structure):
+    """An option struct: `sz` (its size, which libbpf checks) set on creation."""
+
+    def __init__(self, **fields):
+        Structure.__init__(self, sz=sizeof(self), **fields)
 
 
-class ProgBindMapAttr(Structure):
-    """BPF_PROG_BIND_MAP."""
-    _fields_ = [("prog_fd", c_uint32), ("map_fd", c_uint32), ("flags", c_uint32)]
-
-
-class BpfAttr(Union):
-    """union bpf_attr, for code that wants the whole union."""
+class MapCreateOpts(_Opts):
+    """struct bpf_map_create_opts."""
     _fields_ = [
-        ("map_create", MapCreateAttr), ("elem", MapElemAttr), ("batch", MapBatchAttr),
-        ("prog_load", ProgLoadAttr), ("obj", ObjAttr), ("test", ProgTestRunAttr),
-        ("get_id", GetIdAttr), ("info", InfoAttr), ("raw_tracepoint", RawTracepointAttr),
-        ("link_create", LinkCreateAttr), ("link_update", LinkUpdateAttr),
-        ("link_detach", LinkDetachAttr), ("enable_stats", EnableStatsAttr),
-        ("prog_bind_map", ProgBindMapAttr), ("query", ProgQueryAttr),
+        ("sz", c_size_t), ("btf_fd", c_uint32), ("btf_key_type_id", c_uint32),
+        ("btf_value_type_id", c_uint32), ("btf_vmlinux_value_type_id", c_uint32),
+        ("inner_map_fd", c_uint32), ("map_flags", c_uint32), ("map_extra", c_uint64),
+        ("numa_node", c_uint32), ("map_ifindex", c_uint32),
     ]
+
+
+class ProgLoadOpts(_Opts):
+    """struct bpf_prog_load_opts."""
+    _fields_ = [
+        ("sz", c_size_t), ("attempts", c_int), ("expected_attach_type", c_uint32),
+        ("prog_btf_fd", c_uint32), ("prog_flags", c_uint32), ("prog_ifindex", c_uint32),
+        ("kern_version", c_uint32), ("attach_btf_id", c_uint32), ("attach_prog_fd", c_uint32),
+        ("attach_btf_obj_fd", c_uint32), ("fd_array", c_void_p), ("func_info", c_void_p),
+        ("func_info_cnt", c_uint32), ("func_info_rec_size", c_uint32), ("line_info", c_void_p),
+        ("line_info_cnt", c_uint32), ("line_info_rec_size", c_uint32), ("log_level", c_uint32),
+        ("log_size", c_uint32), ("log_buf", c_void_p),
+    ]
+
+
+class MapBatchOpts(_Opts):
+    """struct bpf_map_batch_opts."""
+    _fields_ = [("sz", c_size_t), ("elem_flags", c_uint64), ("flags", c_uint64)]
+
+
+class FlagsOpts(_Opts):
+    """struct bpf_obj_get_opts (file_flags) and struct bpf_get_fd_by_id_opts (open_flags):
+    one layout."""
+    _fields_ = [("sz", c_size_t), ("flags", c_uint32)]
+
+
+class TestRunOpts(_Opts):
+    """struct bpf_test_run_opts."""
+    _fields_ = [
+        ("sz", c_size_t), ("data_in", c_void_p), ("data_out", c_void_p),
+        ("data_size_in", c_uint32), ("data_size_out", c_uint32), ("ctx_in", c_void_p),
+        ("ctx_out", c_void_p), ("ctx_size_in", c_uint32), ("ctx_size_out", c_uint32),
+        ("retval", c_uint32), ("repeat", c_int), ("duration", c_uint32), ("flags", c_uint32),
+        ("cpu", c_uint32), ("batch_size", c_uint32),
+    ]
+
+
+class LinkCreateOpts(_Opts):
+    """struct bpf_link_create_opts (perf_event.bpf_cookie is the first word of its union)."""
+    _fields_ = [
+        ("sz", c_size_t), ("flags", c_uint32), ("iter_info", c_void_p),
+        ("iter_info_len", c_uint32), ("target_btf_id", c_uint32), ("bpf_cookie", c_uint64),
+        ("_union_rest", c_uint64 * 3),
+    ]
+
+
+class LinkUpdateOpts(_Opts):
+    """struct bpf_link_update_opts."""
+    _fields_ = [("sz", c_size_t), ("flags", c_uint32), ("old_prog_fd", c_uint32)]
+
+
+_I, _U32, _P = c_int, c_uint32, c_void_p
+_U32P = POINTER(c_uint32)
+BPF_WRAPPER_SIGNATURES = {
+    # name: (restype, argtypes); every one returns a result >= 0 or -errno
+    "bpf_obj_get_opts": (_I, [c_char_p, POINTER(FlagsOpts)]),
+    "bpf_obj_pin": (_I, [_I, c_char_p]),
+    "bpf_prog_get_fd_by_id_opts": (_I, [_U32, POINTER(FlagsOpts)]),
+    "bpf_map_get_fd_by_id_opts": (_I, [_U32, POINTER(FlagsOpts)]),
+    "bpf_link_get_fd_by_id_opts": (_I, [_U32, POINTER(FlagsOpts)]),
+    "bpf_btf_get_fd_by_id_opts": (_I, [_U32, POINTER(FlagsOpts)]),
+    "bpf_prog_get_next_id": (_I, [_U32, _U32P]),
+    "bpf_map_get_next_id": (_I, [_U32, _U32P]),
+    "bpf_link_get_next_id": (_I, [_U32, _U32P]),
+    "bpf_btf_get_next_id": (_I, [_U32, _U32P]),
+    "bpf_obj_get_info_by_fd": (_I, [_I, _P, _U32P]),
+    "bpf_prog_bind_map": (_I, [_I, _I, _P]),
+    "bpf_map_create": (_I, [_I, c_char_p, _U32, _U32, _U32, POINTER(MapCreateOpts)]),
+    "bpf_map_lookup_elem": (_I, [_I, _P, _P]),
+    "bpf_map_update_elem": (_I, [_I, _P, _P, c_uint64]),
+    "bpf_map_delete_elem": (_I, [_I, _P]),
+    "bpf_map_get_next_key": (_I, [_I, _P, _P]),
+    "bpf_map_lookup_batch": (_I, [_I, _P, _P, _P, _P, _U32P, POINTER(MapBatchOpts)]),
+    "bpf_map_update_batch": (_I, [_I, _P, _P, _U32P, POINTER(MapBatchOpts)]),
+    "bpf_prog_load": (_I, [_I, c_char_p, c_char_p, _P, c_size_t, POINTER(ProgLoadOpts)]),
+    "bpf_prog_test_run_opts": (_I, [_I, POINTER(TestRunOpts)]),
+    "bpf_enable_stats": (_I, [_I]),
+    "bpf_link_create": (_I, [_I, _I, _I, POINTER(LinkCreateOpts)]),
+    "bpf_link_update": (_I, [_I, _I, POINTER(LinkUpdateOpts)]),
+    "bpf_link_detach": (_I, [_I]),
+}
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,14 +1,16 @@
 # -*- coding: utf-8 -*-
 # Copyright: ebpf.observability contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The bpf(2) system call through ctypes, without libbpf, as one namespace.
+"""The bpf(2) system call, through libbpf's low-level bpf_* wrappers where libbpf 1.1 has the
+call and its options and through ctypes otherwise, as one namespace.
 
-Used where a call must be fast (map reads for exporters) or must work on a host without
-libbpf: object pins, ids, object info, map element access, small programs for feature
-probes and tests, links. Callers import this module (``bpf_syscall as sc``); the code lives in
+Object pins, ids, object info, map element access (fast enough for the exporter's map reads),
+small programs for feature probes and tests, links. Callers import this module
+(``bpf_syscall as sc``); the code lives in
 
-* bpf_call: the syscall entry point, BpfFd, errors;
-* bpf_consts: the UAPI constants and their names (bpf_structs holds the layouts);
+* bpf_call: BpfFd, errors, the raw syscall entry point;
+* bpf_consts: the UAPI constants and their names (bpf_structs holds the layouts and libbpf's
+  option structs);
 * bpf_objects: pins, ids, object info, telling fds apart;
 * bpf_maps: map creation and element access, single and batched;
 * bpf_progs: small programs, test runs, statistics, links, program queries.

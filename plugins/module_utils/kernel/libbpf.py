@@ -2,7 +2,8 @@
 # Copyright: ebpf.observability contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """libbpf 1.x (``libbpf.so.1``) through ctypes: open and load CO-RE objects, walk their
-programs and maps, pin and unpin, and capture libbpf's log (including the verifier log).
+programs and maps, pin and unpin, and capture libbpf's log (including the verifier log); its
+low-level bpf_* wrappers (signatures in bpf_structs) serve the bpf_syscall modules.
 
 Written against the libbpf 1.1 ABI that Debian 12 ships; newer libbpf accepts the same
 option-struct layouts. Integer returns are ``-errno``; pointer returns are NULL with errno set.
@@ -20,6 +21,7 @@ import platform
 import re
 import threading
 
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.bpf_structs import BPF_WRAPPER_SIGNATURES
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError, errno_error
 
 LIBBPF_SONAME = "libbpf.so.1"
@@ -138,20 +140,21 @@ _print_callback = _PRINT_FN(_on_print)  # referenced for the life of the process
 def lib():
     """The loaded libbpf, with signatures declared and the log callback installed."""
     global _lib
+    if _lib is not None:  # the bpf_syscall modules call this once per operation
+        return _lib
     with _lock:
         if _lib is None:
-            path = ctypes.util.find_library("bpf") or LIBBPF_SONAME
             try:
                 handle = ctypes.CDLL(LIBBPF_SONAME, use_errno=True)
             except OSError:
-                try:
-                    handle = ctypes.CDLL(path, use_errno=True)
+                try:  # find_library runs ldconfig: only when the soname is not found
+                    handle = ctypes.CDLL(ctypes.util.find_library("bpf") or LIBBPF_SONAME, use_errno=True)
                 except OSError:
                     raise BpfError(
                         "%s was not found" % LIBBPF_SONAME,
                         hint="install libbpf 1.x on this host (Debian/Ubuntu: apt-get install libbpf1; "
                              "Fedora/RHEL: dnf install libbpf)")
-            for name, (restype, argtypes) in _SIGNATURES.items():
+            for name, (restype, argtypes) in list(_SIGNATURES.items()) + list(BPF_WRAPPER_SIGNATURES.items()):
                 fn = getattr(handle, name, None)
                 if fn is None:
                     continue
