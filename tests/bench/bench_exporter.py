@@ -42,7 +42,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.kernel import b
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.textfile import Exporter  # noqa: E402
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.cli import settle_after_pass  # noqa: E402
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.config import parse_exporter_config
-from test_exporter import render_command, write_config  # noqa: E402  # pylint: disable=wrong-import-order
+from exporter_harness import render_command, write_config  # noqa: E402  # pylint: disable=wrong-import-order
 
 METRIC = "syscalls_by_pid_total"
 METRICS = {

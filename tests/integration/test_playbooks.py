@@ -100,7 +100,7 @@ def test_ebpf_exporter_role(pin_root):
     import shutil  # pylint: disable=import-outside-toplevel
     import yaml  # pylint: disable=import-outside-toplevel
     from ansible_collections.ebpf.observability.plugins.module_utils.backends.program import ProgramBackend
-    from test_exporter import build_programs, samples, series, value  # pylint: disable=import-outside-toplevel
+    from exporter_harness import build_programs, samples, series, value  # pylint: disable=import-outside-toplevel
 
     built = build_programs()
     for name in ("xdp_counter", "syscall_latency", "net_tracepoints"):

@@ -20,7 +20,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.backends.info i
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.program import ProgramBackend
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.tc_rules import TcRulesBackend
 from netns import veth_netns_pair
-from test_exporter import build_programs
+from exporter_harness import build_programs
 from test_playbooks import REPO
 
 PREFIX = "ebpft-ro"
