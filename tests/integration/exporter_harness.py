@@ -36,8 +36,8 @@ SYSCALLS = 53
 KILLS = 3
 
 
-
 # ------------------------------------------------------------------------------ helpers
+
 
 def render_command(path, python=SYSTEM_PYTHON):
     """The command as the ebpf_exporter role installs it through ebpf_runtime (the template
@@ -161,8 +161,6 @@ def run_once(deployment, veth, want=None, attempts=20):
 XDP_LABELS = dict(interface=PREFIX + "0", ethertype="ipv4", l4proto="udp")
 
 
-
-
 def big_map(pin_root, entries):
     """An object ``big`` holding only a 2-label per-CPU hash ``big_total`` of ``entries`` entries."""
     maps_dir = os.path.join(pin_root, "big", "maps")
@@ -194,8 +192,6 @@ def temporaries(directory):
     return [name for name in os.listdir(directory) if name.startswith(".")]
 
 
-
-
 def run_with_cap_bpf_only(deployment, group):
     """One pass printed by the command run as nobody in ``group`` with CAP_BPF alone: (samples, stderr)."""
     nobody = ["setpriv", "--reuid=65534", "--regid=%d" % group, "--clear-groups", "--inh-caps=-all,+bpf",
@@ -203,5 +199,3 @@ def run_with_cap_bpf_only(deployment, group):
     out = deployment.run("--once", "--stdout", python=SYSTEM_PYTHON, prefix=nobody)
     assert out.returncode == 0, out.stderr
     return samples(out.stdout), out.stderr
-
-

@@ -19,13 +19,13 @@ from ansible_collections.ebpf.observability.plugins.module_utils.state import at
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_syscall as sc
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.textfile import Exporter
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.cli import load_config
-from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach import AttachBackend
 from bpf_objects import REPO
 from netns import veth_netns_pair
 from exporter_harness import (
     Deployment, KILLS, PREFIX, SYSCALLS, UDP_PACKETS, UDP_PAYLOAD, XDP_LABELS, attach_xdp_counter, big_map, load,
     run_once, samples, send_udp, series, stop_process, temporaries, value,
 )
+
 
 @pytest.fixture
 def deployment(pin_root, work):
@@ -39,6 +39,7 @@ def veth():
 
 
 # ------------------------------------------------------------------------------ tests
+
 
 def test_real_traffic_and_syscalls_are_exported_with_self_metrics(deployment, built, veth):
     attach_xdp_counter(deployment, built, veth)
@@ -266,8 +267,6 @@ def test_node_exporter_serves_the_textfile(deployment, built, node_exporter):
     assert value(scraped, "node_textfile_mtime_seconds", file=deployment.textfile) > 0
 
 
-
-
 def test_killed_writers_never_leave_a_partial_file(deployment):
     """Writers are frozen (SIGSTOP) at random instants until one is caught in the middle of a
     write (its temporary file exists), and killed there; a reader checks the file meanwhile."""
@@ -322,5 +321,3 @@ def test_killed_writers_never_leave_a_partial_file(deployment):
     with open(deployment.textfile) as f:
         assert f.read().count("\n") == lines
     print("%d writers killed mid-write after %d freezes; %d complete reads" % (KILLS, freezes, reads[0]))
-
-

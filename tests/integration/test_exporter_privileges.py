@@ -18,6 +18,7 @@ from exporter_harness import (
     Deployment, PREFIX, SYSTEM_PYTHON, big_map, load, run_with_cap_bpf_only, samples, series, value,
 )
 
+
 @pytest.fixture
 def veth():
     with veth_netns_pair(PREFIX, addresses=True) as pair:

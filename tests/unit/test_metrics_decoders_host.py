@@ -207,5 +207,3 @@ def test_majorminor_against_this_kernel():
     major, minor, _blocks, name = rows[0]
     dev = os.makedev(int(major), int(minor))
     assert decode(["majorminor"], struct.pack("<I", dev)) == name
-
-
