@@ -45,7 +45,7 @@ def work():
     shutil.rmtree(path, ignore_errors=True)
 
 
-def built(bpf_objects, out):
+def build_catalog(bpf_objects, out):
     """The catalogue directory built as ebpf_build does (bpf/user.mk), for one architecture."""
     arch = os.path.join(out, os.uname().machine)
     subprocess.run(["make", "-s", "-f", os.path.join(REPO, "bpf", "user.mk"), "SRC=" + SOURCES, "O=" + arch,
@@ -53,9 +53,9 @@ def built(bpf_objects, out):
     return out
 
 
-def test_objects_become_entries_with_programs_hooks_needs_and_metrics(bpf_objects, tmp_path):
-    out = built(bpf_objects, str(tmp_path))
-    shutil.copy(os.path.join(REPO, "bpf", "xdp_counter.bpf.o"), os.path.join(out, os.uname().machine))  # a built-in: not the user's
+def test_objects_become_entries_with_programs_hooks_needs_and_metrics(bpf_objects, tmp_path, built):
+    out = build_catalog(bpf_objects, str(tmp_path))
+    shutil.copy(built["xdp_counter"], os.path.join(out, os.uname().machine))  # a built-in: not the user's
     res = ebpf_programs_user_catalog({}, out, BUILTIN)
     assert res["errors"] == [] and sorted(res["catalog"]) == [
         "getpid-raw-1_0", "getpid_btf", "libc_getpid", "nanosleep_fentry", "nanosleep_kprobe"]
@@ -69,7 +69,7 @@ def test_objects_become_entries_with_programs_hooks_needs_and_metrics(bpf_object
 
 
 def test_declared_entries_choose_variants_and_are_checked(bpf_objects, tmp_path):
-    out = built(bpf_objects, str(tmp_path))
+    out = build_catalog(bpf_objects, str(tmp_path))
     res = ebpf_programs_user_catalog(NANOSLEEP, out, BUILTIN)
     assert res["errors"] == [] and "nanosleep_fentry" not in res["catalog"]  # the objects it claims are not entries too
     entry = res["catalog"]["nanosleep"]

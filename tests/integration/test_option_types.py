@@ -80,9 +80,9 @@ def wrong_cases(spec, base, prefix=""):
 
 
 @pytest.fixture
-def host(pin_root, attach_obj, veth_pair, tmp_path):
+def host(pin_root, attach_obj, veth_pair, tmp_path, built):
     """Arguments per module that would change this host, and a snapshot of everything they touch."""
-    tc = os.path.join(REPO, "bpf", "tc_classifier.bpf.o")
+    tc = built["tc_classifier"]
     ProgramBackend("tc_classifier", pin_root).present(tc)
     events = str(tmp_path / "events")
     args = {
