@@ -37,8 +37,16 @@ description:
     Linux 6.6+ reports each link's event (tracepoint, function, file), which must match the
     target; older kernels report only a perf_event link and its program, so there the link pinned
     at the target's path under C(links/) stands for the target.
-  - Sections of hooks it does not attach (C(usdt), C(perf_event), C(kprobe.multi), C(uprobe.multi),
-    C(ksyscall)) are refused naming the section, not guessed at.
+  - Sections of hooks it does not attach (C(usdt), C(kprobe.multi), C(uprobe.multi), C(ksyscall))
+    are refused naming the section, not guessed at.
+  - Sections that name their target as cloudflare/ebpf_exporter's programs do are understood:
+    C(xdp/eth0) (an XDP program for that interface; with several, C(xdp/eth0,eth1), each is an
+    attachment of its own and O(interface) names it) and C(perf_event/type=1,config=0,frequency=99)
+    (see V(perf_event) below).
+  - B(perf_event hook) (V(perf_event)) runs a perf_event program from a sampling perf event,
+    hardware or software, on every online CPU (for every task), one bpf_link per CPU pinned under
+    C(links/). Linux 5.15+; a CPU that comes online later is covered by the next run. Hardware
+    events are often absent in virtual machines, and the task then says so.
   - B(BTF-typed hooks) (V(tp_btf), V(fentry), V(fexit), V(fmod_ret), V(lsm)) get their target when
     the program is loaded (libbpf resolves the section name, such as C(tp_btf/sched_switch), to a
     BTF id), so attaching opens and pins the link only. V(tp_btf) needs no BPF trampoline and runs
@@ -83,13 +91,14 @@ options:
         fails with "kprobes are not available on this kernel; use a tracepoint".
     type: str
     choices: [auto, xdp, tc, tracepoint, raw_tracepoint, kprobe, kretprobe, uprobe, uretprobe, tp_btf, fentry, fexit,
-              fmod_ret, lsm]
+              fmod_ret, lsm, perf_event]
     default: auto
   interface:
     description:
       - Network interface for the V(xdp) and V(tc) hooks. It must exist; when it is down the
         program is attached anyway with a warning (see O(require_up)). Interfaces are never
         brought up or down.
+      - Defaults, for an XDP program whose section names one interface (C(xdp/eth0)), to that one.
       - Interface names are at most 15 characters, without C(/), C(:) or spaces; another name is
         refused before anything is looked up.
     type: str
@@ -155,6 +164,9 @@ options:
         directories, a program in C(PATH), C(/usr/bin) and C(/usr/sbin)).
       - For V(tp_btf), V(fentry), V(fexit), V(fmod_ret) and V(lsm) the target is fixed when the
         program is loaded; when given it must be the one its section names.
+      - V(perf_event) C(type=T,config=C,frequency=F) or C(type=T,config=C,period=P) (numbers
+        decimal or C(0x) hex; the type and config of perf_event_open(2), for example C(type=1,config=0)
+        the software CPU clock, C(type=0,config=3) hardware cache misses).
       - Defaults to the target in the section name (C(tracepoint/syscalls/sys_enter_openat)).
       - Tracepoints are looked up in tracefs; when no tracefs is mounted it is mounted at
         C(/sys/kernel/tracing) (with a warning).
@@ -339,7 +351,7 @@ def main():
             pin_root=dict(type="path", default="/sys/fs/bpf/ebpf_observability"),
             hook=dict(type="str", default="auto",
                       choices=["auto", "xdp", "tc", "tracepoint", "raw_tracepoint", "kprobe", "kretprobe", "uprobe", "uretprobe",
-                               "tp_btf", "fentry", "fexit", "fmod_ret", "lsm"]),
+                               "tp_btf", "fentry", "fexit", "fmod_ret", "lsm", "perf_event"]),
             interface=dict(type="str"),
             require_up=dict(type="bool", default=False),
             mode=dict(type="str", default="auto", choices=["auto", "hw", "drv", "skb"]),

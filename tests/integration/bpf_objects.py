@@ -22,6 +22,8 @@ VARIANTS = {
     "fentry": ("btf_hooks.bpf.c", ["-DVARIANT_FENTRY"]),
     "kconfig": ("load_cases.bpf.c", ["-mcpu=v3"]),
     "extern": ("load_cases.bpf.c", ["-mcpu=v3", "-DVARIANT_EXTERN"]),
+    "named": ("named_sections.bpf.c", []),
+    "named_bad": ("named_sections.bpf.c", ["-DVARIANT_BAD"]),
 }
 
 

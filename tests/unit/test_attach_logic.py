@@ -8,6 +8,7 @@ import pytest
 
 from ansible_collections.ebpf.observability.plugins.module_utils.state import attach_events as ev
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import features
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import named_sections
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import perf_event
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach import hook_from_section, resolve_hook
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_common import (
@@ -68,13 +69,17 @@ def test_held_programs():
     ("fexit.s/do_unlinkat", ("fexit", "do_unlinkat", None)),
     ("fmod_ret/security_file_open", ("fmod_ret", "security_file_open", None)),
     ("lsm/file_open", ("lsm", "file_open", None)),
+    ("xdp/eth0", ("xdp", "eth0", None)),  # ebpf_exporter's sections that name their target
+    ("xdp/enp8s0,lo", ("xdp", "enp8s0,lo", None)),
+    ("xdp/devmap", ("xdp", None, None)),  # libbpf's own
+    ("perf_event/type=1,config=0,frequency=99", ("perf_event", "type=1,config=0,frequency=99", None)),
     ("socket", (None, None, None)),
 ])
 def test_hook_from_section(section, expected):
     assert hook_from_section(section) == expected
 
 
-@pytest.mark.parametrize("section", ["usdt/libc.so.6:libc:setjmp", "perf_event", "kprobe.multi/do_*"])
+@pytest.mark.parametrize("section", ["usdt/libc.so.6:libc:setjmp", "kprobe.multi/do_*"])
 def test_sections_of_hooks_not_attached_are_refused_clearly(section):
     with pytest.raises(AttachError, match="section %s: .* are not attached by ebpf_attach" % section.replace("*", ".")) as info:
         hook_from_section(section)
@@ -98,6 +103,8 @@ def test_a_tracing_program_without_section_needs_a_hook():
     (("auto", "kprobe", "kretprobe/f"), ("kretprobe", "f", None)),
     (("uprobe", "kprobe", "kprobe/f", "/bin/x:main"), ("uprobe", "/bin/x:main", None)),  # section of another hook: ignored
     (("tracepoint", "tracepoint", None, "a/b"), ("tracepoint", "a/b", None)),
+    (("auto", "perf_event", "perf_event/type=0,config=3,period=1000"), ("perf_event", "type=0,config=3,period=1000", None)),
+    (("auto", "xdp", "xdp/eth0", None), ("xdp", "eth0", None)),
 ])
 def test_resolve_hook(args, expected):
     assert resolve_hook(*args) == expected
@@ -297,3 +304,38 @@ def test_tracepoint_ids_from_tracefs(tmp_path):
     assert perf_event.tracepoint_id("syscalls", "sys_enter_nope", str(tmp_path)) is None
     assert perf_event.tracepoint_categories(str(tmp_path)) == ["syscalls"]
     assert perf_event.tracefs_root((str(tmp_path),)) is None  # a plain directory is no tracefs
+
+
+@pytest.mark.parametrize("section, spec", [
+    ("perf_event/type=1,config=0,frequency=99", {"type": 1, "config": 0, "frequency": 99}),
+    ("perf_event/type=0x0,config=0x3,period=10000", {"type": 0, "config": 3, "period": 10000}),
+    ("perf_event", None),
+    ("xdp/eth0", None),
+])
+def test_perf_event_sections(section, spec):
+    assert named_sections.perf_event_spec(section) == spec
+
+
+@pytest.mark.parametrize("section, message", [
+    ("perf_event/type=1", "names no event: it needs type= and config="),
+    ("perf_event/type=1,config=0", "a sampling event needs frequency="),
+    ("perf_event/type=1,config=0,frequency=9,period=9", "give frequency or period, not both"),
+    ("perf_event/type=1,config=x,frequency=9", "config=x is not a number"),
+    ("perf_event/type=1,type=2,config=0", "'type=2' is not one of type=, config=, frequency= or period= \\(each once\\)"),
+])
+def test_malformed_perf_event_sections(section, message):
+    with pytest.raises(BpfError, match=message):
+        named_sections.perf_event_spec(section)
+
+
+@pytest.mark.parametrize("section, interfaces, types", [
+    ("xdp/eth0,lo", ["eth0", "lo"], (6, 37)),
+    ("xdp.frags/eth0", ["eth0"], (6, 37)),
+    ("xdp/devmap", None, None),
+    ("xdp.frags/cpumap", None, None),
+    ("xdp", None, None),
+    ("perf_event/type=1,config=0,frequency=1", None, (7, 0)),
+])
+def test_sections_that_name_their_interfaces(section, interfaces, types):
+    assert named_sections.xdp_interfaces(section) == interfaces
+    assert named_sections.section_type(section) == types

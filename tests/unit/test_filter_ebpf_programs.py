@@ -208,3 +208,20 @@ def test_status_summary_and_counters():
     assert status["lines"][:2] == ["xdp_counter: 1 program(s), 2 map(s)", "  xdp_counter (xdp, id 7): xdp (skb) on eth0"]
     assert "  ebpf_exporter_xdp_packets_total 7" in status["lines"]
     assert f.ebpf_programs_status({"pin_root": "/p", "objects": [], "attachments": []})["lines"] == ["no eBPF programs under /p"]
+
+
+def test_a_user_xdp_program_is_attached_at_the_interfaces_its_section_names():
+    """An ebpf_exporter program with SEC("xdp/eth0,lo") and a perf_event program, as
+    host_catalog describes them, need no attach list."""
+    catalog = dict(CATALOG, xdp_trace={
+        "variants": {"default": {"object": "xdp_trace", "programs": ["cpu_sample", "xdp_trace"], "needs": ["perf_link", "xdp"]}},
+        "program_hooks": {"xdp_trace": "xdp", "cpu_sample": "auto"}, "program_interfaces": {"xdp_trace": ["eth0", "lo"]},
+        "auto": ["default"], "interface": True, "hooks": ["xdp", "auto"], "user": True})
+    p = f.ebpf_programs_plan([{"name": "xdp_trace"}], catalog, ALL, "x86_64", DIR)
+    assert p["errors"] == []
+    assert p["attachments"] == [
+        {"name": "xdp_trace", "hook": "auto", "program": "cpu_sample"},
+        {"name": "xdp_trace", "hook": "xdp", "interface": "eth0", "program": "xdp_trace"},
+        {"name": "xdp_trace", "hook": "xdp", "interface": "lo", "program": "xdp_trace"},
+    ]
+    assert p["interfaces"] == ["eth0", "lo"]

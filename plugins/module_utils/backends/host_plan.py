@@ -25,7 +25,7 @@ XDP_MODES = ("auto", "hw", "drv", "skb")
 TC_DIRECTIONS = ("ingress", "egress")
 TC_APIS = ("auto", "tcx", "netlink")
 TRACING_HOOKS = ("auto", "tracepoint", "raw_tracepoint", "kprobe", "kretprobe", "uprobe", "uretprobe", "tp_btf", "fentry",
-                 "fexit", "fmod_ret", "lsm")
+                 "fexit", "fmod_ret", "lsm", "perf_event")
 DECLARED_KEYS = ("name", "attach", "rules", "variant", "programs", "replace_maps")
 ATTACH_KEYS = {
     "xdp": ("hook", "interface", "mode", "mode_fallback", "program", "force", "require_up"),
@@ -108,8 +108,15 @@ class _Planner:
             hooks = entry.get("program_hooks")
             if entry.get("interface") and not hooks:
                 return []
-            # each program at the hook its section names; network programs need an interface
-            return [{"program": p} for p in programs if (hooks or {}).get(p, "auto") not in ("xdp", "tc")]
+            # each program at the hook its section names; network programs need an interface, which
+            # an xdp/<interface> section names (one attachment per interface)
+            named = entry.get("program_interfaces") or {}
+            items = []
+            for program in programs:
+                if (hooks or {}).get(program, "auto") not in ("xdp", "tc"):
+                    items.append({"program": program})
+                items.extend({"program": program, "interface": ifname} for ifname in named.get(program, []))
+            return items
         if not isinstance(attach, list):
             self.errors.append("%s: attach must be a list of attachments, got %r" % (name, attach))
             return []
