@@ -37,8 +37,14 @@ description:
     Linux 6.6+ reports each link's event (tracepoint, function, file), which must match the
     target; older kernels report only a perf_event link and its program, so there the link pinned
     at the target's path under C(links/) stands for the target.
-  - Sections of hooks it does not attach (C(usdt), C(kprobe.multi), C(uprobe.multi), C(ksyscall))
-    are refused naming the section, not guessed at.
+  - Sections of hooks it does not attach (C(kprobe.multi), C(uprobe.multi), C(ksyscall)) are
+    refused naming the section, not guessed at.
+  - B(USDT probes) (V(usdt)) with libbpf's semantics, for programs written with libbpf's
+    C(usdt.bpf.h) (C(BPF_USDT), C(bpf_usdt_arg)) from sections such as
+    C(usdt/python3:python:function__entry) - every location of the probe in the binary found in
+    its C(.note.stapsdt), a uprobe at each with the probe's semaphore as its reference counter,
+    the argument specs written to the object's C(__bpf_usdt_specs) map and named by each link's
+    BPF cookie, one bpf_link per location pinned under C(links/). Linux 5.15+.
   - Sections that name their target as cloudflare/ebpf_exporter's programs do are understood:
     C(xdp/eth0) (an XDP program for that interface; with several, C(xdp/eth0,eth1), each is an
     attachment of its own and O(interface) names it) and C(perf_event/type=1,config=0,frequency=99)
@@ -91,7 +97,7 @@ options:
         fails with "kprobes are not available on this kernel; use a tracepoint".
     type: str
     choices: [auto, xdp, tc, tracepoint, raw_tracepoint, kprobe, kretprobe, uprobe, uretprobe, tp_btf, fentry, fexit,
-              fmod_ret, lsm, perf_event]
+              fmod_ret, lsm, perf_event, usdt]
     default: auto
   interface:
     description:
@@ -164,6 +170,8 @@ options:
         directories, a program in C(PATH), C(/usr/bin) and C(/usr/sbin)).
       - For V(tp_btf), V(fentry), V(fexit), V(fmod_ret) and V(lsm) the target is fixed when the
         program is loaded; when given it must be the one its section names.
+      - V(usdt) C(<binary>:<provider>:<name>), the binary a path or a library or program name
+        found as for uprobes (C(/usr/bin/python3:python:gc__start)).
       - V(perf_event) C(type=T,config=C,frequency=F) or C(type=T,config=C,period=P) (numbers
         decimal or C(0x) hex; the type and config of perf_event_open(2), for example C(type=1,config=0)
         the software CPU clock, C(type=0,config=3) hardware cache misses).
@@ -351,7 +359,7 @@ def main():
             pin_root=dict(type="path", default="/sys/fs/bpf/ebpf_observability"),
             hook=dict(type="str", default="auto",
                       choices=["auto", "xdp", "tc", "tracepoint", "raw_tracepoint", "kprobe", "kretprobe", "uprobe", "uretprobe",
-                               "tp_btf", "fentry", "fexit", "fmod_ret", "lsm", "perf_event"]),
+                               "tp_btf", "fentry", "fexit", "fmod_ret", "lsm", "perf_event", "usdt"]),
             interface=dict(type="str"),
             require_up=dict(type="bool", default=False),
             mode=dict(type="str", default="auto", choices=["auto", "hw", "drv", "skb"]),

@@ -24,6 +24,8 @@ VARIANTS = {
     "extern": ("load_cases.bpf.c", ["-mcpu=v3", "-DVARIANT_EXTERN"]),
     "named": ("named_sections.bpf.c", []),
     "named_bad": ("named_sections.bpf.c", ["-DVARIANT_BAD"]),
+    "usdt": ("catalog/python_gc.bpf.c", []),
+    "usdt_v3": ("catalog/python_gc.bpf.c", ["-mcpu=v3"]),  # other instructions, the same maps
 }
 
 
@@ -35,7 +37,8 @@ def _arch():
 def compile_bpf(source, output, flags=(), include_dir=BUILD):
     subprocess.run(
         ["clang", "-g", "-O2", "-Wall", "-Werror", "-target", "bpf", "-D__TARGET_ARCH_%s" % _arch(),
-         "-I", include_dir] + list(flags) + ["-c", source, "-o", output],
+         "-I", include_dir, "-idirafter", "/usr/include/%s-linux-gnu" % os.uname().machine] + list(flags)
+        + ["-c", source, "-o", output],
         check=True)
     subprocess.run(["llvm-strip", "-g", output], check=True)
     return output

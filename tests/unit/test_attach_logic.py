@@ -10,6 +10,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.state import at
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import features
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import named_sections
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import perf_event
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import usdt_notes
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach import hook_from_section, resolve_hook
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_common import (
     AttachError, error_type_of,
@@ -73,13 +74,14 @@ def test_held_programs():
     ("xdp/enp8s0,lo", ("xdp", "enp8s0,lo", None)),
     ("xdp/devmap", ("xdp", None, None)),  # libbpf's own
     ("perf_event/type=1,config=0,frequency=99", ("perf_event", "type=1,config=0,frequency=99", None)),
+    ("usdt/libc.so.6:libc:setjmp", ("usdt", "libc.so.6:libc:setjmp", None)),
     ("socket", (None, None, None)),
 ])
 def test_hook_from_section(section, expected):
     assert hook_from_section(section) == expected
 
 
-@pytest.mark.parametrize("section", ["usdt/libc.so.6:libc:setjmp", "kprobe.multi/do_*"])
+@pytest.mark.parametrize("section", ["kprobe.multi/do_*", "ksyscall/openat"])
 def test_sections_of_hooks_not_attached_are_refused_clearly(section):
     with pytest.raises(AttachError, match="section %s: .* are not attached by ebpf_attach" % section.replace("*", ".")) as info:
         hook_from_section(section)
@@ -111,7 +113,7 @@ def test_resolve_hook(args, expected):
 
 
 @pytest.mark.parametrize("args, message, error_type", [
-    (("auto", "kprobe", None), "can be a kprobe, kretprobe, uprobe or uretprobe", "invalid_argument"),
+    (("auto", "kprobe", None), "can be a kprobe, kretprobe, uprobe, uretprobe or usdt program", "invalid_argument"),
     (("auto", "cgroup_skb", None), "cgroup_skb programs cannot be attached by ebpf_attach", "program_type_mismatch"),
     (("tc", "xdp", None), "a xdp program cannot be attached to the tc hook. Use hook: xdp", "program_type_mismatch"),
     (("xdp", "kprobe", None), "a kprobe program cannot be attached to the xdp hook. The xdp hook needs a xdp program",
@@ -339,3 +341,35 @@ def test_malformed_perf_event_sections(section, message):
 def test_sections_that_name_their_interfaces(section, interfaces, types):
     assert named_sections.xdp_interfaces(section) == interfaces
     assert named_sections.section_type(section) == types
+
+
+@pytest.mark.parametrize("arg, arch, spec", [
+    ("-4@%eax", "x86_64", (0, usdt_notes.ARG_REG, 80, True, 32)),
+    ("8@%r12", "x86_64", (0, usdt_notes.ARG_REG, 24, False, 0)),
+    ("-4@112(%rsp)", "x86_64", (112, usdt_notes.ARG_REG_DEREF, 152, True, 32)),
+    ("8@-16(%rbp)", "x86_64", ((-16) & 0xFFFFFFFFFFFFFFFF, usdt_notes.ARG_REG_DEREF, 32, False, 0)),
+    ("2@(%rdi)", "x86_64", (0, usdt_notes.ARG_REG_DEREF, 112, False, 48)),
+    ("-1@$-9", "x86_64", ((-9) & 0xFFFFFFFFFFFFFFFF, usdt_notes.ARG_CONST, 0, True, 56)),
+    ("8@x1", "aarch64", (0, usdt_notes.ARG_REG, 8, False, 0)),
+    ("-4@[sp, 16]", "aarch64", (16, usdt_notes.ARG_REG_DEREF, 248, True, 32)),
+    ("4@5", "aarch64", (5, usdt_notes.ARG_CONST, 0, False, 32)),
+])
+def test_usdt_arguments_become_libbpf_arg_specs(arg, arch, spec):
+    assert usdt_notes.parse_arg(arg, arch) == spec
+
+
+@pytest.mark.parametrize("arg, message", [
+    ("8@8(%rax,%rbx,4)", "has a form that is not supported"),
+    ("3@%rax", "has a form that is not supported"),
+    ("8@%xmm0", "names register xmm0, which is not known"),
+])
+def test_usdt_arguments_that_are_refused(arg, message):
+    with pytest.raises(BpfError, match=message):
+        usdt_notes.parse_arg(arg)
+
+
+def test_usdt_spec_layout_is_libbpfs():
+    spec = usdt_notes.spec_bytes("-4@%eax 8@$7")
+    assert len(spec) == usdt_notes.SPEC_SIZE == 208  # sizeof(struct __bpf_usdt_spec), libbpf's usdt.bpf.h
+    assert spec[:16] == usdt_notes.ARG_SPEC.pack(0, 1, 80, True, 32) and spec[16:24] == (7).to_bytes(8, "little")
+    assert spec[192:202] == (0).to_bytes(8, "little") + (2).to_bytes(2, "little")

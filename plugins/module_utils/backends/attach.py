@@ -24,6 +24,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach
 )
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_btf import BTF_HOOKS, BtfTracingHook
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_perf import PerfEventHook
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_usdt import UsdtHook
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_tc import DIRECTIONS, TcHook
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_tracing import (
     TRACING_HOOKS, TracingHook,
@@ -35,7 +36,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors i
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.netlink import Netlink
 
 NETWORK_HOOKS = ("xdp", "tc")
-HOOKS = ("auto",) + NETWORK_HOOKS + TRACING_HOOKS + BTF_HOOKS + ("perf_event",)
+HOOKS = ("auto",) + NETWORK_HOOKS + TRACING_HOOKS + BTF_HOOKS + ("perf_event", "usdt")
 # program types (as the kernel names them) each hook accepts
 HOOK_PROG_TYPES = {
     "xdp": ("xdp",),
@@ -44,7 +45,7 @@ HOOK_PROG_TYPES = {
     "raw_tracepoint": ("raw_tracepoint", "raw_tracepoint_writable"),
     "kprobe": ("kprobe",), "kretprobe": ("kprobe",), "uprobe": ("kprobe",), "uretprobe": ("kprobe",),
     "tp_btf": ("tracing",), "fentry": ("tracing",), "fexit": ("tracing",), "fmod_ret": ("tracing",), "lsm": ("lsm",),
-    "perf_event": ("perf_event",),
+    "perf_event": ("perf_event",), "usdt": ("kprobe",),
 }
 HOOK_FOR_PROG_TYPE = {"xdp": "xdp", "sched_cls": "tc", "tracepoint": "tracepoint", "raw_tracepoint": "raw_tracepoint",
                       "raw_tracepoint_writable": "raw_tracepoint", "lsm": "lsm", "perf_event": "perf_event"}
@@ -59,12 +60,12 @@ SECTION_HOOKS = {
     "uprobe": "uprobe", "uretprobe": "uretprobe", "uprobe.s": "uprobe", "uretprobe.s": "uretprobe",
     "tp_btf": "tp_btf", "fentry": "fentry", "fentry.s": "fentry", "fexit": "fexit", "fexit.s": "fexit",
     "fmod_ret": "fmod_ret", "fmod_ret.s": "fmod_ret", "lsm": "lsm", "lsm.s": "lsm", "perf_event": "perf_event",
+    "usdt": "usdt",
 }
 
 
 # libbpf sections whose hooks ebpf_attach does not attach (yet): a clear refusal, not a guess
 UNSUPPORTED_SECTIONS = {
-    "usdt": "USDT probes",
     "kprobe.multi": "multi-kprobes", "kretprobe.multi": "multi-kretprobes", "uprobe.multi": "multi-uprobes",
     "uretprobe.multi": "multi-uretprobes", "ksyscall": "syscall kprobes", "kretsyscall": "syscall kretprobes",
 }
@@ -97,7 +98,7 @@ def resolve_hook(asked, type_name, section, target=None, direction=None):
         hook = s_hook or HOOK_FOR_PROG_TYPE.get(type_name)
         if hook is None:
             if type_name == "kprobe":
-                raise AttachError("a kprobe-type program can be a kprobe, kretprobe, uprobe or uretprobe and its section "
+                raise AttachError("a kprobe-type program can be a kprobe, kretprobe, uprobe, uretprobe or usdt program and its section "
                                   "name is not known", "invalid_argument", hint="set hook and target")
             if type_name == "tracing":
                 raise AttachError("a tracing program can be a tp_btf, fentry, fexit or fmod_ret program and its section "
@@ -230,8 +231,10 @@ class AttachBackend:
         if self.ifname:
             raise AttachError("interface applies to the xdp and tc hooks only, not to %s" % self.hook_name, "invalid_argument")
         if self.hook_name == "perf_event":
-            return PerfEventHook(self)
-        if self.hook_name in BTF_HOOKS:
+            hook = PerfEventHook(self)
+        elif self.hook_name == "usdt":
+            hook = UsdtHook(self)
+        elif self.hook_name in BTF_HOOKS:
             s_hook, s_target, _d = hook_from_section(self.prog.section)
             hook = BtfTracingHook(self, self.hook_name, s_target if s_hook == self.hook_name else None)
         else:

@@ -43,6 +43,7 @@ _SECTION_NEEDS = {
     "uprobe": ("auto", ["uprobes", "perf_link"]), "uretprobe": ("auto", ["uprobes", "perf_link"]),
     "tp_btf": ("auto", ["tp_btf"]), "fentry": ("auto", ["fentry"]), "fexit": ("auto", ["fentry"]),
     "fmod_ret": ("auto", ["fentry"]), "lsm": ("auto", ["fentry"]), "perf_event": ("auto", ["perf_link"]),
+    "usdt": ("auto", ["uprobes", "perf_link"]),
 }
 
 

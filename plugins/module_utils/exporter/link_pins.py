@@ -33,10 +33,10 @@ from ansible_collections.ebpf.observability.plugins.module_utils.kernel import b
 from ansible_collections.ebpf.observability.plugins.module_utils.state.pin_state import LINKS_DIR, pin_key
 
 # ebpf_attach's hooks without an interface (backends.attach_tracing.TRACING_HOOKS, attach_btf's
-# BTF_HOOKS and the perf_event hook, a link per CPU; the exporter does not import backends) and
+# BTF_HOOKS, the perf_event hook (a link per CPU) and the usdt hook (a link per probe location); the exporter does not import backends) and
 # TC's directions.
 TRACING_HOOKS = ("tracepoint", "raw_tracepoint", "kprobe", "kretprobe", "uprobe", "uretprobe",
-                 "tp_btf", "fentry", "fexit", "fmod_ret", "lsm", "perf_event")
+                 "tp_btf", "fentry", "fexit", "fmod_ret", "lsm", "perf_event", "usdt")
 DIRECTIONS = ("ingress", "egress")
 
 

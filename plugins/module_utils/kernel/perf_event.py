@@ -27,7 +27,8 @@ from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors i
 
 PERF_TYPE_TRACEPOINT = 2
 PERF_FLAG_FD_CLOEXEC = 1 << 3
-PERF_ATTR_FREQ = 1 << 10  # perf_event_attr.freq: sample_period holds a frequency
+PERF_ATTR_FREQ = 1 << 10
+PERF_UPROBE_REF_CTR_OFFSET_SHIFT = 32  # perf_event_attr.freq: sample_period holds a frequency
 CPU_ONLINE = "/sys/devices/system/cpu/online"
 PERF_EVENT_IOC_ENABLE = 0x2400  # _IO('$', 0)
 PMU_DIR = "/sys/bus/event_source/devices"
@@ -164,13 +165,15 @@ def retprobe_bit(pmu, pmu_dir=PMU_DIR):
     return int(bit)
 
 
-def open_probe(pmu, name, offset, retprobe, what, pid=-1, pmu_dir=PMU_DIR):
+def open_probe(pmu, name, offset, retprobe, what, pid=-1, pmu_dir=PMU_DIR, ref_ctr_offset=0):
     """Open a kprobe (``name`` is a kernel function) or uprobe (``name`` is a file path,
-    ``offset`` the file offset) perf event through the PMU ``pmu``."""
+    ``offset`` the file offset) perf event through the PMU ``pmu``; a uprobe's
+    ``ref_ctr_offset`` is the file offset of a USDT semaphore, which the kernel counts up while
+    the probe exists (Linux 4.20+)."""
     ptype = pmu_type(pmu, pmu_dir)
     if ptype is None:
         raise BpfError("%ss are not available on this kernel (no %s/%s)" % (pmu, pmu_dir, pmu), errno=errno.ENOENT)
-    attr = PerfEventAttr(type=ptype, config2=offset)
+    attr = PerfEventAttr(type=ptype, config2=offset, config=ref_ctr_offset << PERF_UPROBE_REF_CTR_OFFSET_SHIFT)
     if retprobe:
         bit = retprobe_bit(pmu, pmu_dir)
         if bit is None:
