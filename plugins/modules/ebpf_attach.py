@@ -37,8 +37,12 @@ description:
     Linux 6.6+ reports each link's event (tracepoint, function, file), which must match the
     target; older kernels report only a perf_event link and its program, so there the link pinned
     at the target's path under C(links/) stands for the target.
-  - Sections of hooks it does not attach (C(kprobe.multi), C(uprobe.multi), C(ksyscall)) are
-    refused naming the section, not guessed at.
+  - Sections of hooks it does not attach (C(ksyscall), sleepable C(uprobe.multi.s)) are refused
+    naming the section, not guessed at.
+  - B(Multi-probes) (V(kprobe_multi), V(kretprobe_multi), V(uprobe_multi), V(uretprobe_multi), from
+    libbpf's C(kprobe.multi/tcp_*) and C(uprobe.multi/libc.so.6:malloc*) sections) attach the
+    program to every function the target's glob matches through one bpf_link (kernel functions:
+    Linux 5.18 with kprobes; a binary's: Linux 6.6).
   - B(USDT probes) (V(usdt)) with libbpf's semantics, for programs written with libbpf's
     C(usdt.bpf.h) (C(BPF_USDT), C(bpf_usdt_arg)) from sections such as
     C(usdt/python3:python:function__entry) - every location of the probe in the binary found in
@@ -97,7 +101,7 @@ options:
         fails with "kprobes are not available on this kernel; use a tracepoint".
     type: str
     choices: [auto, xdp, tc, tracepoint, raw_tracepoint, kprobe, kretprobe, uprobe, uretprobe, tp_btf, fentry, fexit,
-              fmod_ret, lsm, perf_event, usdt]
+              fmod_ret, lsm, perf_event, usdt, kprobe_multi, kretprobe_multi, uprobe_multi, uretprobe_multi]
     default: auto
   interface:
     description:
@@ -170,6 +174,8 @@ options:
         directories, a program in C(PATH), C(/usr/bin) and C(/usr/sbin)).
       - For V(tp_btf), V(fentry), V(fexit), V(fmod_ret) and V(lsm) the target is fixed when the
         program is loaded; when given it must be the one its section names.
+      - V(kprobe_multi)/V(kretprobe_multi) a kernel function glob (C(tcp_v4_*));
+        V(uprobe_multi)/V(uretprobe_multi) C(<binary>:<function glob>) (C(libc.so.6:malloc*)).
       - V(usdt) C(<binary>:<provider>:<name>), the binary a path or a library or program name
         found as for uprobes (C(/usr/bin/python3:python:gc__start)).
       - V(perf_event) C(type=T,config=C,frequency=F) or C(type=T,config=C,period=P) (numbers
@@ -359,7 +365,8 @@ def main():
             pin_root=dict(type="path", default="/sys/fs/bpf/ebpf_observability"),
             hook=dict(type="str", default="auto",
                       choices=["auto", "xdp", "tc", "tracepoint", "raw_tracepoint", "kprobe", "kretprobe", "uprobe", "uretprobe",
-                               "tp_btf", "fentry", "fexit", "fmod_ret", "lsm", "perf_event", "usdt"]),
+                               "tp_btf", "fentry", "fexit", "fmod_ret", "lsm", "perf_event", "usdt",
+                               "kprobe_multi", "kretprobe_multi", "uprobe_multi", "uretprobe_multi"]),
             interface=dict(type="str"),
             require_up=dict(type="bool", default=False),
             mode=dict(type="str", default="auto", choices=["auto", "hw", "drv", "skb"]),

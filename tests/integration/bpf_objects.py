@@ -25,6 +25,7 @@ VARIANTS = {
     "named": ("named_sections.bpf.c", []),
     "named_bad": ("named_sections.bpf.c", ["-DVARIANT_BAD"]),
     "usdt": ("catalog/python_gc.bpf.c", []),
+    "multi": ("multi_probes.bpf.c", []),
     "usdt_v3": ("catalog/python_gc.bpf.c", ["-mcpu=v3"]),  # other instructions, the same maps
 }
 

@@ -75,13 +75,15 @@ def test_held_programs():
     ("xdp/devmap", ("xdp", None, None)),  # libbpf's own
     ("perf_event/type=1,config=0,frequency=99", ("perf_event", "type=1,config=0,frequency=99", None)),
     ("usdt/libc.so.6:libc:setjmp", ("usdt", "libc.so.6:libc:setjmp", None)),
+    ("kprobe.multi/tcp_v4_*", ("kprobe_multi", "tcp_v4_*", None)),
+    ("uretprobe.multi/libc.so.6:malloc*", ("uretprobe_multi", "libc.so.6:malloc*", None)),
     ("socket", (None, None, None)),
 ])
 def test_hook_from_section(section, expected):
     assert hook_from_section(section) == expected
 
 
-@pytest.mark.parametrize("section", ["kprobe.multi/do_*", "ksyscall/openat"])
+@pytest.mark.parametrize("section", ["uprobe.multi.s/libc.so.6:malloc", "ksyscall/openat"])
 def test_sections_of_hooks_not_attached_are_refused_clearly(section):
     with pytest.raises(AttachError, match="section %s: .* are not attached by ebpf_attach" % section.replace("*", ".")) as info:
         hook_from_section(section)
@@ -337,6 +339,8 @@ def test_malformed_perf_event_sections(section, message):
     ("xdp.frags/cpumap", None, None),
     ("xdp", None, None),
     ("perf_event/type=1,config=0,frequency=1", None, (7, 0)),
+    ("uprobe.multi/libc.so.6:malloc*", None, (2, 48)),
+    ("uretprobe.multi", None, (2, 48)),
 ])
 def test_sections_that_name_their_interfaces(section, interfaces, types):
     assert named_sections.xdp_interfaces(section) == interfaces

@@ -23,6 +23,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach
     AttachError, ProgramRef, error_type_of, prog_label, read_link, unpin_link,
 )
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_btf import BTF_HOOKS, BtfTracingHook
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_multi import MULTI_HOOKS, MultiProbeHook
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_perf import PerfEventHook
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_usdt import UsdtHook
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_tc import DIRECTIONS, TcHook
@@ -36,7 +37,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors i
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.netlink import Netlink
 
 NETWORK_HOOKS = ("xdp", "tc")
-HOOKS = ("auto",) + NETWORK_HOOKS + TRACING_HOOKS + BTF_HOOKS + ("perf_event", "usdt")
+HOOKS = ("auto",) + NETWORK_HOOKS + TRACING_HOOKS + BTF_HOOKS + MULTI_HOOKS + ("perf_event", "usdt")
 # program types (as the kernel names them) each hook accepts
 HOOK_PROG_TYPES = {
     "xdp": ("xdp",),
@@ -47,6 +48,7 @@ HOOK_PROG_TYPES = {
     "tp_btf": ("tracing",), "fentry": ("tracing",), "fexit": ("tracing",), "fmod_ret": ("tracing",), "lsm": ("lsm",),
     "perf_event": ("perf_event",), "usdt": ("kprobe",),
 }
+HOOK_PROG_TYPES.update((hook, ("kprobe",)) for hook in MULTI_HOOKS)
 HOOK_FOR_PROG_TYPE = {"xdp": "xdp", "sched_cls": "tc", "tracepoint": "tracepoint", "raw_tracepoint": "raw_tracepoint",
                       "raw_tracepoint_writable": "raw_tracepoint", "lsm": "lsm", "perf_event": "perf_event"}
 # libbpf section prefixes -> hook
@@ -60,14 +62,15 @@ SECTION_HOOKS = {
     "uprobe": "uprobe", "uretprobe": "uretprobe", "uprobe.s": "uprobe", "uretprobe.s": "uretprobe",
     "tp_btf": "tp_btf", "fentry": "fentry", "fentry.s": "fentry", "fexit": "fexit", "fexit.s": "fexit",
     "fmod_ret": "fmod_ret", "fmod_ret.s": "fmod_ret", "lsm": "lsm", "lsm.s": "lsm", "perf_event": "perf_event",
-    "usdt": "usdt",
+    "usdt": "usdt", "kprobe.multi": "kprobe_multi", "kretprobe.multi": "kretprobe_multi",
+    "uprobe.multi": "uprobe_multi", "uretprobe.multi": "uretprobe_multi",
 }
 
 
 # libbpf sections whose hooks ebpf_attach does not attach (yet): a clear refusal, not a guess
 UNSUPPORTED_SECTIONS = {
-    "kprobe.multi": "multi-kprobes", "kretprobe.multi": "multi-kretprobes", "uprobe.multi": "multi-uprobes",
-    "uretprobe.multi": "multi-uretprobes", "ksyscall": "syscall kprobes", "kretsyscall": "syscall kretprobes",
+    "ksyscall": "syscall kprobes", "kretsyscall": "syscall kretprobes", "uprobe.multi.s": "sleepable multi-uprobes",
+    "uretprobe.multi.s": "sleepable multi-uretprobes",
 }
 
 
@@ -234,6 +237,8 @@ class AttachBackend:
             hook = PerfEventHook(self)
         elif self.hook_name == "usdt":
             hook = UsdtHook(self)
+        elif self.hook_name in MULTI_HOOKS:
+            hook = MultiProbeHook(self, self.hook_name)
         elif self.hook_name in BTF_HOOKS:
             s_hook, s_target, _d = hook_from_section(self.prog.section)
             hook = BtfTracingHook(self, self.hook_name, s_target if s_hook == self.hook_name else None)

@@ -25,7 +25,8 @@ XDP_MODES = ("auto", "hw", "drv", "skb")
 TC_DIRECTIONS = ("ingress", "egress")
 TC_APIS = ("auto", "tcx", "netlink")
 TRACING_HOOKS = ("auto", "tracepoint", "raw_tracepoint", "kprobe", "kretprobe", "uprobe", "uretprobe", "tp_btf", "fentry",
-                 "fexit", "fmod_ret", "lsm", "perf_event", "usdt")
+                 "fexit", "fmod_ret", "lsm", "perf_event", "usdt", "kprobe_multi", "kretprobe_multi", "uprobe_multi",
+                 "uretprobe_multi")
 DECLARED_KEYS = ("name", "attach", "rules", "variant", "programs", "replace_maps")
 ATTACH_KEYS = {
     "xdp": ("hook", "interface", "mode", "mode_fallback", "program", "force", "require_up"),

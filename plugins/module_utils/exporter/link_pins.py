@@ -36,7 +36,8 @@ from ansible_collections.ebpf.observability.plugins.module_utils.state.pin_state
 # BTF_HOOKS, the perf_event hook (a link per CPU) and the usdt hook (a link per probe location); the exporter does not import backends) and
 # TC's directions.
 TRACING_HOOKS = ("tracepoint", "raw_tracepoint", "kprobe", "kretprobe", "uprobe", "uretprobe",
-                 "tp_btf", "fentry", "fexit", "fmod_ret", "lsm", "perf_event", "usdt")
+                 "tp_btf", "fentry", "fexit", "fmod_ret", "lsm", "perf_event", "usdt",
+                 "kprobe_multi", "kretprobe_multi", "uprobe_multi", "uretprobe_multi")
 DIRECTIONS = ("ingress", "egress")
 
 

@@ -66,6 +66,22 @@ def _symbols(data, order, sections, table):
         yield data[start:end].decode("utf-8", "replace"), value, shndx
 
 
+def functions(path):
+    """{function: file offset} of every function ELF file ``path`` defines (its .symtab, else its
+    .dynsym; a versioned name ``f@@V`` as ``f``)."""
+    data = read_elf(path)
+    order, sections = elf_sections(data, path)
+    for kind in (SHT_SYMTAB, SHT_DYNSYM):
+        found = {}
+        for table in (s for s in sections if s["type"] == kind):
+            for name, value, shndx in _symbols(data, order, sections, table):
+                sec = sections[shndx]
+                found.setdefault(name.split("@", 1)[0], value - sec["addr"] + sec["offset"])
+        if found:
+            return found
+    return {}
+
+
 def function_offset(path, function):
     """The file offset of ``function`` in the ELF file ``path``; BpfError when it has none."""
     data = read_elf(path)

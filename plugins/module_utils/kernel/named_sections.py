@@ -8,7 +8,8 @@ libbpf itself does not know:
   (``SEC("xdp/eth0,lo")``); libbpf's own ``xdp/devmap`` and ``xdp/cpumap`` keep their meaning;
 * ``perf_event/type=<T>,config=<C>[,frequency=<F>|,period=<P>]``: a perf_event program run by
   the perf event of that type and config (``type=1,config=0,frequency=99``: the software CPU
-  clock sampled 99 times a second), one event per online CPU. Numbers are decimal or 0x-hex.
+  clock sampled 99 times a second), one event per online CPU. Numbers are decimal or 0x-hex;
+* ``uprobe.multi/...`` and ``uretprobe.multi/...``, which libbpf knows from 1.3 on only.
 
 libbpf 1.x opens such a program with no program type and would refuse to load it ("missing BPF
 prog type"); ebpf_exporter registers section handlers for these prefixes. Handlers are global to
@@ -78,6 +79,8 @@ def section_type(section):
     """(program type, expected attach type) a named section implies, or None."""
     if xdp_interfaces(section):
         return c.BPF_PROG_TYPE_XDP, c.BPF_XDP
+    if (section or "").partition("/")[0] in ("uprobe.multi", "uretprobe.multi"):  # libbpf 1.3+ knows these itself
+        return c.BPF_PROG_TYPE_KPROBE, c.BPF_TRACE_UPROBE_MULTI
     if (section or "").startswith("perf_event/"):
         perf_event_spec(section)  # a malformed section fails here, before any load
         return c.BPF_PROG_TYPE_PERF_EVENT, 0
