@@ -225,3 +225,26 @@ def test_a_user_xdp_program_is_attached_at_the_interfaces_its_section_names():
         {"name": "xdp_trace", "hook": "xdp", "interface": "lo", "program": "xdp_trace"},
     ]
     assert p["interfaces"] == ["eth0", "lo"]
+
+
+@pytest.mark.parametrize("release, chosen, error", [
+    ("6.1.0-28-amd64", "current", None),
+    ("5.16", "current", None),
+    ("5.10.0-32-cloud-amd64", "older", None),
+    ("4.19.0-27-amd64", None, "cachestat cannot run on this host: current needs Linux >=5.16 (this host runs 4.19.0-27-amd64); "
+                              "older needs Linux >=5.10,<5.16 (this host runs 4.19.0-27-amd64)"),
+])
+def test_variants_chosen_by_kernel_release(release, chosen, error):
+    variants = {"current": {"object": "cachestat", "programs": ["p"], "kernel": ">=5.16"},
+                "older": {"object": "cachestat-pre-kernel-5.16", "programs": ["p"], "kernel": ">=5.10,<5.16"}}
+    catalog = dict(CATALOG, cachestat={"variants": variants, "program_hooks": {"p": "auto"}, "auto": ["current", "older"],
+                                       "interface": False, "hooks": ["auto"], "user": True})
+    p = f.ebpf_programs_plan([{"name": "cachestat"}], catalog, dict(ALL, kernel_release=release), "x86_64", DIR)
+    assert p["errors"] == ([error] if error else [])
+    assert [load["variant"] for load in p["loads"]] == ([chosen] if chosen else [])
+
+
+def test_a_kernel_constraint_that_is_not_one_is_named():
+    assert host_plan.kernel_fits("6.1.0", ">=5.4, <7")
+    with pytest.raises(ValueError, match="kernel constraint '~5.4': write comparisons such as >=5.16"):
+        host_plan.kernel_fits("6.1.0", "~5.4")

@@ -57,6 +57,30 @@ def device_unit(interface):
     return "sys-subsystem-net-devices-%s.device" % systemd_escape(interface)
 
 
+_RELEASE = re.compile(r"^(\d+)(?:\.(\d+))?(?:\.(\d+))?")
+_CONSTRAINT = re.compile(r"^\s*(>=|<=|==|>|<)\s*(\d+(?:\.\d+){0,2})\s*$")
+_COMPARE = {">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b, "==": lambda a, b: a == b,
+            ">": lambda a, b: a > b, "<": lambda a, b: a < b}
+
+
+def _version(text):
+    m = _RELEASE.match(text or "")
+    return tuple(int(part or 0) for part in m.groups()) if m else None
+
+
+def kernel_fits(release, constraint):
+    """Whether kernel ``release`` (``6.1.0-28-amd64``) meets ``constraint``: comparisons joined by
+    commas (``>=5.10,<5.16``); ValueError for a constraint that is not one."""
+    have = _version(release)
+    for part in str(constraint).split(","):
+        m = _CONSTRAINT.match(part)
+        if m is None:
+            raise ValueError("kernel constraint %r: write comparisons such as >=5.16 or >=5.10,<5.16" % constraint)
+        if have is not None and not _COMPARE[m.group(1)](have, _version(m.group(2))):
+            return False
+    return True
+
+
 class _Planner:
     """Expands one host's declaration; collects errors and warnings instead of stopping at
     the first problem, so the operator sees every one at once."""
@@ -74,6 +98,12 @@ class _Planner:
     def _missing(self, variant):
         """Why a variant cannot run on this host ([] when it can)."""
         missing = ["the kernel feature '%s'" % need for need in variant.get("needs", []) if not self.features.get(need)]
+        if variant.get("kernel"):
+            try:
+                if not kernel_fits(self.features.get("kernel_release"), variant["kernel"]):
+                    missing.append("Linux %s (this host runs %s)" % (variant["kernel"], self.features.get("kernel_release")))
+            except ValueError as e:
+                missing.append(str(e))
         arches = variant.get("architectures")
         if arches and self.architecture not in arches:
             missing.append("a %s host (this one is %s)" % (" or ".join(arches), self.architecture))
