@@ -253,6 +253,10 @@ features:
     tcx:
       description: TC programs can be attached through TCX links.
       type: bool
+    task_storage:
+      description: Task-local storage maps can be created (Linux 5.11+); without them C(syscall_latency) uses
+        its variant keeping thread state in a hash.
+      type: bool
     libbpf_version:
       description: Version of the libbpf the modules use, or null without libbpf.
       type: str

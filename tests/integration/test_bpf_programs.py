@@ -48,6 +48,7 @@ PROGRAMS = {
     "xdp_counter": [("xdp_counter", {})],
     "tc_classifier": [("tc_classify_ingress", {"direction": "ingress"}), ("tc_classify_egress", {"direction": "egress"})],
     "syscall_latency": [("syscall_enter_tp", {}), ("syscall_exit_tp", {})],
+    "syscall_latency_hash": [("syscall_enter_tp", {}), ("syscall_exit_tp", {})],  # before Linux 5.11
     "net_tracepoints": [("skb_kfree", {}), ("tcp_retransmit", {}), ("tcp_set_state", {}), ("net_rx", {}), ("net_tx", {})],
 }
 NETWORK = ("xdp_counter", "tc_classifier")
@@ -306,17 +307,18 @@ def test_xdp_counts_tagged_frames_through_test_run(deploy):
 
 # ------------------------------------------------------------------------------ syscalls
 
-def test_syscall_latency_counts_getpid_and_errors(deploy):
-    deploy.load("syscall_latency")
-    deploy.attach_all("syscall_latency")
+@pytest.mark.parametrize("obj", ["syscall_latency", "syscall_latency_hash"])
+def test_syscall_latency_counts_getpid_and_errors(deploy, obj):
+    deploy.load(obj)
+    deploy.attach_all(obj)
     calls = 3000
     for _call in range(calls):
         _LIBC.syscall(NUMBERS["getpid"])
     for _call in range(N):
         assert _LIBC.syscall(NUMBERS["close"], -1) == -1
-    deploy.attach_all("syscall_latency", state="absent")
+    deploy.attach_all(obj, state="absent")
     time.sleep(0.05)  # a syscall exit already in the program when its link went
-    samples = deploy.metrics("syscall_latency")
+    samples = deploy.metrics(obj, "syscall_latency")
     count = value(samples, "syscalls_total", syscall="getpid")
     assert count >= calls
     assert value(samples, "syscall_latency_seconds_count", syscall="getpid") == count
@@ -324,7 +326,7 @@ def test_syscall_latency_counts_getpid_and_errors(deploy):
     assert 0 < value(samples, "syscall_latency_seconds_sum", syscall="getpid") < count * 0.01
     assert value(samples, "syscall_errors_total", syscall="close", errno="EBADF") >= N
     assert value(samples, "syscall_errors_total", syscall="getpid", errno="EBADF") == 0
-    assert samples == deploy.metrics("syscall_latency")  # detached: nothing moves
+    assert samples == deploy.metrics(obj, "syscall_latency")  # detached: nothing moves
 
 
 # ------------------------------------------------------------------------------ net tracepoints

@@ -14,7 +14,7 @@ with open(os.path.join(REPO, "roles", "ebpf_programs", "vars", "main.yml")) as _
     CATALOG = yaml.safe_load(_f)["_ebpf_programs_builtin"]
 
 ALL = {"btf": True, "xdp": True, "tc": True, "tcx": True, "tracepoints": True, "raw_tracepoints": True,
-       "perf_link": True, "kprobes": True}
+       "perf_link": True, "kprobes": True, "task_storage": True}
 NO_KPROBES = dict(ALL, kprobes=False)
 DIR = "/usr/local/lib/ebpf_observability"
 
@@ -248,3 +248,10 @@ def test_a_kernel_constraint_that_is_not_one_is_named():
     assert host_plan.kernel_fits("6.1.0", ">=5.4, <7")
     with pytest.raises(ValueError, match="kernel constraint '~5.4': write comparisons such as >=5.16"):
         host_plan.kernel_fits("6.1.0", "~5.4")
+
+
+def test_kernels_without_task_storage_get_the_hash_variant():
+    p = f.ebpf_programs_plan([{"name": "syscall_latency"}], CATALOG, dict(ALL, task_storage=False), "x86_64", DIR)
+    assert p["errors"] == [] and [(load["variant"], load["object"]) for load in p["loads"]] == [
+        ("raw_tracepoint_hash", "syscall_latency_hash")]
+    assert [a["program"] for a in p["attachments"]] == ["syscall_enter_tp", "syscall_exit_tp"]
