@@ -219,6 +219,25 @@ struct trace_event_raw_net_dev_xmit {
 	u32 __data_loc_name;
 };
 
+/* What the raw tracepoint variant of net_tracepoints reads from the tracepoints' arguments. */
+struct net_device {
+	char name[16];
+};
+
+struct sk_buff {
+	struct net_device *dev;
+};
+
+struct sock_common {
+	unsigned short skc_family;
+	volatile unsigned char skc_state;
+};
+
+struct sock {
+	struct sock_common __sk_common;
+	u16 sk_protocol;
+};
+
 #pragma clang attribute pop
 
 #endif /* __VMLINUX_H__ */

@@ -90,8 +90,9 @@ def test_auto_never_picks_kprobes():
 
 
 def test_a_program_no_variant_of_which_runs_is_an_error():
-    p = plan([{"name": "net_tracepoints"}], dict(ALL, perf_link=False))
-    assert p["loads"] == [] and "net_tracepoints cannot run on this host: tracepoint needs the kernel feature 'perf_link'" in p["errors"][0]
+    p = plan([{"name": "net_tracepoints"}], dict(ALL, perf_link=False, raw_tracepoints=False))
+    assert p["loads"] == [] and p["errors"][0] == ("net_tracepoints cannot run on this host: tracepoint needs the kernel "
+                                                   "feature 'perf_link'; raw_tracepoint needs the kernel feature 'raw_tracepoints'")
 
 
 def test_tracing_programs_can_be_loaded_unattached():
@@ -255,3 +256,10 @@ def test_kernels_without_task_storage_get_the_hash_variant():
     assert p["errors"] == [] and [(load["variant"], load["object"]) for load in p["loads"]] == [
         ("raw_tracepoint_hash", "syscall_latency_hash")]
     assert [a["program"] for a in p["attachments"]] == ["syscall_enter_tp", "syscall_exit_tp"]
+
+
+def test_kernels_without_perf_links_get_raw_tracepoint_net_events():
+    p = f.ebpf_programs_plan([{"name": "net_tracepoints"}], CATALOG, dict(ALL, perf_link=False), "x86_64", DIR)
+    assert p["errors"] == [] and [(load["variant"], load["object"]) for load in p["loads"]] == [
+        ("raw_tracepoint", "raw_net_tracepoints")]
+    assert [a["program"] for a in p["attachments"]] == ["skb_kfree", "tcp_retransmit", "tcp_set_state", "net_rx", "net_tx"]
