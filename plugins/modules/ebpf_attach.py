@@ -41,15 +41,15 @@ description:
     naming the section, not guessed at.
   - B(Multi-probes) (V(kprobe_multi), V(kretprobe_multi), V(uprobe_multi), V(uretprobe_multi), from
     libbpf's C(kprobe.multi/tcp_*) and C(uprobe.multi/libc.so.6:malloc*) sections) attach the
-    program to every function the target's glob matches through one bpf_link (kernel functions:
-    Linux 5.18 with kprobes; a binary's: Linux 6.6).
+    program to every function the target's glob matches through one bpf_link (kernel functions
+    from Linux 5.18 with kprobes, a binary's from Linux 6.6).
   - B(USDT probes) (V(usdt)) with libbpf's semantics, for programs written with libbpf's
     C(usdt.bpf.h) (C(BPF_USDT), C(bpf_usdt_arg)) from sections such as
     C(usdt/python3:python:function__entry) - every location of the probe in the binary found in
     its C(.note.stapsdt), a uprobe at each with the probe's semaphore as its reference counter,
     the argument specs written to the object's C(__bpf_usdt_specs) map and named by each link's
     BPF cookie, one bpf_link per location pinned under C(links/). Linux 5.15+.
-  - Sections that name their target as cloudflare/ebpf_exporter's programs do are understood:
+  - Sections that name their target as cloudflare/ebpf_exporter's programs do are understood,
     C(xdp/eth0) (an XDP program for that interface; with several, C(xdp/eth0,eth1), each is an
     attachment of its own and O(interface) names it) and C(perf_event/type=1,config=0,frequency=99)
     (see V(perf_event) below).

@@ -27,6 +27,7 @@ VARIANTS = {
     "usdt": ("catalog/python_gc.bpf.c", []),
     "multi": ("multi_probes.bpf.c", []),
     "usdt_v3": ("catalog/python_gc.bpf.c", ["-mcpu=v3"]),  # other instructions, the same maps
+    "usdt_args": ("usdt_args.bpf.c", []),
 }
 
 

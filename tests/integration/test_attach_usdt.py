@@ -15,6 +15,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.kernel import u
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach import AttachBackend
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_common import AttachError
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.program import ProgramBackend
+from bpf_objects import BUILD, SOURCES
 
 PYTHON = "/usr/bin/python3"
 TARGET = PYTHON + ":python:gc__start"
@@ -88,3 +89,29 @@ def test_usdt_targets_that_do_not_exist_fail_clearly(pin_root, bpf_objects, tmp_
         run(pin_root, tmp_path, target="/nonexistent:python:gc__start")
     links = os.path.join(pin_root, "pygc", "links")
     assert not os.path.isdir(links) or os.listdir(links) == []
+
+
+@pytest.fixture(scope="module")
+def usdt_binary():
+    """tests/bpf/usdt_target.c: the USDT probe ebpft:tick, with a semaphore, in a binary built here."""
+    os.makedirs(BUILD, exist_ok=True)
+    out = os.path.join(BUILD, "usdt_target")
+    subprocess.run(["cc", "-O1", "-o", out, os.path.join(SOURCES, "usdt_target.c")], check=True)
+    return out
+
+
+def test_usdt_probe_of_a_built_binary_reads_its_arguments(pin_root, bpf_objects, tmp_path, usdt_binary):
+    probes = usdt_notes.probes(usdt_binary)
+    assert [(p["provider"], p["name"], p["semaphore"] > 0, len(p["args"].split())) for p in probes] == [
+        ("ebpft", "tick", True, 2)], probes
+    ProgramBackend("ticks", pin_root).present(bpf_objects["usdt_args"])
+    params = dict(name="ticks", program="usdt_tick", pin_root=pin_root, events_dir=str(tmp_path), hook="usdt",
+                  target=usdt_binary + ":ebpft:tick")
+    assert AttachBackend(params).run()["changed"]
+    proc = subprocess.Popen([usdt_binary, "30"])
+    proc.wait()
+    with sc.obj_get(os.path.join(pin_root, "ticks", "maps", "calls_by_tgid")) as fd:
+        assert struct.unpack("<Q", sc.map_lookup(fd, struct.pack("<I", proc.pid), 8))[0] == 30
+    with sc.obj_get(os.path.join(pin_root, "ticks", "maps", "arg_sums")) as fd:
+        sums = [struct.unpack("<Q", sc.map_lookup(fd, struct.pack("<I", i), 8))[0] for i in (0, 1)]
+    assert sums == [sum(range(30)), sum(i * i for i in range(30))]
