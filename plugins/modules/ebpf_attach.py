@@ -37,26 +37,16 @@ description:
     Linux 6.6+ reports each link's event (tracepoint, function, file), which must match the
     target; older kernels report only a perf_event link and its program, so there the link pinned
     at the target's path under C(links/) stands for the target.
-  - Sections of hooks it does not attach (C(ksyscall), sleepable C(uprobe.multi.s)) are refused
-    naming the section, not guessed at.
-  - B(Multi-probes) (V(kprobe_multi), V(kretprobe_multi), V(uprobe_multi), V(uretprobe_multi), from
-    libbpf's C(kprobe.multi/tcp_*) and C(uprobe.multi/libc.so.6:malloc*) sections) attach the
-    program to every function the target's glob matches through one bpf_link (kernel functions
-    from Linux 5.18 with kprobes, a binary's from Linux 6.6).
-  - B(USDT probes) (V(usdt)) with libbpf's semantics, for programs written with libbpf's
-    C(usdt.bpf.h) (C(BPF_USDT), C(bpf_usdt_arg)) from sections such as
-    C(usdt/python3:python:function__entry) - every location of the probe in the binary found in
-    its C(.note.stapsdt), a uprobe at each with the probe's semaphore as its reference counter,
-    the argument specs written to the object's C(__bpf_usdt_specs) map and named by each link's
-    BPF cookie, one bpf_link per location pinned under C(links/). Linux 5.15+.
-  - Sections that name their target as cloudflare/ebpf_exporter's programs do are understood,
-    C(xdp/eth0) (an XDP program for that interface; with several, C(xdp/eth0,eth1), each is an
-    attachment of its own and O(interface) names it) and C(perf_event/type=1,config=0,frequency=99)
-    (see V(perf_event) below).
-  - B(perf_event hook) (V(perf_event)) runs a perf_event program from a sampling perf event,
-    hardware or software, on every online CPU (for every task), one bpf_link per CPU pinned under
-    C(links/). Linux 5.15+; a CPU that comes online later is covered by the next run. Hardware
-    events are often absent in virtual machines, and the task then says so.
+  - B(Multi-probes) (V(kprobe_multi), V(kretprobe_multi), V(uprobe_multi), V(uretprobe_multi)) attach
+    to every function a glob matches through one bpf_link (kernel functions from Linux 5.18 with
+    kprobes, a binary's from Linux 6.6). C(ksyscall) and sleepable C(uprobe.multi.s) are refused.
+  - B(USDT probes) (V(usdt)) follow libbpf for programs using its C(usdt.bpf.h) - every location
+    of the probe from C(.note.stapsdt), its semaphore counted, argument specs in the object's
+    C(__bpf_usdt_specs) map named by each pinned link's BPF cookie. Linux 5.15+.
+  - B(perf_event) (V(perf_event)) runs a program from a sampling perf event on every online CPU,
+    a pinned bpf_link per CPU (Linux 5.15+; hardware events are often absent in VMs).
+  - ebpf_exporter's sections that name their target work - C(xdp/eth0) (with several interfaces,
+    each an attachment O(interface) names) and C(perf_event/type=1,config=0,frequency=99).
   - B(BTF-typed hooks) (V(tp_btf), V(fentry), V(fexit), V(fmod_ret), V(lsm)) get their target when
     the program is loaded (libbpf resolves the section name, such as C(tp_btf/sched_switch), to a
     BTF id), so attaching opens and pins the link only. V(tp_btf) needs no BPF trampoline and runs
@@ -153,6 +143,17 @@ options:
     type: str
     choices: [auto, tcx, netlink]
     default: auto
+  tcx_position:
+    description:
+      - Where a TCX program runs among its hook's programs (Linux 6.6+) - V(first), V(last), or
+        V(before)/V(after) O(tcx_relative_to); checked each run against the kernel's order (a
+        program out of place gets a new link there). Unset, a new link goes first and an
+        existing one stays where it is.
+    type: str
+    choices: [first, last, before, after]
+  tcx_relative_to:
+    description: A program id, pinned program path or C(<name>/<program>) attached to the same hook.
+    type: str
   priority:
     description:
       - Priority of the netlink TC filter. The default 256 runs after the priority 1 most
@@ -174,13 +175,9 @@ options:
         directories, a program in C(PATH), C(/usr/bin) and C(/usr/sbin)).
       - For V(tp_btf), V(fentry), V(fexit), V(fmod_ret) and V(lsm) the target is fixed when the
         program is loaded; when given it must be the one its section names.
-      - V(kprobe_multi)/V(kretprobe_multi) a kernel function glob (C(tcp_v4_*));
-        V(uprobe_multi)/V(uretprobe_multi) C(<binary>:<function glob>) (C(libc.so.6:malloc*)).
-      - V(usdt) C(<binary>:<provider>:<name>), the binary a path or a library or program name
-        found as for uprobes (C(/usr/bin/python3:python:gc__start)).
-      - V(perf_event) C(type=T,config=C,frequency=F) or C(type=T,config=C,period=P) (numbers
-        decimal or C(0x) hex; the type and config of perf_event_open(2), for example C(type=1,config=0)
-        the software CPU clock, C(type=0,config=3) hardware cache misses).
+      - V(kprobe_multi) a kernel function glob (C(tcp_v4_*)); V(uprobe_multi) C(<binary>:<glob>);
+        V(usdt) C(<binary>:<provider>:<name>); V(perf_event) C(type=T,config=C,frequency=F) or
+        C(period=P) (perf_event_open(2)'s numbers; C(type=1,config=0) is the software CPU clock).
       - Defaults to the target in the section name (C(tracepoint/syscalls/sys_enter_openat)).
       - Tracepoints are looked up in tracefs; when no tracefs is mounted it is mounted at
         C(/sys/kernel/tracing) (with a warning).
@@ -322,6 +319,10 @@ attachment:
     tc_api:
       description: TC API used, V(tcx) or V(netlink).
       type: str
+    tcx_position:
+      description: For TCX, the program's index in the order the hook runs its programs (0 runs first).
+      type: int
+    tcx_chain: {description: "For TCX, the ids of the hook's programs in run order.", type: list, elements: int}
     priority:
       description: Netlink TC filter priority.
       type: int
@@ -373,6 +374,8 @@ def main():
             mode_fallback=dict(type="bool", default=False),
             direction=dict(type="str", choices=["ingress", "egress"]),
             tc_api=dict(type="str", default="auto", choices=["auto", "tcx", "netlink"]),
+            tcx_position=dict(type="str", choices=["first", "last", "before", "after"]),
+            tcx_relative_to=dict(type="str"),
             priority=dict(type="int"),
             handle=dict(type="int"),
             target=dict(type="str"),

@@ -153,6 +153,10 @@ attachments:
       description: The inode of that network namespace.
       type: int
       returned: for XDP and TC attachments in another network namespace
+    tcx_position:
+      description: Where a TCX link's program runs among the programs on its hook (0 runs first).
+      type: int
+      returned: for TCX links in the task's network namespace
     tp_name:
       description: The tracepoint of a raw_tracepoint link, or of a perf_event link on Linux 6.6+.
       type: str

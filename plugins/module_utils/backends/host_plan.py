@@ -30,7 +30,8 @@ TRACING_HOOKS = ("auto", "tracepoint", "raw_tracepoint", "kprobe", "kretprobe", 
 DECLARED_KEYS = ("name", "attach", "rules", "variant", "programs", "replace_maps")
 ATTACH_KEYS = {
     "xdp": ("hook", "interface", "mode", "mode_fallback", "program", "force", "require_up"),
-    "tc": ("hook", "interface", "direction", "tc_api", "priority", "handle", "program", "force", "require_up"),
+    "tc": ("hook", "interface", "direction", "tc_api", "tcx_position", "tcx_relative_to", "priority", "handle", "program",
+           "force", "require_up"),
     "tracing": ("hook", "program", "target"),
 }
 _SYSTEMD_PLAIN = re.compile(r"[A-Za-z0-9:_.]")
