@@ -78,6 +78,14 @@ def build_test_objects():
     return objects
 
 
+def build_program(source, name):
+    """A user-space test program (tests/bpf/<source>) compiled into build/test-bpf/<name>."""
+    os.makedirs(BUILD, exist_ok=True)
+    out = os.path.join(BUILD, name)
+    subprocess.run(["cc", "-O1", "-o", out, os.path.join(SOURCES, source)], check=True)
+    return out
+
+
 def build_product_objects():
     """{name: path} of the collection's objects, built by bpf/Makefile into build/bpf-programs."""
     build = os.path.join(REPO, "build", "bpf-programs")

@@ -13,7 +13,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.kernel import f
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach import AttachBackend
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_common import AttachError
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.program import ProgramBackend
-from bpf_objects import BUILD, SOURCES
+from bpf_objects import build_program
 
 
 def run(pin_root, tmp_path, check_mode=False, **options):
@@ -30,10 +30,7 @@ def calls(pin_root, pid):
 
 @pytest.fixture(scope="module")
 def target_binary():
-    os.makedirs(BUILD, exist_ok=True)
-    out = os.path.join(BUILD, "uprobe_multi_target")
-    subprocess.run(["cc", "-O1", "-o", out, os.path.join(SOURCES, "uprobe_target.c")], check=True)
-    return out
+    return build_program("uprobe_target.c", "uprobe_multi_target")
 
 
 def calls_of_run(pin_root, binary, count):

@@ -15,7 +15,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.kernel import u
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach import AttachBackend
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_common import AttachError
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.program import ProgramBackend
-from bpf_objects import BUILD, SOURCES
+from bpf_objects import build_program
 
 PYTHON = "/usr/bin/python3"
 TARGET = PYTHON + ":python:gc__start"
@@ -94,10 +94,7 @@ def test_usdt_targets_that_do_not_exist_fail_clearly(pin_root, bpf_objects, tmp_
 @pytest.fixture(scope="module")
 def usdt_binary():
     """tests/bpf/usdt_target.c: the USDT probe ebpft:tick, with a semaphore, in a binary built here."""
-    os.makedirs(BUILD, exist_ok=True)
-    out = os.path.join(BUILD, "usdt_target")
-    subprocess.run(["cc", "-O1", "-o", out, os.path.join(SOURCES, "usdt_target.c")], check=True)
-    return out
+    return build_program("usdt_target.c", "usdt_target")
 
 
 def test_usdt_probe_of_a_built_binary_reads_its_arguments(pin_root, bpf_objects, tmp_path, usdt_binary):
