@@ -175,6 +175,7 @@ seealso:
 """
 
 EXAMPLES = r"""
+# ebpf_host takes the ebpf_programs role's catalogue and objects: the role runs it this way.
 - name: Converge the host (what the ebpf_programs role does, in one task)
   ebpf.observability.ebpf_host:
     programs:
