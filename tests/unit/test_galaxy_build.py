@@ -39,7 +39,7 @@ def test_the_tarball_holds_user_content_only(tmp_path):
 
 
 def test_ansible_builder_reads_the_execution_environment_dependencies():
-    out = subprocess.run([os.path.join(BIN, "ansible-builder"), "introspect", os.path.join(REPO, "build", "collections")],
+    out = subprocess.run([os.path.join(REPO, ".venv", "bin", "ansible-builder"), "introspect", os.path.join(REPO, "build", "collections")],
                          capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
     found = yaml.safe_load(out.stdout)

@@ -62,7 +62,7 @@ def test_the_build_info_metric_carries_the_version():
 
 
 def test_changelog_fragments_are_valid_and_the_changelog_is_rendered():
-    out = subprocess.run([os.path.join(BIN, "antsibull-changelog"), "lint"], cwd=REPO, capture_output=True,
+    out = subprocess.run([os.path.join(REPO, ".venv", "bin", "antsibull-changelog"), "lint"], cwd=REPO, capture_output=True,
                          text=True, check=False)
     assert out.returncode == 0 and not out.stdout.strip(), out.stdout + out.stderr
     changes = _yaml("changelogs", "changelog.yaml")
