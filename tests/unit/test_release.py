@@ -2,6 +2,7 @@
 ones the sources declare, the action group holds every module, the exporter's version is the
 collection's, and the changelog fragments are valid and the rendered changelog current."""
 import glob
+import json
 import os
 import re
 import subprocess
@@ -71,3 +72,14 @@ def test_changelog_fragments_are_valid_and_the_changelog_is_rendered():
         rendered = f.read()
     for version in changes["releases"]:
         assert "v%s\n" % version in rendered
+
+
+def test_every_filter_is_documented():
+    from ansible_collections.ebpf.observability.plugins.filter.ebpf_programs import FilterModule  # pylint: disable=import-outside-toplevel
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, "build", "collections"))
+    out = subprocess.run([os.path.join(BIN, "ansible-doc"), "-t", "filter", "--list", "--json", "ebpf.observability"],
+                         env=env, capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    listed = dict((name.split(".")[-1], text) for name, text in json.loads(out.stdout).items())
+    assert sorted(listed) == sorted(FilterModule().filters())
+    assert all(text and "UNDOCUMENTED" not in text and "(internal)" in text for text in listed.values()), listed
