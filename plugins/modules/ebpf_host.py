@@ -11,7 +11,7 @@ DOCUMENTATION = r"""
 ---
 module: ebpf_host
 short_description: Converge a host's eBPF programs, their files and units in one run
-version_added: "0.2.0"
+version_added: "0.1.0"
 description:
   - Takes a host's whole declaration (the O(programs) of the M(ebpf.observability.ebpf_programs)
     role) and converges the host in one module run, through the same backends as
