@@ -83,11 +83,11 @@ lab-image: setup
 vm-smoke: setup collection bpf lab-image
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/molecule test -s smoke
 
-# ansible-lint with the production profile on the roles, playbooks and Molecule scenarios
-# (.ansible-lint: offline, against the collection as `make collection` links it).
+# ansible-lint with the production profile on the whole collection from its root (.ansible-lint:
+# offline, against the collection as `make collection` links it).
 .PHONY: lint
 lint: setup collection
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/ansible-lint --profile production roles/ playbooks/ molecule/
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/ansible-lint --profile production
 
 # The demo lab (make demo): stop its VMs. `demo-local` loads the objects on this host instead
 # (`demo-clean` unloads them).
