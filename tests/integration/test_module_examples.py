@@ -32,6 +32,10 @@ PRELOAD = {
 TYPES = {"str": str, "int": int, "bool": bool, "list": list, "dict": dict, "float": (int, float)}
 
 
+def returned_always(spec):
+    return dict((key, doc) for key, doc in spec.items() if doc.get("returned") == "always")
+
+
 def module_docs(module):
     """(EXAMPLES as a task list, RETURN as a dict) of plugins/modules/<module>.py."""
     with open(os.path.join(REPO, "plugins", "modules", module + ".py"), encoding="utf-8") as f:
@@ -53,8 +57,8 @@ def _with_objects(value, objects_dir):
     return value
 
 
-def examples_playbook(module, work, pin_root, objects):
-    """The play around the module's examples; returns (play, [register name of each example])."""
+def examples_play(module, work, pin_root, objects):
+    """The play around the module's examples, its results written to <work>/<module>.json."""
     tasks, _return = module_docs(module)
     objects_dir = os.path.dirname(objects["xdp_counter"])
     registers = []
@@ -63,18 +67,18 @@ def examples_playbook(module, work, pin_root, objects):
         registers.append(task["register"])
     with open(os.path.join(REPO, "roles", "ebpf_programs", "vars", "main.yml"), encoding="utf-8") as f:
         catalog = yaml.safe_load(f)["_ebpf_programs_builtin"]
-    by_arch = os.path.join(work, "objects")
+    by_arch = os.path.join(work, module, "objects")
     os.makedirs(by_arch)
     os.symlink(objects_dir, os.path.join(by_arch, platform.machine()))
-    play = {
+    return {
         "name": "The EXAMPLES of " + module,
         "hosts": "localhost",
         "gather_facts": False,
         "vars": {"_ebpf_programs_catalog": catalog, "ebpf_build_objects_dir": by_arch},
         "module_defaults": {
-            "group/ebpf.observability.ebpf": {"pin_root": pin_root},
-            "ebpf.observability.ebpf_attach": {"events_dir": os.path.join(work, "events")},
-            "ebpf.observability.ebpf_host": dict((option, os.path.join(work, option))
+            "group/ebpf.observability.ebpf": {"pin_root": os.path.join(pin_root, module)},
+            "ebpf.observability.ebpf_attach": {"events_dir": os.path.join(work, module, "events")},
+            "ebpf.observability.ebpf_host": dict((option, os.path.join(work, module, option))
                                                  for option in ("install_dir", "config_dir", "events_dir")),
         },
         "tasks": [{
@@ -84,45 +88,43 @@ def examples_playbook(module, work, pin_root, objects):
         }] + _with_objects(tasks, objects_dir) + [{
             "name": "Record the examples' results",
             "ansible.builtin.copy": {
-                "dest": os.path.join(work, "results.json"),
+                "dest": os.path.join(work, module + ".json"),
                 "content": "{{ [%s] | to_json }}" % ", ".join(registers),
                 "mode": "0644",
             },
         }],
     }
-    return play, registers
-
-
-def returned_always(spec):
-    return dict((key, doc) for key, doc in spec.items() if doc.get("returned") == "always")
 
 
 @pytest.mark.playbook
-@pytest.mark.parametrize("module", sorted(PRELOAD))
-def test_examples_run_as_written(module, pin_root):
+def test_examples_run_as_written(pin_root):
+    """One playbook, a play per module (each under a pin root and directory of its own)."""
     objects = build_product_objects()
     work = tempfile.mkdtemp(prefix="rel-examples-")
+    results = {}
     try:
-        play, _registers = examples_playbook(module, work, pin_root, objects)
+        plays = [examples_play(module, work, pin_root, objects) for module in sorted(PRELOAD)]
         playbook = os.path.join(work, "examples.yml")
         with open(playbook, "w", encoding="utf-8") as f:
-            yaml.safe_dump([play], f, sort_keys=False)
+            yaml.safe_dump(plays, f, sort_keys=False)
         with veth_netns_pair("rel-ex", ifnames=("eth0", "eth1"), addresses=True):
             out, _outcomes = run_playbook(playbook, {})
         assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-3000:]
-        with open(os.path.join(work, "results.json"), encoding="utf-8") as f:
-            results = json.load(f)
+        for module in PRELOAD:
+            with open(os.path.join(work, module + ".json"), encoding="utf-8") as f:
+                results[module] = json.load(f)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    tasks, spec = module_docs(module)
-    assert len(results) == len(tasks)
-    for task, result in zip(tasks, results):
-        assert not result.get("failed") and not result.get("skipped"), (task["name"], result)
-        if list(task)[1] != "ebpf.observability." + module:
-            continue  # an example showing another module with this one's result
-        for key, doc in returned_always(spec).items():
-            assert key in result, "%s: %s: RETURN says %s is always returned" % (module, task["name"], key)
-            assert isinstance(result[key], TYPES[doc["type"]]), (module, key, result[key])
+    for module in sorted(PRELOAD):
+        tasks, spec = module_docs(module)
+        assert len(results[module]) == len(tasks)
+        for task, result in zip(tasks, results[module]):
+            assert not result.get("failed") and not result.get("skipped"), (module, task["name"], result)
+            if list(task)[1] != "ebpf.observability." + module:
+                continue  # an example showing another module with this one's result
+            for key, doc in returned_always(spec).items():
+                assert key in result, "%s: %s: RETURN says %s is always returned" % (module, task["name"], key)
+                assert isinstance(result[key], TYPES[doc["type"]]), (module, key, result[key])
 
 
 @pytest.mark.parametrize("module", sorted(PRELOAD))
