@@ -219,39 +219,32 @@ EXAMPLES = r"""
 - name: Count packets on eth0 with XDP, in the best mode the driver offers
   ebpf.observability.ebpf_attach:
     name: xdp_counter
-    program: xdp_count
+    program: xdp_counter
     interface: eth0
 
 - name: Classify egress traffic (TCX where the kernel has it, clsact elsewhere)
   ebpf.observability.ebpf_attach:
     name: tc_classifier
-    program: tc_egress
+    program: tc_classify_egress
     interface: eth0
     direction: egress
 
 - name: Attach a tracepoint program (hook and target from its section name)
   ebpf.observability.ebpf_attach:
     name: net_tracepoints
-    program: kfree_skb
+    program: skb_kfree
 
 - name: Attach to a raw tracepoint, naming hook and target
   ebpf.observability.ebpf_attach:
     name: syscall_latency
-    program: sys_enter
+    program: syscall_enter_tp
     hook: raw_tracepoint
     target: sys_enter
-
-- name: Probe a library function
-  ebpf.observability.ebpf_attach:
-    name: tls_probe
-    program: ssl_write
-    hook: uprobe
-    target: /usr/lib/x86_64-linux-gnu/libssl.so.3:SSL_write
 
 - name: Detach
   ebpf.observability.ebpf_attach:
     name: xdp_counter
-    program: xdp_count
+    program: xdp_counter
     interface: eth0
     state: absent
 """

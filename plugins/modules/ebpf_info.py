@@ -57,8 +57,8 @@ EXAMPLES = r"""
 
 - name: Attach the kprobe variant where the kernel has kprobes, the tracepoint one elsewhere
   ebpf.observability.ebpf_attach:
-    name: "{{ 'syscalls_kprobe' if ebpf.features.kprobes else 'syscalls_tp' }}"
-    program: sys_enter
+    name: "{{ 'kprobe_syscall_latency' if ebpf.features.kprobes else 'syscall_latency' }}"
+    program: "{{ 'syscall_enter_kp' if ebpf.features.kprobes else 'syscall_enter_tp' }}"
 
 - name: Only the kernel features
   ebpf.observability.ebpf_info:
