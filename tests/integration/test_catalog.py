@@ -59,7 +59,8 @@ def test_objects_become_entries_with_programs_hooks_needs_and_metrics(bpf_object
     shutil.copy(built["xdp_counter"], os.path.join(out, os.uname().machine))  # a built-in: not the user's
     res = ebpf_programs_user_catalog({}, out, BUILTIN)
     assert res["errors"] == [] and sorted(res["catalog"]) == [
-        "cpu_clock", "getpid-raw-1_0", "getpid_btf", "libc_getpid", "nanosleep_fentry", "nanosleep_kprobe", "python_gc"]
+        "cpu_clock", "getpid-raw-1_0", "getpid_btf", "libc_getpid", "nanosleep_fentry", "nanosleep_kprobe", "nanosleep_multi",
+        "python_gc"]
     btf = res["catalog"]["getpid_btf"]
     assert btf["variants"] == {"default": {"object": "getpid_btf", "programs": ["getpid_btf_enter"], "needs": ["tp_btf"]}}
     assert (btf["interface"], btf["program_hooks"], btf["metrics_file"]) == (
