@@ -6,11 +6,25 @@ BIN := $(VENV)/bin
 COLLECTIONS := $(CURDIR)/build/collections
 SANITY_ROOT := $(CURDIR)/build/sanity/ansible_collections/ebpf/observability
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
+# The one line that gives a new shell the venv's commands (ansible-playbook, ansible-doc) and this
+# checkout's collection; `make setup` prints it.
+ENV_LINE := export PATH="$(CURDIR)/$(BIN):$$PATH" ANSIBLE_COLLECTIONS_PATH="$(COLLECTIONS)"
+
+# No ANSI colours in logs: when CI is set or the output is not a terminal (MAKE_TERMOUT is unset),
+# Ansible, Molecule, ansible-lint and ansible-test write plain text.
+ifneq ($(CI)$(if $(MAKE_TERMOUT),,notty),)
+export NO_COLOR := 1
+export ANSIBLE_NOCOLOR := 1
+export ANSIBLE_FORCE_COLOR := 0
+export PY_COLORS := 0
+endif
 
 .PHONY: setup collection bpf test sanity unit integration demo demo-clean bench clean
 
-setup:
+setup: collection
 	bash scripts/setup.sh
+	@echo 'setup: in a new shell, this line makes ansible-playbook, ansible-doc and the collection available:'
+	@echo '  $(ENV_LINE)'
 
 # The collection as Ansible finds it: build/collections/ansible_collections/ebpf/observability -> .
 collection:
@@ -43,13 +57,29 @@ integration: collection
 	$(BIN)/pytest -q tests/integration
 
 # The 2-VM lab (Linux 6.1 and 6.12, molecule/vm/) booted unless it runs, site.yml deployed to it,
-# traffic, and a table of each VM's metrics from its node_exporter; `make demo-down` stops it.
+# traffic, and a table of what each VM's node_exporter counted during it; `make demo-down` stops it.
 demo: setup collection lab-image
 	$(PY) molecule/vm/demo.py up
+	rm -rf build/lab/traffic
 	$(BIN)/ansible-playbook -i build/lab/inventory.yml playbooks/demo_lab.yml
+	@$(PY) scripts/demo_table.py build/lab/traffic/*.json
+	@echo 'What runs where (after the line `make setup` printed): ansible-playbook -i build/lab/inventory.yml playbooks/status.yml'
+	@echo 'Stop the lab: make demo-down'
+
+# demo-local: the same on this machine, without VMs (playbooks/demo.yml); demo-clean undoes it.
+# DEMO_LOCAL_VARS: further ansible-playbook options (-e ...) for both, DEMO_LOCAL_DIR: the records.
+DEMO_LOCAL_DIR := $(CURDIR)/build/demo-local
+DEMO_LOCAL = $(BIN)/ansible-playbook -i playbooks/inventory/demo_local.yml -e demo_record_dir=$(DEMO_LOCAL_DIR) \
+	$(DEMO_LOCAL_VARS)
+
+demo-local: setup collection
+	rm -rf $(DEMO_LOCAL_DIR)
+	$(DEMO_LOCAL) playbooks/demo.yml
+	@$(PY) scripts/demo_table.py $(DEMO_LOCAL_DIR)/*.json
+	@echo 'Undo it: make demo-clean'
 
 demo-clean: setup collection
-	$(BIN)/ansible-playbook -i playbooks/inventory/localhost.yml playbooks/demo.yml -e demo_state=absent
+	$(DEMO_LOCAL) playbooks/demo_clean.yml
 
 bench: setup collection bpf
 	$(PY) tests/bench/bench_program.py
@@ -75,14 +105,10 @@ vm-smoke: setup collection bpf lab-image
 lint: setup collection
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/ansible-lint --profile production roles/ playbooks/ molecule/
 
-# The demo lab (make demo): stop its VMs. `demo-local` loads the objects on this host instead
-# (`demo-clean` unloads them).
+# The demo lab (make demo): stop its VMs.
 .PHONY: demo-down demo-local
 demo-down: setup
 	$(PY) molecule/vm/demo.py down
-
-demo-local: setup collection bpf
-	$(BIN)/ansible-playbook -i playbooks/inventory/localhost.yml playbooks/demo.yml
 
 # Molecule scenarios on the qemu lab (molecule/<scenario>/, base config .config/molecule/config.yml,
 # molecule/shared/README.md): default (6.1 and 6.12 VMs), reboot and remove (6.12), upgrade (6.1).
