@@ -34,6 +34,15 @@ collection:
 bpf:
 	$(MAKE) -C bpf
 
+# The collection as a Galaxy tarball (build/dist/), installed where Ansible looks by default
+# (~/.ansible/collections), or under INSTALL_PATH.
+.PHONY: install
+install: setup
+	rm -rf build/dist
+	$(BIN)/ansible-galaxy collection build --output-path build/dist .
+	env -u ANSIBLE_COLLECTIONS_PATH $(if $(INSTALL_PATH),ANSIBLE_COLLECTIONS_PATH=$(INSTALL_PATH)) \
+		$(BIN)/ansible-galaxy collection install --force $(if $(INSTALL_PATH),-p $(INSTALL_PATH)) build/dist/ebpf-observability-*.tar.gz
+
 test: setup collection
 	$(MAKE) sanity
 	$(MAKE) lint

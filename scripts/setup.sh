@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(clang llvm libbpf-dev libbpf1 bpftool iproute2 python3-venv python3-pip make rsync
     debootstrap debian-archive-keyring e2fsprogs qemu-system-x86 qemu-utils openssh-client
-    prometheus-node-exporter python3-pyroute2 python3-yaml pci.ids)
+    prometheus-node-exporter python3-pyroute2 python3-yaml pci.ids
+    shellcheck)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
