@@ -11,8 +11,10 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 ENV_LINE := export PATH="$(CURDIR)/$(BIN):$$PATH" ANSIBLE_COLLECTIONS_PATH="$(COLLECTIONS)"
 
 # No ANSI colours in logs: when CI is set or the output is not a terminal (MAKE_TERMOUT is unset),
-# Ansible, Molecule, ansible-lint and ansible-test write plain text.
+# Ansible, Molecule, ansible-lint and ansible-test write plain text (Molecule without its box
+# drawing borders).
 ifneq ($(CI)$(if $(MAKE_TERMOUT),,notty),)
+MOLECULE_OPTIONS := --no-command-borders
 export NO_COLOR := 1
 export ANSIBLE_NOCOLOR := 1
 export ANSIBLE_FORCE_COLOR := 0
@@ -106,7 +108,7 @@ lab-image: setup
 	$(PY) molecule/vm/image.py $(if $(LAB_REBUILD),--rebuild) >/dev/null
 
 vm-smoke: setup collection bpf lab-image
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/molecule test -s smoke
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/molecule test -s smoke $(MOLECULE_OPTIONS)
 
 # ansible-lint with the production profile on the roles, playbooks and Molecule scenarios
 # (.ansible-lint: offline, against the collection as `make collection` links it).
@@ -126,7 +128,7 @@ demo-down: setup
 VM_SCENARIOS := vm-default vm-reboot vm-remove vm-upgrade
 .PHONY: vm-test vm-reboot-upgrade $(VM_SCENARIOS)
 $(VM_SCENARIOS): setup collection lab-image
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/molecule test -s $(@:vm-%=%)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/molecule test -s $(@:vm-%=%) $(MOLECULE_OPTIONS)
 
 vm-reboot-upgrade: vm-reboot
 	$(MAKE) vm-upgrade
