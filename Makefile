@@ -1,4 +1,4 @@
-# ebpf.observability — the two commands the README names are `make demo` and `make test`.
+# ebpf.observability — the commands the README names: make setup, demo-local, demo-clean, demo, demo-down, test, install.
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
