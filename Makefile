@@ -114,7 +114,7 @@ vm-smoke: setup collection bpf lab-image
 # (.ansible-lint: offline, against the collection as `make collection` links it).
 .PHONY: lint
 lint: setup collection
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/ansible-lint --profile production roles/ playbooks/ molecule/
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/ansible-lint -q --profile production roles/ playbooks/ molecule/
 
 # The demo lab (make demo): stop its VMs.
 .PHONY: demo-down demo-local
