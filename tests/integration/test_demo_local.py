@@ -49,13 +49,12 @@ def in_out(cell):
 
 
 @pytest.mark.playbook
-def test_demo_local_shows_this_runs_traffic_and_demo_clean_leaves_nothing():
+def test_demo_local_shows_this_runs_traffic_and_demo_clean_leaves_nothing(build_dir):
     host_ns, peer_ns = "%s-%d" % (NAME, os.getpid()), "%s-peer-%d" % (NAME, os.getpid())
     work = tempfile.mkdtemp(prefix=NAME + "-")
     os.chmod(work, 0o755)
-    build = tempfile.mkdtemp(prefix=NAME + "-build-")
     pin_root = os.path.join(bpffs.DEFAULT_MOUNT, "fh_demo_%d" % os.getpid())
-    extra = settings(work, pin_root, build, None, exporter=True)
+    extra = settings(work, pin_root, build_dir, None, exporter=True)
     del extra["ebpf_programs"]  # the demo inventory's, on the demo's veth
     user = "%s-%d" % (NAME, os.getpid())
     extra.update(demo_veth=NAME, demo_netns=peer_ns, ebpf_site_exporter=True, ebpf_exporter_user=user,
@@ -86,4 +85,3 @@ def test_demo_local_shows_this_runs_traffic_and_demo_clean_leaves_nothing():
         ensure_user_deleted(extra)
         bpffs.remove_tree(pin_root)
         shutil.rmtree(work, ignore_errors=True)
-        shutil.rmtree(build, ignore_errors=True)
