@@ -74,7 +74,8 @@ demo: setup collection lab-image
 	rm -rf build/lab/traffic
 	$(BIN)/ansible-playbook -i build/lab/inventory.yml playbooks/demo_lab.yml
 	@$(PY) scripts/demo_table.py build/lab/traffic/*.json
-	@echo 'What runs where (after the line `make setup` printed): ansible-playbook -i build/lab/inventory.yml playbooks/status.yml'
+	@echo 'What runs where, from any shell:'
+	@echo '  $(ENV_LINE); ansible-playbook -i $(CURDIR)/build/lab/inventory.yml $(CURDIR)/playbooks/status.yml'
 	@echo 'Stop the lab: make demo-down'
 
 # demo-local: the same on this machine, without VMs (playbooks/demo.yml); demo-clean undoes it.
