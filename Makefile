@@ -78,7 +78,7 @@ demo: setup collection lab-image
 	@echo '  $(ENV_LINE); ansible-playbook -i $(CURDIR)/build/lab/inventory.yml $(CURDIR)/playbooks/status.yml'
 	@echo 'Stop the lab: make demo-down'
 
-# demo-local: the same on this machine, without VMs (playbooks/demo.yml); demo-clean undoes it.
+# demo-local: the same on this machine, without VMs (playbooks/demo_local.yml); demo-clean undoes it.
 # DEMO_LOCAL_VARS: further ansible-playbook options (-e ...) for both, DEMO_LOCAL_DIR: the records.
 DEMO_LOCAL_DIR := $(CURDIR)/build/demo-local
 DEMO_LOCAL = $(BIN)/ansible-playbook -i playbooks/inventory/demo_local.yml -e demo_record_dir=$(DEMO_LOCAL_DIR) \
@@ -86,12 +86,12 @@ DEMO_LOCAL = $(BIN)/ansible-playbook -i playbooks/inventory/demo_local.yml -e de
 
 demo-local: setup collection
 	rm -rf $(DEMO_LOCAL_DIR)
-	$(DEMO_LOCAL) playbooks/demo.yml
+	$(DEMO_LOCAL) playbooks/demo_local.yml
 	@$(PY) scripts/demo_table.py $(DEMO_LOCAL_DIR)/*.json
 	@echo 'Undo it: make demo-clean'
 
 demo-clean: setup collection
-	$(DEMO_LOCAL) playbooks/demo_clean.yml
+	$(DEMO_LOCAL) playbooks/demo_local_clean.yml
 
 bench: setup collection bpf
 	$(PY) tests/bench/bench_program.py

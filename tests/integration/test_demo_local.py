@@ -16,7 +16,7 @@ from test_playbooks import REPO
 from test_roles import ensure_user_deleted, settings
 
 NAME = "fhdl"
-SENT = 100  # pings, and datagrams to port 53: playbooks/demo.yml
+SENT = 100  # pings, and datagrams to port 53: playbooks/demo_local.yml
 NO_SYSTEMD = "systemd is not running on this host"
 
 
