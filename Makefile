@@ -67,6 +67,9 @@ unit: collection
 integration: collection
 	$(BIN)/pytest -q tests/integration
 
+# When this make started: the demos say how long they took.
+STARTED := $(shell date +%s)
+
 # The 2-VM lab (Linux 6.1 and 6.12, molecule/vm/) booted unless it runs, site.yml deployed to it,
 # traffic, and a table of what each VM's node_exporter counted during it; `make demo-down` stops it.
 demo: setup collection lab-image
@@ -77,6 +80,7 @@ demo: setup collection lab-image
 	@echo 'What runs where, from any shell:'
 	@echo '  $(ENV_LINE); ansible-playbook -i $(CURDIR)/build/lab/inventory.yml $(CURDIR)/playbooks/status.yml'
 	@echo 'Stop the lab: make demo-down'
+	@echo "make demo took $$(( $$(date +%s) - $(STARTED) )) s"
 
 # demo-local: the same on this machine, without VMs (playbooks/demo_local.yml); demo-clean undoes it.
 # DEMO_LOCAL_VARS: further ansible-playbook options (-e ...) for both, DEMO_LOCAL_DIR: the records.
@@ -89,6 +93,7 @@ demo-local: setup collection
 	$(DEMO_LOCAL) playbooks/demo_local.yml
 	@$(PY) scripts/demo_table.py $(DEMO_LOCAL_DIR)/*.json
 	@echo 'Undo it: make demo-clean'
+	@echo "make demo-local took $$(( $$(date +%s) - $(STARTED) )) s"
 
 demo-clean: setup collection
 	$(DEMO_LOCAL) playbooks/demo_local_clean.yml

@@ -71,6 +71,7 @@ def test_demo_local_shows_this_runs_traffic_and_demo_clean_leaves_nothing(build_
         assert re.match(r"[\d.]+ (ns|us|ms|s)$", row(table, "syscall latency p99")), table
         assert row(table, "sent: pings / datagrams") == "%d / %d" % (SENT, SENT), table
         assert os.listdir(records) == ["localhost.json"]
+        assert re.search(r"^make demo-local took \d+ s$", table, re.M), table
 
         make("demo-clean", host_ns, extra, records)
         assert not os.path.exists(pin_root) and not os.path.exists("/run/netns/" + peer_ns)
