@@ -5,69 +5,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
-#include "maps.bpf.h"
-
-#define IPPROTO_TCP 6
-#define IFNAMSIZ 16
-#define NETDEV_TX_OK 0
-
-struct drop_key {
-	__u32 reason; /* enum skb_drop_reason of the running kernel; 0 where it has none */
-};
-
-struct retransmit_key {
-	__u16 family; /* AF_INET 2, AF_INET6 10 */
-	__u16 state;  /* TCP state (TCP_ESTABLISHED 1, ...) */
-};
-
-struct state_key {
-	__u16 oldstate;
-	__u16 newstate;
-};
-
-struct dev_key {
-	char name[IFNAMSIZ];
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 1024);
-	__type(key, struct drop_key);
-	__type(value, __u64);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} skb_drops_total SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 64);
-	__type(key, struct retransmit_key);
-	__type(value, __u64);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} tcp_retransmits_total SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 256);
-	__type(key, struct state_key);
-	__type(value, __u64);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} tcp_state_transitions_total SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 1024);
-	__type(key, struct dev_key);
-	__type(value, __u64);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} net_rx_packets_total SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 1024);
-	__type(key, struct dev_key);
-	__type(value, __u64);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} net_tx_packets_total SEC(".maps");
+#include "net_tracepoints.bpf.h"
 
 SEC("tracepoint/skb/kfree_skb")
 int skb_kfree(struct trace_event_raw_kfree_skb *ctx)

@@ -37,13 +37,45 @@ struct syscall_latency_key {
  * behind. Not pinned by the program (it is scratch state), but a loader that pins every map
  * reuses it across reloads; entries are therefore stamped with load_token, and an exit only
  * trusts an entry of the same load. Otherwise an entry left while no program was attached (the
- * exit went unseen) would be matched with a later exit and count the whole gap as latency. */
+ * exit went unseen) would be matched with a later exit and count the whole gap as latency.
+ * Built with -DSYSCALL_START_HASH (syscall_latency_hash.bpf.o, for kernels before 5.11, which
+ * have no task storage for tracing programs): an LRU hash by thread id instead, whose entries of
+ * threads that are gone are evicted when it fills. */
+#ifdef SYSCALL_START_HASH
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32); /* thread id */
+	__type(value, struct syscall_start);
+} syscall_start SEC(".maps");
+
+static __always_inline struct syscall_start *thread_start(int create)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct syscall_start *start = bpf_map_lookup_elem(&syscall_start, &tid);
+
+	if (!start && create) {
+		struct syscall_start empty = {};
+
+		bpf_map_update_elem(&syscall_start, &tid, &empty, BPF_NOEXIST);
+		start = bpf_map_lookup_elem(&syscall_start, &tid);
+	}
+	return start;
+}
+#else
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, int);
 	__type(value, struct syscall_start);
 } syscall_start SEC(".maps");
+
+static __always_inline struct syscall_start *thread_start(int create)
+{
+	return bpf_task_storage_get(&syscall_start, bpf_get_current_task_btf(), 0,
+				    create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+}
+#endif
 
 /* Calls per syscall id: the id is the key, so a per-CPU array (lookup inlined, no call). Ids
  * never called stay at zero; an exporter leaves zero entries of array maps out. */
@@ -92,16 +124,15 @@ static __always_inline __u32 this_load(void)
 
 static __always_inline int syscall_enter(__u64 id)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
 	struct syscall_start *start;
 
 	if (id >= MAX_SYSCALL_ID) {
-		start = bpf_task_storage_get(&syscall_start, task, 0, 0);
+		start = thread_start(0);
 		if (start)
 			start->ns = 0;
 		return 0;
 	}
-	start = bpf_task_storage_get(&syscall_start, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	start = thread_start(1);
 	if (start) {
 		start->ns = bpf_ktime_get_ns();
 		start->id = id;
@@ -117,7 +148,7 @@ static __always_inline int syscall_exit(long ret)
 	__u64 ns;
 	__u32 id;
 
-	start = bpf_task_storage_get(&syscall_start, bpf_get_current_task_btf(), 0, 0);
+	start = thread_start(0);
 	if (!start || !start->ns || start->token != load_token)
 		return 0; /* entered before this program was attached, or not counted */
 	ns = bpf_ktime_get_ns() - start->ns;

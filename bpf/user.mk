@@ -19,7 +19,11 @@ PREBUILT := $(filter-out $(BUILT),$(patsubst $(SRC)/%,$(O)/%,$(wildcard $(SRC)/*
 CONFIGS := $(patsubst $(SRC)/%,$(O)/%,$(wildcard $(SRC)/*.yaml))
 HEADERS := $(wildcard $(SRC)/*.h) $(foreach dir,$(INCLUDES),$(wildcard $(dir)/*.h))
 
-CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -I$(SRC) $(addprefix -I,$(INCLUDES)) $(EXTRA_CFLAGS)
+# the machine's own uapi headers (asm/errno.h, which libbpf's usdt.bpf.h needs), after the others
+SYS_INCLUDE ?= /usr/include/$(shell uname -m)-linux-gnu
+
+CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -I$(SRC) $(addprefix -I,$(INCLUDES)) $(EXTRA_CFLAGS) \
+	$(if $(wildcard $(SYS_INCLUDE)),-idirafter $(SYS_INCLUDE))
 
 .PHONY: all
 all: $(BUILT) $(PREBUILT) $(CONFIGS)

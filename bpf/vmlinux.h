@@ -44,6 +44,7 @@ enum bpf_map_type {
 	BPF_MAP_TYPE_ARRAY = 2,
 	BPF_MAP_TYPE_PERCPU_HASH = 5,
 	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
+	BPF_MAP_TYPE_LRU_HASH = 9,
 	BPF_MAP_TYPE_TASK_STORAGE = 29,
 };
 
@@ -216,6 +217,25 @@ struct trace_event_raw_net_dev_xmit {
 	unsigned int len;
 	int rc;
 	u32 __data_loc_name;
+};
+
+/* What the raw tracepoint variant of net_tracepoints reads from the tracepoints' arguments. */
+struct net_device {
+	char name[16];
+};
+
+struct sk_buff {
+	struct net_device *dev;
+};
+
+struct sock_common {
+	unsigned short skc_family;
+	volatile unsigned char skc_state;
+};
+
+struct sock {
+	struct sock_common __sk_common;
+	u16 sk_protocol;
 };
 
 #pragma clang attribute pop

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(clang llvm libbpf-dev libbpf1 bpftool iproute2 python3-venv python3-pip make rsync
     debootstrap debian-archive-keyring e2fsprogs qemu-system-x86 qemu-utils openssh-client
-    prometheus-node-exporter python3-pyroute2 python3-yaml pci.ids
+    prometheus-node-exporter prometheus python3-pyroute2 python3-yaml pci.ids systemtap-sdt-dev
     shellcheck locales)
 
 missing=()
@@ -18,6 +18,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    # The tests run Prometheus themselves on 127.0.0.1; the package's own server is not wanted.
+    if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+        systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+    fi
 fi
 
 PYTHON=${PYTHON:-python3}
@@ -30,6 +34,19 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
     echo "$want" > "$stamp"
 fi
+
+# The older ansible-core releases of the tested matrix (make matrix), one virtualenv each outside
+# the clone, pinned by tests/matrix/ansible-core-<version>.txt.
+MATRIX_VENVS=${MATRIX_VENVS:-$HOME/.cache/ebpf-observability/venvs}
+for req in tests/matrix/ansible-core-*.txt; do
+    venv="$MATRIX_VENVS/$(basename "$req" .txt)"
+    [ -x "$venv/bin/python" ] || "$PYTHON" -m venv "$venv"
+    want=$(sha256sum "$req" | cut -d' ' -f1)
+    if [ "$(cat "$venv/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
+        "$venv/bin/pip" install -q --disable-pip-version-check -r "$req"
+        echo "$want" > "$venv/.requirements.sha256"
+    fi
+done
 
 # ansible-test bootstraps pip in its sanity venvs with a get-pip.py it downloads from outside the
 # package index; give it the stand-in for the pip version this ansible-test asks for.

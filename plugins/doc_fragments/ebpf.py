@@ -19,6 +19,11 @@ options:
     type: path
     default: /sys/fs/bpf/ebpf_observability
 attributes:
+  action_group:
+    description: Use C(group/ebpf.observability.ebpf) in C(module_defaults) to set defaults for this module.
+    support: full
+    membership:
+      - ebpf.observability.ebpf
   check_mode:
     description: Can run in check mode and return changed status prediction without modifying target.
     support: full

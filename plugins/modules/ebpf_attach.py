@@ -37,8 +37,16 @@ description:
     Linux 6.6+ reports each link's event (tracepoint, function, file), which must match the
     target; older kernels report only a perf_event link and its program, so there the link pinned
     at the target's path under C(links/) stands for the target.
-  - Sections of hooks it does not attach (C(usdt), C(perf_event), C(kprobe.multi), C(uprobe.multi),
-    C(ksyscall)) are refused naming the section, not guessed at.
+  - B(Multi-probes) (V(kprobe_multi), V(kretprobe_multi), V(uprobe_multi), V(uretprobe_multi)) attach
+    to every function a glob matches through one bpf_link (kernel functions from Linux 5.18 with
+    kprobes, a binary's from Linux 6.6). C(ksyscall) and sleepable C(uprobe.multi.s) are refused.
+  - B(USDT probes) (V(usdt)) follow libbpf for programs using its C(usdt.bpf.h) - every location
+    of the probe from C(.note.stapsdt), its semaphore counted, argument specs in the object's
+    C(__bpf_usdt_specs) map named by each pinned link's BPF cookie. Linux 5.15+.
+  - B(perf_event) (V(perf_event)) runs a program from a sampling perf event on every online CPU,
+    a pinned bpf_link per CPU (Linux 5.15+; hardware events are often absent in VMs).
+  - ebpf_exporter's sections that name their target work - C(xdp/eth0) (with several interfaces,
+    each an attachment O(interface) names) and C(perf_event/type=1,config=0,frequency=99).
   - B(BTF-typed hooks) (V(tp_btf), V(fentry), V(fexit), V(fmod_ret), V(lsm)) get their target when
     the program is loaded (libbpf resolves the section name, such as C(tp_btf/sched_switch), to a
     BTF id), so attaching opens and pins the link only. V(tp_btf) needs no BPF trampoline and runs
@@ -83,13 +91,14 @@ options:
         fails with "kprobes are not available on this kernel; use a tracepoint".
     type: str
     choices: [auto, xdp, tc, tracepoint, raw_tracepoint, kprobe, kretprobe, uprobe, uretprobe, tp_btf, fentry, fexit,
-              fmod_ret, lsm]
+              fmod_ret, lsm, perf_event, usdt, kprobe_multi, kretprobe_multi, uprobe_multi, uretprobe_multi]
     default: auto
   interface:
     description:
       - Network interface for the V(xdp) and V(tc) hooks. It must exist; when it is down the
         program is attached anyway with a warning (see O(require_up)). Interfaces are never
         brought up or down.
+      - Defaults, for an XDP program whose section names one interface (C(xdp/eth0)), to that one.
       - Interface names are at most 15 characters, without C(/), C(:) or spaces; another name is
         refused before anything is looked up.
     type: str
@@ -134,6 +143,17 @@ options:
     type: str
     choices: [auto, tcx, netlink]
     default: auto
+  tcx_position:
+    description:
+      - Where a TCX program runs among its hook's programs (Linux 6.6+) - V(first), V(last), or
+        V(before)/V(after) O(tcx_relative_to); checked each run against the kernel's order (a
+        program out of place gets a new link there). Unset, a new link goes first and an
+        existing one stays where it is.
+    type: str
+    choices: [first, last, before, after]
+  tcx_relative_to:
+    description: A program id, pinned program path or C(<name>/<program>) attached to the same hook.
+    type: str
   priority:
     description:
       - Priority of the netlink TC filter. The default 256 runs after the priority 1 most
@@ -155,6 +175,9 @@ options:
         directories, a program in C(PATH), C(/usr/bin) and C(/usr/sbin)).
       - For V(tp_btf), V(fentry), V(fexit), V(fmod_ret) and V(lsm) the target is fixed when the
         program is loaded; when given it must be the one its section names.
+      - V(kprobe_multi) a kernel function glob (C(tcp_v4_*)); V(uprobe_multi) C(<binary>:<glob>);
+        V(usdt) C(<binary>:<provider>:<name>); V(perf_event) C(type=T,config=C,frequency=F) or
+        C(period=P) (perf_event_open(2)'s numbers; C(type=1,config=0) is the software CPU clock).
       - Defaults to the target in the section name (C(tracepoint/syscalls/sys_enter_openat)).
       - Tracepoints are looked up in tracefs; when no tracefs is mounted it is mounted at
         C(/sys/kernel/tracing) (with a warning).
@@ -196,39 +219,32 @@ EXAMPLES = r"""
 - name: Count packets on eth0 with XDP, in the best mode the driver offers
   ebpf.observability.ebpf_attach:
     name: xdp_counter
-    program: xdp_count
+    program: xdp_counter
     interface: eth0
 
 - name: Classify egress traffic (TCX where the kernel has it, clsact elsewhere)
   ebpf.observability.ebpf_attach:
     name: tc_classifier
-    program: tc_egress
+    program: tc_classify_egress
     interface: eth0
     direction: egress
 
 - name: Attach a tracepoint program (hook and target from its section name)
   ebpf.observability.ebpf_attach:
     name: net_tracepoints
-    program: kfree_skb
+    program: skb_kfree
 
 - name: Attach to a raw tracepoint, naming hook and target
   ebpf.observability.ebpf_attach:
     name: syscall_latency
-    program: sys_enter
+    program: syscall_enter_tp
     hook: raw_tracepoint
     target: sys_enter
-
-- name: Probe a library function
-  ebpf.observability.ebpf_attach:
-    name: tls_probe
-    program: ssl_write
-    hook: uprobe
-    target: /usr/lib/x86_64-linux-gnu/libssl.so.3:SSL_write
 
 - name: Detach
   ebpf.observability.ebpf_attach:
     name: xdp_counter
-    program: xdp_count
+    program: xdp_counter
     interface: eth0
     state: absent
 """
@@ -296,6 +312,10 @@ attachment:
     tc_api:
       description: TC API used, V(tcx) or V(netlink).
       type: str
+    tcx_position:
+      description: For TCX, the program's index in the order the hook runs its programs (0 runs first).
+      type: int
+    tcx_chain: {description: "For TCX, the ids of the hook's programs in run order.", type: list, elements: int}
     priority:
       description: Netlink TC filter priority.
       type: int
@@ -339,13 +359,16 @@ def main():
             pin_root=dict(type="path", default="/sys/fs/bpf/ebpf_observability"),
             hook=dict(type="str", default="auto",
                       choices=["auto", "xdp", "tc", "tracepoint", "raw_tracepoint", "kprobe", "kretprobe", "uprobe", "uretprobe",
-                               "tp_btf", "fentry", "fexit", "fmod_ret", "lsm"]),
+                               "tp_btf", "fentry", "fexit", "fmod_ret", "lsm", "perf_event", "usdt",
+                               "kprobe_multi", "kretprobe_multi", "uprobe_multi", "uretprobe_multi"]),
             interface=dict(type="str"),
             require_up=dict(type="bool", default=False),
             mode=dict(type="str", default="auto", choices=["auto", "hw", "drv", "skb"]),
             mode_fallback=dict(type="bool", default=False),
             direction=dict(type="str", choices=["ingress", "egress"]),
             tc_api=dict(type="str", default="auto", choices=["auto", "tcx", "netlink"]),
+            tcx_position=dict(type="str", choices=["first", "last", "before", "after"]),
+            tcx_relative_to=dict(type="str"),
             priority=dict(type="int"),
             handle=dict(type="int"),
             target=dict(type="str"),

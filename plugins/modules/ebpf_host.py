@@ -11,7 +11,7 @@ DOCUMENTATION = r"""
 ---
 module: ebpf_host
 short_description: Converge a host's eBPF programs, their files and units in one run
-version_added: "0.2.0"
+version_added: "0.1.0"
 description:
   - Takes a host's whole declaration (the O(programs) of the M(ebpf.observability.ebpf_programs)
     role) and converges the host in one module run, through the same backends as
@@ -175,6 +175,7 @@ seealso:
 """
 
 EXAMPLES = r"""
+# ebpf_host takes the ebpf_programs role's catalogue and objects: the role runs it this way.
 - name: Converge the host (what the ebpf_programs role does, in one task)
   ebpf.observability.ebpf_host:
     programs:

@@ -57,8 +57,8 @@ EXAMPLES = r"""
 
 - name: Attach the kprobe variant where the kernel has kprobes, the tracepoint one elsewhere
   ebpf.observability.ebpf_attach:
-    name: "{{ 'syscalls_kprobe' if ebpf.features.kprobes else 'syscalls_tp' }}"
-    program: sys_enter
+    name: "{{ 'kprobe_syscall_latency' if ebpf.features.kprobes else 'syscall_latency' }}"
+    program: "{{ 'syscall_enter_kp' if ebpf.features.kprobes else 'syscall_enter_tp' }}"
 
 - name: Only the kernel features
   ebpf.observability.ebpf_info:
@@ -153,6 +153,10 @@ attachments:
       description: The inode of that network namespace.
       type: int
       returned: for XDP and TC attachments in another network namespace
+    tcx_position:
+      description: Where a TCX link's program runs among the programs on its hook (0 runs first).
+      type: int
+      returned: for TCX links in the task's network namespace
     tp_name:
       description: The tracepoint of a raw_tracepoint link, or of a perf_event link on Linux 6.6+.
       type: str
@@ -252,6 +256,10 @@ features:
       type: bool
     tcx:
       description: TC programs can be attached through TCX links.
+      type: bool
+    task_storage:
+      description: Task-local storage maps can be created (Linux 5.11+); without them C(syscall_latency) uses
+        its variant keeping thread state in a hash.
       type: bool
     libbpf_version:
       description: Version of the libbpf the modules use, or null without libbpf.

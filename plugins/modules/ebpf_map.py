@@ -67,22 +67,22 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Three settings of a configuration array, every other entry zeroed
+# tc_classifier's rule table (ebpf_tc_rules fills it from readable classes): raw 8-byte slots.
+- name: Two rule slots of the classifier, every other slot zeroed
   ebpf.observability.ebpf_map:
-    name: my_object
-    map: settings
+    name: tc_classifier
+    map: tc_class_rules
     entries:
-      - {key: 0, value: 100}
-      - {key: 1, value: 250}
-      - {key: 2, value: "0x0a00000000000000"}
+      - {key: 0, value: 0}
+      - {key: 1, value: "0x0a00000000000000"}
     exclusive: true
 
-- name: Set one 4-byte key to an 8-byte value
+- name: Set one 4-byte key to an 8-byte value, leaving the other slots as they are
   ebpf.observability.ebpf_map:
-    name: my_object
-    map: config
+    name: tc_classifier
+    map: tc_class_rules
     entries:
-      - {key: 0, value: "0x0100000000000000"}
+      - {key: 2, value: "0x0100000000000000"}
 """
 
 RETURN = r"""
@@ -90,7 +90,7 @@ path:
   description: Pin path of the map.
   returned: always
   type: str
-  sample: /sys/fs/bpf/ebpf_observability/my_object/maps/settings
+  sample: /sys/fs/bpf/ebpf_observability/tc_classifier/maps/tc_class_rules
 map:
   description: The map as the kernel reports it.
   returned: always

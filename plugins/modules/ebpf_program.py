@@ -98,11 +98,11 @@ EXAMPLES = r"""
     name: xdp_counter
     src: /usr/local/lib/ebpf_observability/xdp_counter.bpf.o
 
-- name: Load only one program of an object
+- name: Load only some programs of an object
   ebpf.observability.ebpf_program:
-    name: syscall_latency
-    src: /usr/local/lib/ebpf_observability/syscall_latency.bpf.o
-    programs: [sys_enter, sys_exit]
+    name: net_tracepoints
+    src: /usr/local/lib/ebpf_observability/net_tracepoints.bpf.o
+    programs: [skb_kfree, tcp_retransmit]
 
 - name: Upgrade to an object whose map grew (the old map and its counters are dropped)
   ebpf.observability.ebpf_program:
@@ -138,7 +138,7 @@ programs:
     name:
       description: Program (C function) name, also the pin's file name.
       type: str
-      sample: xdp_count
+      sample: xdp_counter
     kernel_name:
       description: Name the kernel reports (truncated to 15 characters).
       type: str
@@ -157,7 +157,7 @@ programs:
     pin:
       description: Pin path on bpffs.
       type: str
-      sample: /sys/fs/bpf/ebpf_observability/xdp_counter/progs/xdp_count
+      sample: /sys/fs/bpf/ebpf_observability/xdp_counter/progs/xdp_counter
 maps:
   description: The pinned maps after the run (empty after O(state=absent)).
   returned: always

@@ -238,22 +238,27 @@ def syscall_rows(calls, rounds):
     exit_tp = empty_program(sc.BPF_PROG_TYPE_RAW_TRACEPOINT, "ebpft_bp_exit")
     enter = prog_fd("syscall_latency", "syscall_enter_tp")
     leave = prog_fd("syscall_latency", "syscall_exit_tp")
+    enter_hash = prog_fd("syscall_latency_hash", "syscall_enter_tp")
+    leave_hash = prog_fd("syscall_latency_hash", "syscall_exit_tp")
     on_enter = functools.partial(attach_raw, tracepoint="sys_enter")
     on_exit = functools.partial(attach_raw, tracepoint="sys_exit")
     variants = {
         "none": ([], []),
         "empty": ([(enter_tp, on_enter), (exit_tp, on_exit)], [enter_tp, exit_tp]),
         "syscall_latency": ([(enter, on_enter), (leave, on_exit)], [enter, leave]),
+        "syscall_latency_hash": ([(enter_hash, on_enter), (leave_hash, on_exit)], [enter_hash, leave_hash]),
     }
     try:
         got, per_event = traced_rows(variants, rounds, lambda: loop("getpid", calls))
     finally:
-        for fd in (enter_tp, exit_tp, enter, leave):
+        for fd in (enter_tp, exit_tp, enter, leave, enter_hash, leave_hash):
             fd.close()
     return [
         ("(empty programs)", "ns/getpid(), raw sys_enter+sys_exit", got["none"], got["empty"], per_event["empty"], None),
         ("syscall_latency", "ns/getpid(), raw sys_enter+sys_exit", got["none"], got["syscall_latency"],
          per_event["syscall_latency"], GOALS["syscall"]),
+        ("  hash (< 5.11)", "ns/getpid(), raw sys_enter+sys_exit", got["none"], got["syscall_latency_hash"],
+         per_event["syscall_latency_hash"], GOALS["syscall"]),
     ]
 
 
@@ -268,21 +273,23 @@ def net_rows(iterations, rounds):
         raise SystemExit("tracefs is not mounted (mount -t tracefs tracefs /sys/kernel/tracing)")
     netns = "%s-%s" % (NETNS_PREFIX, uuid.uuid4().hex[:8])
     subprocess.run(["ip", "netns", "add", netns], check=True)
-    empties, ours = [], []
+    empties, ours, raw = [], [], []
     try:
         subprocess.run(["ip", "-n", netns, "link", "set", "lo", "up"], check=True)
         for program, category, name in NET_TRACEPOINTS:
             attach = functools.partial(attach_tracepoint, category=category, name=name, root=root)
             empties.append((empty_program(sc.BPF_PROG_TYPE_TRACEPOINT, "ebpft_bp_" + program[:7]), attach))
             ours.append((prog_fd("net_tracepoints", program), attach))
+            raw.append((prog_fd("raw_net_tracepoints", program), functools.partial(attach_raw, tracepoint=name)))
         variants = {
             "none": ([], []),
             "empty": (empties, [fd for fd, _a in empties[:2]]),
             "net_tracepoints": (ours, [fd for fd, _a in ours[:2]]),
+            "raw_net_tracepoints": (raw, [fd for fd, _a in raw[:2]]),
         }
         got, per_event = traced_rows(variants, rounds, lambda: loop("udp", iterations, "/run/netns/" + netns))
     finally:
-        for fd, _attach in empties + ours:
+        for fd, _attach in empties + ours + raw:
             fd.close()
         subprocess.run(["ip", "netns", "delete", netns], check=False)
     # One iteration sends a packet and receives it: one net_dev_xmit and one netif_receive_skb.
@@ -290,6 +297,8 @@ def net_rows(iterations, rounds):
         ("(empty programs)", "ns/UDP send+recv, loopback", got["none"], got["empty"], per_event["empty"], None),
         ("net_tracepoints", "ns/UDP send+recv, loopback", got["none"], got["net_tracepoints"],
          per_event["net_tracepoints"], None),
+        ("  raw (< 5.15)", "ns/UDP send+recv, loopback", got["none"], got["raw_net_tracepoints"],
+         per_event["raw_net_tracepoints"], None),
     ]
 
 
@@ -326,7 +335,8 @@ def main():
     build()
     bpffs.remove_tree(PIN_ROOT)
     try:
-        for name in ("xdp_counter", "tc_classifier", "syscall_latency", "net_tracepoints"):
+        for name in ("xdp_counter", "tc_classifier", "syscall_latency", "net_tracepoints", "syscall_latency_hash",
+                     "raw_net_tracepoints"):
             ProgramBackend(name, PIN_ROOT).present(os.path.join(BUILD, name + ".bpf.o"))
         rows = packet_rows(args.repeat, args.runs)
         rows += syscall_rows(args.calls, args.rounds)

@@ -22,6 +22,12 @@ VARIANTS = {
     "fentry": ("btf_hooks.bpf.c", ["-DVARIANT_FENTRY"]),
     "kconfig": ("load_cases.bpf.c", ["-mcpu=v3"]),
     "extern": ("load_cases.bpf.c", ["-mcpu=v3", "-DVARIANT_EXTERN"]),
+    "named": ("named_sections.bpf.c", []),
+    "named_bad": ("named_sections.bpf.c", ["-DVARIANT_BAD"]),
+    "usdt": ("catalog/python_gc.bpf.c", []),
+    "multi": ("multi_probes.bpf.c", []),
+    "usdt_v3": ("catalog/python_gc.bpf.c", ["-mcpu=v3"]),  # other instructions, the same maps
+    "usdt_args": ("usdt_args.bpf.c", []),
 }
 
 
@@ -33,7 +39,8 @@ def _arch():
 def compile_bpf(source, output, flags=(), include_dir=BUILD):
     subprocess.run(
         ["clang", "-g", "-O2", "-Wall", "-Werror", "-target", "bpf", "-D__TARGET_ARCH_%s" % _arch(),
-         "-I", include_dir] + list(flags) + ["-c", source, "-o", output],
+         "-I", include_dir, "-idirafter", "/usr/include/%s-linux-gnu" % os.uname().machine] + list(flags)
+        + ["-c", source, "-o", output],
         check=True)
     subprocess.run(["llvm-strip", "-g", output], check=True)
     return output
@@ -69,6 +76,14 @@ def build_test_objects():
         f.write("this is not an object file\n")
     objects["not_elf"] = text
     return objects
+
+
+def build_program(source, name):
+    """A user-space test program (tests/bpf/<source>) compiled into build/test-bpf/<name>."""
+    os.makedirs(BUILD, exist_ok=True)
+    out = os.path.join(BUILD, name)
+    subprocess.run(["cc", "-O1", "-o", out, os.path.join(SOURCES, source)], check=True)
+    return out
 
 
 def build_product_objects():

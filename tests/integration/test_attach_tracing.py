@@ -14,7 +14,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.kernel import b
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import features
 from ansible_collections.ebpf.observability.plugins.module_utils.state import pin_state
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_common import AttachError, link_alive
-from bpf_objects import BUILD, REPO, SOURCES
+from bpf_objects import REPO, build_program
 
 COLLECTIONS = os.path.join(REPO, "build", "collections")
 MODULE = "ansible_collections.ebpf.observability.plugins.modules.ebpf_attach"
@@ -157,10 +157,7 @@ def test_bad_input_fails_clearly_and_changes_nothing(attach, options, message, e
 
 @pytest.fixture(scope="module")
 def uprobe_binary():
-    os.makedirs(BUILD, exist_ok=True)
-    out = os.path.join(BUILD, "uprobe_target")
-    subprocess.run(["cc", "-O1", "-o", out, os.path.join(SOURCES, "uprobe_target.c")], check=True)
-    return out
+    return build_program("uprobe_target.c", "uprobe_target")
 
 
 @pytest.mark.parametrize("hook", ["uprobe", "uretprobe"])

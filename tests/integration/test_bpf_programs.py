@@ -48,8 +48,10 @@ PROGRAMS = {
     "xdp_counter": [("xdp_counter", {})],
     "tc_classifier": [("tc_classify_ingress", {"direction": "ingress"}), ("tc_classify_egress", {"direction": "egress"})],
     "syscall_latency": [("syscall_enter_tp", {}), ("syscall_exit_tp", {})],
+    "syscall_latency_hash": [("syscall_enter_tp", {}), ("syscall_exit_tp", {})],  # before Linux 5.11
     "net_tracepoints": [("skb_kfree", {}), ("tcp_retransmit", {}), ("tcp_set_state", {}), ("net_rx", {}), ("net_tx", {})],
 }
+PROGRAMS["raw_net_tracepoints"] = PROGRAMS["net_tracepoints"]  # before Linux 5.15
 NETWORK = ("xdp_counter", "tc_classifier")
 
 
@@ -306,17 +308,18 @@ def test_xdp_counts_tagged_frames_through_test_run(deploy):
 
 # ------------------------------------------------------------------------------ syscalls
 
-def test_syscall_latency_counts_getpid_and_errors(deploy):
-    deploy.load("syscall_latency")
-    deploy.attach_all("syscall_latency")
+@pytest.mark.parametrize("obj", ["syscall_latency", "syscall_latency_hash"])
+def test_syscall_latency_counts_getpid_and_errors(deploy, obj):
+    deploy.load(obj)
+    deploy.attach_all(obj)
     calls = 3000
     for _call in range(calls):
         _LIBC.syscall(NUMBERS["getpid"])
     for _call in range(N):
         assert _LIBC.syscall(NUMBERS["close"], -1) == -1
-    deploy.attach_all("syscall_latency", state="absent")
+    deploy.attach_all(obj, state="absent")
     time.sleep(0.05)  # a syscall exit already in the program when its link went
-    samples = deploy.metrics("syscall_latency")
+    samples = deploy.metrics(obj, "syscall_latency")
     count = value(samples, "syscalls_total", syscall="getpid")
     assert count >= calls
     assert value(samples, "syscall_latency_seconds_count", syscall="getpid") == count
@@ -324,35 +327,40 @@ def test_syscall_latency_counts_getpid_and_errors(deploy):
     assert 0 < value(samples, "syscall_latency_seconds_sum", syscall="getpid") < count * 0.01
     assert value(samples, "syscall_errors_total", syscall="close", errno="EBADF") >= N
     assert value(samples, "syscall_errors_total", syscall="getpid", errno="EBADF") == 0
-    assert samples == deploy.metrics("syscall_latency")  # detached: nothing moves
+    assert samples == deploy.metrics(obj, "syscall_latency")  # detached: nothing moves
 
 
 # ------------------------------------------------------------------------------ net tracepoints
 
-def test_udp_to_a_closed_port_is_a_no_socket_drop(net):
+NET_OBJECTS = ["net_tracepoints", "raw_net_tracepoints"]
+
+
+@pytest.mark.parametrize("obj", NET_OBJECTS)
+def test_udp_to_a_closed_port_is_a_no_socket_drop(net, obj):
     veth = net.veth
-    net.load("net_tracepoints")
+    net.load(obj)
     for program in ("skb_kfree", "net_rx", "net_tx"):
-        net.attach("net_tracepoints", program)
-    before = net.metrics("net_tracepoints")
+        net.attach(obj, program)
+    before = net.metrics(obj, "net_tracepoints")
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
         for _i in range(N):
             udp.sendto(UDP_PAYLOAD, (veth.peer_addr, 9999))
 
     def moved(name, **labels):
-        return value(net.metrics("net_tracepoints"), name, **labels) - value(before, name, **labels)
-    assert wait_for(lambda: moved("skb_drops_total", reason="NO_SOCKET") >= N), net.metrics("net_tracepoints")
+        return value(net.metrics(obj, "net_tracepoints"), name, **labels) - value(before, name, **labels)
+    assert wait_for(lambda: moved("skb_drops_total", reason="NO_SOCKET") >= N), net.metrics(obj, "net_tracepoints")
     assert moved("net_tx_packets_total", interface=veth.ifname) >= N
     assert moved("net_rx_packets_total", interface=veth.peer_ifname) >= N
 
 
-def test_forced_tcp_retransmit_is_counted(net):
+@pytest.mark.parametrize("obj", NET_OBJECTS)
+def test_forced_tcp_retransmit_is_counted(net, obj):
     """B's ACKs are dropped on B's egress by a two-instruction TC program: A retransmits."""
     veth = net.veth
-    net.load("net_tracepoints")
+    net.load(obj)
     for program in ("tcp_retransmit", "tcp_set_state"):
-        net.attach("net_tracepoints", program)
-    before = net.metrics("net_tracepoints")
+        net.attach(obj, program)
+    before = net.metrics(obj, "net_tracepoints")
     server = socket_in(veth.peer_ns, socket.SOCK_STREAM)
     client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     drop = sc.prog_load(sc.BPF_PROG_TYPE_SCHED_CLS, bpf_insn.mov64_imm(0, TC_ACT_SHOT) + bpf_insn.exit_insn(), "GPL", "ebpft_bp_drop")
@@ -368,7 +376,7 @@ def test_forced_tcp_retransmit_is_counted(net):
         client.send(b"lost ack")
 
         def moved(name, **labels):
-            return value(net.metrics("net_tracepoints"), name, **labels) - value(before, name, **labels)
+            return value(net.metrics(obj, "net_tracepoints"), name, **labels) - value(before, name, **labels)
         assert wait_for(lambda: moved("tcp_retransmits_total", family="ipv4", state="established") >= 1)
         assert moved("tcp_state_transitions_total", old_state="syn_sent", new_state="established") >= 1
         conn.close()

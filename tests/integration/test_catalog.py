@@ -17,6 +17,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.backends.host_c
 )
 from test_playbooks import REPO
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpffs
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import perf_event
 from test_playbooks import run_playbook
 from test_roles import REMOVE, SITE, changed, ensure_user_deleted, kernel_state, play, settings
 
@@ -58,13 +59,15 @@ def test_objects_become_entries_with_programs_hooks_needs_and_metrics(bpf_object
     shutil.copy(built["xdp_counter"], os.path.join(out, os.uname().machine))  # a built-in: not the user's
     res = ebpf_programs_user_catalog({}, out, BUILTIN)
     assert res["errors"] == [] and sorted(res["catalog"]) == [
-        "getpid-raw-1_0", "getpid_btf", "libc_getpid", "nanosleep_fentry", "nanosleep_kprobe"]
+        "cpu_clock", "getpid-raw-1_0", "getpid_btf", "libc_getpid", "nanosleep_fentry", "nanosleep_kprobe", "python_gc"]
     btf = res["catalog"]["getpid_btf"]
     assert btf["variants"] == {"default": {"object": "getpid_btf", "programs": ["getpid_btf_enter"], "needs": ["tp_btf"]}}
     assert (btf["interface"], btf["program_hooks"], btf["metrics_file"]) == (
         False, {"getpid_btf_enter": "auto"}, os.path.join(out, os.uname().machine, "getpid_btf.yaml"))
     assert res["catalog"]["getpid-raw-1_0"]["variants"]["default"]["object"] == "getpid-raw-1.0"
     assert res["catalog"]["libc_getpid"]["variants"]["default"]["needs"] == ["perf_link", "uprobes"]
+    assert res["catalog"]["cpu_clock"]["variants"]["default"]["needs"] == ["perf_link"]
+    assert res["catalog"]["python_gc"]["variants"]["default"]["needs"] == ["perf_link", "uprobes"]
     assert pin_name("cachestat-pre-kernel-5.16") == "cachestat-pre-kernel-5_16"
 
 
@@ -91,7 +94,7 @@ def _series(text, metric):
 
 @pytest.mark.playbook
 def test_user_programs_run_through_the_roles_and_export_their_own_metrics(bpf_objects, pin_root, work, build_dir):
-    names = ["getpid_btf", "getpid-raw-1_0", "libc_getpid"]
+    names = ["getpid_btf", "getpid-raw-1_0", "libc_getpid", "cpu_clock", "python_gc"]
     extra = settings(work, pin_root, build_dir, [{"name": n} for n in names], exporter=True)
     extra["ebpf_build_sources"] = [{"dir": SOURCES, "include_dirs": [os.path.join(REPO, "bpf")]}]
     extra["ebpf_programs_catalog"] = NANOSLEEP
@@ -100,7 +103,9 @@ def test_user_programs_run_through_the_roles_and_export_their_own_metrics(bpf_ob
         play(SITE, extra)
         state = kernel_state(pin_root)
         assert sorted(state) == sorted(names)
-        assert [[a[0] for a in state[n]] for n in names] == [["getpid_btf_enter"], ["getpid_raw_enter"], ["libc_getpid"]]
+        cpus = len(perf_event.cpu_list())  # a perf_event link per online CPU
+        assert [[a[0] for a in state[n]] for n in names] == [
+            ["getpid_btf_enter"], ["getpid_raw_enter"], ["libc_getpid"], ["cpu_clock_sample"] * cpus, ["python_gc_start"]]
         _out, outcomes = play(SITE, extra)
         assert changed(outcomes) == [], changed(outcomes)
 
@@ -111,8 +116,14 @@ def test_user_programs_run_through_the_roles_and_export_their_own_metrics(bpf_ob
         before = subprocess.run(command, capture_output=True, text=True, check=True).stdout
         for _call in range(100):
             os.getpid()
+        gc_pid = int(subprocess.run(["/usr/bin/python3", "-c", "import gc, os\ngc.collect(2)\nprint(os.getpid())"],
+                                    capture_output=True, text=True, check=True).stdout)
         after = subprocess.run(command, capture_output=True, text=True, check=True).stdout
         assert [_series(after, m)[pid] - _series(before, m).get(pid, 0) for m in metrics] == [100, 100, 100], after[-4000:]
+        samples = dict((int(m.group(1)), float(m.group(2))) for m in re.finditer(
+            r'^ebpf_exporter_cpu_clock_samples_total\{cpu="(\d+)"\} (\S+)$', after, re.M))
+        assert samples and sum(samples.values()) > 0, after[-4000:]
+        assert re.search(r'^ebpf_exporter_python_gc_collections_total\{generation="2",tgid="%d"\} [1-9]' % gc_pid, after, re.M), after[-4000:]
 
         # A reboot empties bpffs: the restore command brings the user's programs back as well.
         bpffs.remove_tree(pin_root)

@@ -8,7 +8,9 @@ import pytest
 
 from ansible_collections.ebpf.observability.plugins.module_utils.state import attach_events as ev
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import features
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import named_sections
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import perf_event
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import usdt_notes
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach import hook_from_section, resolve_hook
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_common import (
     AttachError, error_type_of,
@@ -68,13 +70,20 @@ def test_held_programs():
     ("fexit.s/do_unlinkat", ("fexit", "do_unlinkat", None)),
     ("fmod_ret/security_file_open", ("fmod_ret", "security_file_open", None)),
     ("lsm/file_open", ("lsm", "file_open", None)),
+    ("xdp/eth0", ("xdp", "eth0", None)),  # ebpf_exporter's sections that name their target
+    ("xdp/enp8s0,lo", ("xdp", "enp8s0,lo", None)),
+    ("xdp/devmap", ("xdp", None, None)),  # libbpf's own
+    ("perf_event/type=1,config=0,frequency=99", ("perf_event", "type=1,config=0,frequency=99", None)),
+    ("usdt/libc.so.6:libc:setjmp", ("usdt", "libc.so.6:libc:setjmp", None)),
+    ("kprobe.multi/tcp_v4_*", ("kprobe_multi", "tcp_v4_*", None)),
+    ("uretprobe.multi/libc.so.6:malloc*", ("uretprobe_multi", "libc.so.6:malloc*", None)),
     ("socket", (None, None, None)),
 ])
 def test_hook_from_section(section, expected):
     assert hook_from_section(section) == expected
 
 
-@pytest.mark.parametrize("section", ["usdt/libc.so.6:libc:setjmp", "perf_event", "kprobe.multi/do_*"])
+@pytest.mark.parametrize("section", ["uprobe.multi.s/libc.so.6:malloc", "ksyscall/openat"])
 def test_sections_of_hooks_not_attached_are_refused_clearly(section):
     with pytest.raises(AttachError, match="section %s: .* are not attached by ebpf_attach" % section.replace("*", ".")) as info:
         hook_from_section(section)
@@ -98,13 +107,15 @@ def test_a_tracing_program_without_section_needs_a_hook():
     (("auto", "kprobe", "kretprobe/f"), ("kretprobe", "f", None)),
     (("uprobe", "kprobe", "kprobe/f", "/bin/x:main"), ("uprobe", "/bin/x:main", None)),  # section of another hook: ignored
     (("tracepoint", "tracepoint", None, "a/b"), ("tracepoint", "a/b", None)),
+    (("auto", "perf_event", "perf_event/type=0,config=3,period=1000"), ("perf_event", "type=0,config=3,period=1000", None)),
+    (("auto", "xdp", "xdp/eth0", None), ("xdp", "eth0", None)),
 ])
 def test_resolve_hook(args, expected):
     assert resolve_hook(*args) == expected
 
 
 @pytest.mark.parametrize("args, message, error_type", [
-    (("auto", "kprobe", None), "can be a kprobe, kretprobe, uprobe or uretprobe", "invalid_argument"),
+    (("auto", "kprobe", None), "can be a kprobe, kretprobe, uprobe, uretprobe or usdt program", "invalid_argument"),
     (("auto", "cgroup_skb", None), "cgroup_skb programs cannot be attached by ebpf_attach", "program_type_mismatch"),
     (("tc", "xdp", None), "a xdp program cannot be attached to the tc hook. Use hook: xdp", "program_type_mismatch"),
     (("xdp", "kprobe", None), "a kprobe program cannot be attached to the xdp hook. The xdp hook needs a xdp program",
@@ -297,3 +308,72 @@ def test_tracepoint_ids_from_tracefs(tmp_path):
     assert perf_event.tracepoint_id("syscalls", "sys_enter_nope", str(tmp_path)) is None
     assert perf_event.tracepoint_categories(str(tmp_path)) == ["syscalls"]
     assert perf_event.tracefs_root((str(tmp_path),)) is None  # a plain directory is no tracefs
+
+
+@pytest.mark.parametrize("section, spec", [
+    ("perf_event/type=1,config=0,frequency=99", {"type": 1, "config": 0, "frequency": 99}),
+    ("perf_event/type=0x0,config=0x3,period=10000", {"type": 0, "config": 3, "period": 10000}),
+    ("perf_event", None),
+    ("xdp/eth0", None),
+])
+def test_perf_event_sections(section, spec):
+    assert named_sections.perf_event_spec(section) == spec
+
+
+@pytest.mark.parametrize("section, message", [
+    ("perf_event/type=1", "names no event: it needs type= and config="),
+    ("perf_event/type=1,config=0", "a sampling event needs frequency="),
+    ("perf_event/type=1,config=0,frequency=9,period=9", "give frequency or period, not both"),
+    ("perf_event/type=1,config=x,frequency=9", "config=x is not a number"),
+    ("perf_event/type=1,type=2,config=0", "'type=2' is not one of type=, config=, frequency= or period= \\(each once\\)"),
+])
+def test_malformed_perf_event_sections(section, message):
+    with pytest.raises(BpfError, match=message):
+        named_sections.perf_event_spec(section)
+
+
+@pytest.mark.parametrize("section, interfaces, types", [
+    ("xdp/eth0,lo", ["eth0", "lo"], (6, 37)),
+    ("xdp.frags/eth0", ["eth0"], (6, 37)),
+    ("xdp/devmap", None, None),
+    ("xdp.frags/cpumap", None, None),
+    ("xdp", None, None),
+    ("perf_event/type=1,config=0,frequency=1", None, (7, 0)),
+    ("uprobe.multi/libc.so.6:malloc*", None, (2, 48)),
+    ("uretprobe.multi", None, (2, 48)),
+])
+def test_sections_that_name_their_interfaces(section, interfaces, types):
+    assert named_sections.xdp_interfaces(section) == interfaces
+    assert named_sections.section_type(section) == types
+
+
+@pytest.mark.parametrize("arg, arch, spec", [
+    ("-4@%eax", "x86_64", (0, usdt_notes.ARG_REG, 80, True, 32)),
+    ("8@%r12", "x86_64", (0, usdt_notes.ARG_REG, 24, False, 0)),
+    ("-4@112(%rsp)", "x86_64", (112, usdt_notes.ARG_REG_DEREF, 152, True, 32)),
+    ("8@-16(%rbp)", "x86_64", ((-16) & 0xFFFFFFFFFFFFFFFF, usdt_notes.ARG_REG_DEREF, 32, False, 0)),
+    ("2@(%rdi)", "x86_64", (0, usdt_notes.ARG_REG_DEREF, 112, False, 48)),
+    ("-1@$-9", "x86_64", ((-9) & 0xFFFFFFFFFFFFFFFF, usdt_notes.ARG_CONST, 0, True, 56)),
+    ("8@x1", "aarch64", (0, usdt_notes.ARG_REG, 8, False, 0)),
+    ("-4@[sp, 16]", "aarch64", (16, usdt_notes.ARG_REG_DEREF, 248, True, 32)),
+    ("4@5", "aarch64", (5, usdt_notes.ARG_CONST, 0, False, 32)),
+])
+def test_usdt_arguments_become_libbpf_arg_specs(arg, arch, spec):
+    assert usdt_notes.parse_arg(arg, arch) == spec
+
+
+@pytest.mark.parametrize("arg, message", [
+    ("8@8(%rax,%rbx,4)", "has a form that is not supported"),
+    ("3@%rax", "has a form that is not supported"),
+    ("8@%xmm0", "names register xmm0, which is not known"),
+])
+def test_usdt_arguments_that_are_refused(arg, message):
+    with pytest.raises(BpfError, match=message):
+        usdt_notes.parse_arg(arg)
+
+
+def test_usdt_spec_layout_is_libbpfs():
+    spec = usdt_notes.spec_bytes("-4@%eax 8@$7")
+    assert len(spec) == usdt_notes.SPEC_SIZE == 208  # sizeof(struct __bpf_usdt_spec), libbpf's usdt.bpf.h
+    assert spec[:16] == usdt_notes.ARG_SPEC.pack(0, 1, 80, True, 32) and spec[16:24] == (7).to_bytes(8, "little")
+    assert spec[192:202] == (0).to_bytes(8, "little") + (2).to_bytes(2, "little")

@@ -307,9 +307,12 @@ def test_link_pin_names_say_what_is_attached_where(tmp_path):
     links.mkdir(parents=True)
     for name in ("count-tc-eth0-ingress", "count-tc-gone0-egress", pin_key("count", "tc", "eth0.100", "egress"),
                  "enter-raw_tracepoint-sys_enter", pin_key("enter", "kprobe", "do_sys_open+0x4"),
-                 "other-kprobe-vfs_read", "count-xdp-eth0"):
+                 "other-kprobe-vfs_read", "count-xdp-eth0", "btf-tp_btf-sys_enter",
+                 pin_key("clock", "perf_event", "type=1,config=0,frequency=99", "cpu0"),
+                 pin_key("clock", "perf_event", "type=1,config=0,frequency=99", "cpu1")):
         (links / name).write_text("")
-    programs = {"count": {"id": 7}, "enter": {"id": 8}}
+    programs = {"count": {"id": 7}, "enter": {"id": 8}, "btf": {"id": 9}, "clock": {"id": 10}}
     found = pinned_link_attachments(str(tmp_path / "obj"), programs, interfaces=["lo", "eth0", "eth0.100"])
-    assert sorted((a["prog_id"], a["interface"]) for a in found) == [(7, "eth0"), (7, "eth0.100"), (8, ""), (8, "")]
+    assert sorted((a["prog_id"], a["interface"]) for a in found) == [
+        (7, "eth0"), (7, "eth0.100"), (8, ""), (8, ""), (9, ""), (10, ""), (10, "")]
     assert pinned_link_attachments(str(tmp_path / "none"), programs) == []

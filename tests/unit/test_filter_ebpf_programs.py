@@ -14,7 +14,7 @@ with open(os.path.join(REPO, "roles", "ebpf_programs", "vars", "main.yml")) as _
     CATALOG = yaml.safe_load(_f)["_ebpf_programs_builtin"]
 
 ALL = {"btf": True, "xdp": True, "tc": True, "tcx": True, "tracepoints": True, "raw_tracepoints": True,
-       "perf_link": True, "kprobes": True}
+       "perf_link": True, "kprobes": True, "task_storage": True}
 NO_KPROBES = dict(ALL, kprobes=False)
 DIR = "/usr/local/lib/ebpf_observability"
 
@@ -90,8 +90,9 @@ def test_auto_never_picks_kprobes():
 
 
 def test_a_program_no_variant_of_which_runs_is_an_error():
-    p = plan([{"name": "net_tracepoints"}], dict(ALL, perf_link=False))
-    assert p["loads"] == [] and "net_tracepoints cannot run on this host: tracepoint needs the kernel feature 'perf_link'" in p["errors"][0]
+    p = plan([{"name": "net_tracepoints"}], dict(ALL, perf_link=False, raw_tracepoints=False))
+    assert p["loads"] == [] and p["errors"][0] == ("net_tracepoints cannot run on this host: tracepoint needs the kernel "
+                                                   "feature 'perf_link'; raw_tracepoint needs the kernel feature 'raw_tracepoints'")
 
 
 def test_tracing_programs_can_be_loaded_unattached():
@@ -208,3 +209,57 @@ def test_status_summary_and_counters():
     assert status["lines"][:2] == ["xdp_counter: 1 program(s), 2 map(s)", "  xdp_counter (xdp, id 7): xdp (skb) on eth0"]
     assert "  ebpf_exporter_xdp_packets_total 7" in status["lines"]
     assert f.ebpf_programs_status({"pin_root": "/p", "objects": [], "attachments": []})["lines"] == ["no eBPF programs under /p"]
+
+
+def test_a_user_xdp_program_is_attached_at_the_interfaces_its_section_names():
+    """An ebpf_exporter program with SEC("xdp/eth0,lo") and a perf_event program, as
+    host_catalog describes them, need no attach list."""
+    catalog = dict(CATALOG, xdp_trace={
+        "variants": {"default": {"object": "xdp_trace", "programs": ["cpu_sample", "xdp_trace"], "needs": ["perf_link", "xdp"]}},
+        "program_hooks": {"xdp_trace": "xdp", "cpu_sample": "auto"}, "program_interfaces": {"xdp_trace": ["eth0", "lo"]},
+        "auto": ["default"], "interface": True, "hooks": ["xdp", "auto"], "user": True})
+    p = f.ebpf_programs_plan([{"name": "xdp_trace"}], catalog, ALL, "x86_64", DIR)
+    assert p["errors"] == []
+    assert p["attachments"] == [
+        {"name": "xdp_trace", "hook": "auto", "program": "cpu_sample"},
+        {"name": "xdp_trace", "hook": "xdp", "interface": "eth0", "program": "xdp_trace"},
+        {"name": "xdp_trace", "hook": "xdp", "interface": "lo", "program": "xdp_trace"},
+    ]
+    assert p["interfaces"] == ["eth0", "lo"]
+
+
+@pytest.mark.parametrize("release, chosen, error", [
+    ("6.1.0-28-amd64", "current", None),
+    ("5.16", "current", None),
+    ("5.10.0-32-cloud-amd64", "older", None),
+    ("4.19.0-27-amd64", None, "cachestat cannot run on this host: current needs Linux >=5.16 (this host runs 4.19.0-27-amd64); "
+                              "older needs Linux >=5.10,<5.16 (this host runs 4.19.0-27-amd64)"),
+])
+def test_variants_chosen_by_kernel_release(release, chosen, error):
+    variants = {"current": {"object": "cachestat", "programs": ["p"], "kernel": ">=5.16"},
+                "older": {"object": "cachestat-pre-kernel-5.16", "programs": ["p"], "kernel": ">=5.10,<5.16"}}
+    catalog = dict(CATALOG, cachestat={"variants": variants, "program_hooks": {"p": "auto"}, "auto": ["current", "older"],
+                                       "interface": False, "hooks": ["auto"], "user": True})
+    p = f.ebpf_programs_plan([{"name": "cachestat"}], catalog, dict(ALL, kernel_release=release), "x86_64", DIR)
+    assert p["errors"] == ([error] if error else [])
+    assert [load["variant"] for load in p["loads"]] == ([chosen] if chosen else [])
+
+
+def test_a_kernel_constraint_that_is_not_one_is_named():
+    assert host_plan.kernel_fits("6.1.0", ">=5.4, <7")
+    with pytest.raises(ValueError, match="kernel constraint '~5.4': write comparisons such as >=5.16"):
+        host_plan.kernel_fits("6.1.0", "~5.4")
+
+
+def test_kernels_without_task_storage_get_the_hash_variant():
+    p = f.ebpf_programs_plan([{"name": "syscall_latency"}], CATALOG, dict(ALL, task_storage=False), "x86_64", DIR)
+    assert p["errors"] == [] and [(load["variant"], load["object"]) for load in p["loads"]] == [
+        ("raw_tracepoint_hash", "syscall_latency_hash")]
+    assert [a["program"] for a in p["attachments"]] == ["syscall_enter_tp", "syscall_exit_tp"]
+
+
+def test_kernels_without_perf_links_get_raw_tracepoint_net_events():
+    p = f.ebpf_programs_plan([{"name": "net_tracepoints"}], CATALOG, dict(ALL, perf_link=False), "x86_64", DIR)
+    assert p["errors"] == [] and [(load["variant"], load["object"]) for load in p["loads"]] == [
+        ("raw_tracepoint", "raw_net_tracepoints")]
+    assert [a["program"] for a in p["attachments"]] == ["skb_kfree", "tcp_retransmit", "tcp_set_state", "net_rx", "net_tx"]

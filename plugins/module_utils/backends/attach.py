@@ -23,17 +23,21 @@ from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach
     AttachError, ProgramRef, error_type_of, prog_label, read_link, unpin_link,
 )
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_btf import BTF_HOOKS, BtfTracingHook
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_multi import MULTI_HOOKS, MultiProbeHook
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_perf import PerfEventHook
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_usdt import UsdtHook
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_tc import DIRECTIONS, TcHook
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_tracing import (
     TRACING_HOOKS, TracingHook,
 )
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_xdp import XdpHook
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.bpffs import DEFAULT_PIN_ROOT
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import named_sections
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.netlink import Netlink
 
 NETWORK_HOOKS = ("xdp", "tc")
-HOOKS = ("auto",) + NETWORK_HOOKS + TRACING_HOOKS + BTF_HOOKS
+HOOKS = ("auto",) + NETWORK_HOOKS + TRACING_HOOKS + BTF_HOOKS + MULTI_HOOKS + ("perf_event", "usdt")
 # program types (as the kernel names them) each hook accepts
 HOOK_PROG_TYPES = {
     "xdp": ("xdp",),
@@ -42,9 +46,11 @@ HOOK_PROG_TYPES = {
     "raw_tracepoint": ("raw_tracepoint", "raw_tracepoint_writable"),
     "kprobe": ("kprobe",), "kretprobe": ("kprobe",), "uprobe": ("kprobe",), "uretprobe": ("kprobe",),
     "tp_btf": ("tracing",), "fentry": ("tracing",), "fexit": ("tracing",), "fmod_ret": ("tracing",), "lsm": ("lsm",),
+    "perf_event": ("perf_event",), "usdt": ("kprobe",),
 }
+HOOK_PROG_TYPES.update((hook, ("kprobe",)) for hook in MULTI_HOOKS)
 HOOK_FOR_PROG_TYPE = {"xdp": "xdp", "sched_cls": "tc", "tracepoint": "tracepoint", "raw_tracepoint": "raw_tracepoint",
-                      "raw_tracepoint_writable": "raw_tracepoint", "lsm": "lsm"}
+                      "raw_tracepoint_writable": "raw_tracepoint", "lsm": "lsm", "perf_event": "perf_event"}
 # libbpf section prefixes -> hook
 SECTION_HOOKS = {
     "xdp": "xdp", "xdp.frags": "xdp",
@@ -55,15 +61,16 @@ SECTION_HOOKS = {
     "kprobe": "kprobe", "kretprobe": "kretprobe",
     "uprobe": "uprobe", "uretprobe": "uretprobe", "uprobe.s": "uprobe", "uretprobe.s": "uretprobe",
     "tp_btf": "tp_btf", "fentry": "fentry", "fentry.s": "fentry", "fexit": "fexit", "fexit.s": "fexit",
-    "fmod_ret": "fmod_ret", "fmod_ret.s": "fmod_ret", "lsm": "lsm", "lsm.s": "lsm",
+    "fmod_ret": "fmod_ret", "fmod_ret.s": "fmod_ret", "lsm": "lsm", "lsm.s": "lsm", "perf_event": "perf_event",
+    "usdt": "usdt", "kprobe.multi": "kprobe_multi", "kretprobe.multi": "kretprobe_multi",
+    "uprobe.multi": "uprobe_multi", "uretprobe.multi": "uretprobe_multi",
 }
 
 
 # libbpf sections whose hooks ebpf_attach does not attach (yet): a clear refusal, not a guess
 UNSUPPORTED_SECTIONS = {
-    "usdt": "USDT probes", "perf_event": "perf_event programs (hardware and software counters)",
-    "kprobe.multi": "multi-kprobes", "kretprobe.multi": "multi-kretprobes", "uprobe.multi": "multi-uprobes",
-    "uretprobe.multi": "multi-uretprobes", "ksyscall": "syscall kprobes", "kretsyscall": "syscall kretprobes",
+    "ksyscall": "syscall kprobes", "kretsyscall": "syscall kretprobes", "uprobe.multi.s": "sleepable multi-uprobes",
+    "uretprobe.multi.s": "sleepable multi-uretprobes",
 }
 
 
@@ -80,8 +87,8 @@ def hook_from_section(section):
         return None, None, None
     if hook == "tc":
         return hook, None, rest if rest in DIRECTIONS else None
-    if hook == "xdp":
-        return hook, None, None
+    if hook == "xdp":  # xdp/<interface>[,<interface>...] names where it runs (ebpf_exporter's sections)
+        return hook, ",".join(named_sections.xdp_interfaces(section) or []) or None, None
     return hook, rest or None, None
 
 
@@ -94,7 +101,7 @@ def resolve_hook(asked, type_name, section, target=None, direction=None):
         hook = s_hook or HOOK_FOR_PROG_TYPE.get(type_name)
         if hook is None:
             if type_name == "kprobe":
-                raise AttachError("a kprobe-type program can be a kprobe, kretprobe, uprobe or uretprobe and its section "
+                raise AttachError("a kprobe-type program can be a kprobe, kretprobe, uprobe, uretprobe or usdt program and its section "
                                   "name is not known", "invalid_argument", hint="set hook and target")
             if type_name == "tracing":
                 raise AttachError("a tracing program can be a tp_btf, fentry, fexit or fmod_ret program and its section "
@@ -209,12 +216,30 @@ class AttachBackend:
             self.warnings.append("interface %s is down: the program is attached and runs once it is up" % self.ifname)
         return True
 
+    def _section_interface(self):
+        """An XDP program whose section names its interfaces (``xdp/eth0``) runs on the one it
+        names when no interface is given; with several, each is its own attachment."""
+        named, self.target = (self.target or "").split(",") if self.target else [], None
+        if self.ifname or not named:
+            return
+        if len(named) > 1:
+            raise AttachError("%s names the interfaces %s in its section: set interface to one of them (an attachment each)"
+                              % (self.prog.label, ", ".join(named)), "invalid_argument")
+        self.ifname = named[0]
+        check_ifname(self.ifname)
+
     def _hook(self):
         if self.hook_name in NETWORK_HOOKS:
             return XdpHook(self) if self.hook_name == "xdp" else TcHook(self)
         if self.ifname:
             raise AttachError("interface applies to the xdp and tc hooks only, not to %s" % self.hook_name, "invalid_argument")
-        if self.hook_name in BTF_HOOKS:
+        if self.hook_name == "perf_event":
+            hook = PerfEventHook(self)
+        elif self.hook_name == "usdt":
+            hook = UsdtHook(self)
+        elif self.hook_name in MULTI_HOOKS:
+            hook = MultiProbeHook(self, self.hook_name)
+        elif self.hook_name in BTF_HOOKS:
             s_hook, s_target, _d = hook_from_section(self.prog.section)
             hook = BtfTracingHook(self, self.hook_name, s_target if s_hook == self.hook_name else None)
         else:
@@ -230,6 +255,8 @@ class AttachBackend:
             return self._result(None, {}, {})
         self.hook_name, self.target, self.direction = resolve_hook(
             self.hook_name, self.prog.type_name, self.prog.section, self.target, self.direction)
+        if self.hook_name == "xdp":
+            self._section_interface()
         if self.hook_name in NETWORK_HOOKS and not self._interface():
             return self._stale_tcx_pin()
         hook = self._hook()

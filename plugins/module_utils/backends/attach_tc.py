@@ -4,9 +4,12 @@
 """The TC hook of ebpf_attach: TCX bpf_links (Linux 6.6+) or clsact filters over netlink.
 
 TCX (``tc_api: tcx``): BPF_LINK_CREATE with BPF_TCX_INGRESS/EGRESS, placed first among the
-interface's TCX programs, the link pinned at ``links/<program>-tc-<interface>-<direction>``. An
-upgrade swaps the link's program atomically (BPF_LINK_UPDATE with the old program expected);
-other programs on the hook are never touched. Detaching detaches the link and removes the pin.
+interface's TCX programs or where ``tcx_position`` says (backends.tcx_order), the link pinned at
+``links/<program>-tc-<interface>-<direction>``. An upgrade swaps the link's program atomically
+(BPF_LINK_UPDATE with the old program expected), in place; a program out of its asked place gets
+a new link there (a new version before the old link goes; the same program right after it goes,
+since a hook runs a program once). Other programs on the hook are never touched. Detaching
+detaches the link and removes the pin.
 
 netlink (``tc_api: netlink``): a direct-action ``bpf`` filter on the clsact qdisc (added when
 missing) at our own priority and handle. Our filter is replaced in one request at the same
@@ -29,6 +32,7 @@ import zlib
 from ansible_collections.ebpf.observability.plugins.module_utils.state.pin_state import pin_key
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_syscall as sc
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import features
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.tcx_order import TcxOrder
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_common import (
     ATTACH, MOVE, REPLACE, AttachError, Hook, pin_link, prog_facts, prog_label, read_link,
     unpin_link,
@@ -71,6 +75,7 @@ class TcHook(Hook):
         self.link_path = os.path.join(self.prog.links_dir, pin_key(self.prog.link_prefix, "tc", self.ifname, self.direction))
         self.filter_name = self.prog.label[-64:]
         self.api = None  # chosen by needs_attach
+        self.order = TcxOrder(self.params.get("tcx_position"), self.params.get("tcx_relative_to"), self.prog.pin_root)
 
     # -- kernel state -----------------------------------------------------------------
 
@@ -83,7 +88,13 @@ class TcHook(Hook):
         link = read_link(self.link_path)
         live = bool(link and link.get("type_name") == "tcx" and link.get("ifindex") == self.ifindex
                     and link.get("attach_type") == TCX_ATTACH_TYPES[self.direction])
-        return {"slot": slot, "link": link, "live": live}
+        chain = []
+        if self.order.position or live:
+            try:
+                chain = sc.prog_query(self.ifindex, TCX_ATTACH_TYPES[self.direction])["prog_ids"]
+            except BpfError:
+                chain = []  # no TCX on this kernel
+        return {"slot": slot, "link": link, "live": live, "chain": chain}
 
     def _slot_prog(self, state):
         return state["slot"]["prog_id"] if state["slot"] else None
@@ -96,7 +107,7 @@ class TcHook(Hook):
         return bool(slot and slot["prog_id"] == self.prog.id and slot["direct_action"])
 
     def _tcx_attached(self, state):
-        return state["live"] and state["link"]["prog_id"] == self.prog.id
+        return state["live"] and state["link"]["prog_id"] == self.prog.id and self.order.in_place(state["chain"], self.prog.id)
 
     def attached(self, state):
         api = self.api or self._choose_api(state)
@@ -134,8 +145,10 @@ class TcHook(Hook):
                               hint="use tc_api: auto or tcx (a TCX link needs no qdisc), or replace the ingress qdisc "
                                    "with clsact (`tc qdisc del dev %s ingress` removes its filters too)" % self.ifname)
         if self.api == "tcx":
+            self.order.check_relative(state["chain"], "TC %s on %s" % (self.direction, self.ifname))
             if state["live"]:
-                return REPLACE if state["link"]["prog_id"] != self.prog.id else MOVE  # MOVE: drop our netlink filter
+                # MOVE: drop our netlink filter, or put our program where it is asked to run
+                return REPLACE if state["link"]["prog_id"] != self.prog.id else MOVE
             return MOVE if self._slot_ours(state) else ATTACH
         if state["slot"] and not self._slot_ours(state):
             if not self.params.get("force"):
@@ -164,13 +177,18 @@ class TcHook(Hook):
             unpin_link(self.link_path, "tcx link of %s" % self.prog.label)
 
     def _attach_tcx(self, state, action):
-        if state["live"]:
-            if state["link"]["prog_id"] != self.prog.id:
-                with sc.obj_get(self.link_path) as link, sc.prog_fd_by_id(state["link"]["prog_id"]) as old:
+        old_id = state["link"]["prog_id"] if state["live"] else None
+        if old_id is not None and self.order.in_place(state["chain"], old_id):
+            if old_id != self.prog.id:
+                with sc.obj_get(self.link_path) as link, sc.prog_fd_by_id(old_id) as old:
                     sc.link_update(link, self.prog.fd, old_prog_fd=old)
             return
-        with sc.link_create(self.prog.fd, self.ifindex, TCX_ATTACH_TYPES[self.direction], flags=sc.BPF_F_BEFORE) as link:
-            pin_link(link, self.link_path)  # replaces a pin whose interface is gone
+        if old_id == self.prog.id:  # the same program elsewhere on the hook: it can run there only once
+            unpin_link(self.link_path, "tcx link of %s" % self.prog.label)
+        flags, relative_id = self.order.link_options()
+        with sc.link_create(self.prog.fd, self.ifindex, TCX_ATTACH_TYPES[self.direction], flags=flags,
+                            relative_id=relative_id) as link:
+            pin_link(link, self.link_path)  # replaces the previous link, or a pin whose interface is gone
 
     def _attach_netlink(self, state, action):
         created = self.nl.ensure_clsact(self.ifindex, self.direction)
@@ -203,9 +221,10 @@ class TcHook(Hook):
     def _base(self, api):
         return {"hook": "tc", "interface": self.ifname, "ifindex": self.ifindex, "direction": self.direction, "tc_api": api}
 
-    def _tcx_view(self, link_id, prog_id, name):
+    def _tcx_view(self, link_id, prog_id, name, chain=()):
         out = self._base("tcx")
-        out.update(link_id=link_id, link_pin=self.link_path, prog_id=prog_id, prog_name=name)
+        out.update(link_id=link_id, link_pin=self.link_path, prog_id=prog_id, prog_name=name,
+                   tcx_position=list(chain).index(prog_id) if prog_id in chain else None, tcx_chain=list(chain))
         return out
 
     def _netlink_view(self, prog_id, name):
@@ -216,7 +235,7 @@ class TcHook(Hook):
     def view(self, state):
         if state["live"]:
             pid = state["link"]["prog_id"]
-            return self._tcx_view(state["link"]["id"], pid, (prog_facts(pid) or {}).get("name"))
+            return self._tcx_view(state["link"]["id"], pid, (prog_facts(pid) or {}).get("name"), state["chain"])
         if state["slot"]:
             pid = self._slot_prog(state)
             return self._netlink_view(pid, (prog_facts(pid) or {}).get("name") or state["slot"]["name"])

@@ -7,7 +7,9 @@ ebpf_programs role's vars; host_plan expands both alike).
 Every object in the objects directory that is not one of the collection's (``ebpf_build``
 builds the user's ``name.bpf.c``, in cloudflare/ebpf_exporter's layout, beside them and copies
 ``name.yaml`` and prebuilt objects there) becomes the entry ``name``: one variant ``default``
-loading all its programs, each attached at the hook its ELF section names, what it needs from
+loading all its programs, each attached at the hook its ELF section names (an XDP program at the
+interfaces its ``xdp/<interface>`` section names, another network program where the user's
+``attach`` says), what it needs from
 the kernel derived from those sections, and its metrics from ``name.yaml`` (for an entry with
 variants: the entry's ``name.yaml``, else its first variant object's). Entries of the
 user's ``ebpf_programs_catalog`` override or complete these (variants chosen per host, such as
@@ -27,6 +29,7 @@ import os
 import re
 
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import elf_symbols
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import named_sections
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
 
 OBJECT_SUFFIX = ".bpf.o"
@@ -39,7 +42,8 @@ _SECTION_NEEDS = {
     "kprobe": ("auto", ["kprobes", "perf_link"]), "kretprobe": ("auto", ["kprobes", "perf_link"]),
     "uprobe": ("auto", ["uprobes", "perf_link"]), "uretprobe": ("auto", ["uprobes", "perf_link"]),
     "tp_btf": ("auto", ["tp_btf"]), "fentry": ("auto", ["fentry"]), "fexit": ("auto", ["fentry"]),
-    "fmod_ret": ("auto", ["fentry"]), "lsm": ("auto", ["fentry"]),
+    "fmod_ret": ("auto", ["fentry"]), "lsm": ("auto", ["fentry"]), "perf_event": ("auto", ["perf_link"]),
+    "usdt": ("auto", ["uprobes", "perf_link"]),
 }
 
 
@@ -81,35 +85,38 @@ def _variant_entry(variant, arch_dir, errors, where):
     obj = variant.get("object")
     if not obj:
         errors.append("%s: a variant needs object (the name of a built or prebuilt name.bpf.o)" % where)
-        return None, {}
+        return None, ({}, {})
     path = os.path.join(arch_dir or "", obj + OBJECT_SUFFIX)
     if not arch_dir or not os.path.isfile(path):
         errors.append("%s: no object %s%s in the objects directory; build it with ebpf_build_sources" % (where, obj, OBJECT_SUFFIX))
-        return None, {}
+        return None, ({}, {})
     programs, problem = _describe(path)
     if problem:
         errors.append("%s: %s" % (where, problem))
-        return None, {}
-    hooks, needs = {}, set(variant.get("needs") or [])
+        return None, ({}, {})
+    hooks, needs, interfaces = {}, set(variant.get("needs") or []), {}
     for program, section in programs.items():
         hooks[program], extra = section_hook(section)
+        if named_sections.xdp_interfaces(section):
+            interfaces[program] = named_sections.xdp_interfaces(section)
         if "needs" not in variant:
             needs.update(extra)
     variant.setdefault("programs", sorted(programs))
     variant["needs"] = sorted(needs)
-    return variant, hooks
+    return variant, (hooks, interfaces)
 
 
 def _entry(name, declared, arch_dir, errors):
     """One catalogue entry from the user's declaration ({} for an object found by name)."""
     variants = declared.get("variants") or {"default": {"object": declared.get("object", name)}}
-    out = {"variants": {}, "program_hooks": {}, "user": True}
+    out = {"variants": {}, "program_hooks": {}, "program_interfaces": {}, "user": True}
     for variant_name, variant in sorted(variants.items()):
-        filled, hooks = _variant_entry(variant, arch_dir, errors, "%s (variant %s)" % (name, variant_name))
+        filled, found = _variant_entry(variant, arch_dir, errors, "%s (variant %s)" % (name, variant_name))
         if filled is None:
             return None
         out["variants"][variant_name] = filled
-        out["program_hooks"].update(hooks)
+        out["program_hooks"].update(found[0])
+        out["program_interfaces"].update(found[1])
     out["auto"] = list(declared.get("auto") or sorted(out["variants"]))
     network = sorted(set(h for h in out["program_hooks"].values() if h in ("xdp", "tc")))
     out["interface"] = bool(network)

@@ -40,7 +40,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors i
 from ansible_collections.ebpf.observability.plugins.module_utils.state import attach_events
 
 ATTACH_OPTIONS = ("name", "program", "hook", "interface", "mode", "mode_fallback", "direction", "tc_api",
-                  "priority", "handle", "target", "force", "require_up")
+                  "tcx_position", "tcx_relative_to", "priority", "handle", "target", "force", "require_up")
 DETACH_OPTIONS = ("name", "program", "hook", "interface", "direction", "target")
 
 

@@ -25,11 +25,13 @@ XDP_MODES = ("auto", "hw", "drv", "skb")
 TC_DIRECTIONS = ("ingress", "egress")
 TC_APIS = ("auto", "tcx", "netlink")
 TRACING_HOOKS = ("auto", "tracepoint", "raw_tracepoint", "kprobe", "kretprobe", "uprobe", "uretprobe", "tp_btf", "fentry",
-                 "fexit", "fmod_ret", "lsm")
+                 "fexit", "fmod_ret", "lsm", "perf_event", "usdt", "kprobe_multi", "kretprobe_multi", "uprobe_multi",
+                 "uretprobe_multi")
 DECLARED_KEYS = ("name", "attach", "rules", "variant", "programs", "replace_maps")
 ATTACH_KEYS = {
     "xdp": ("hook", "interface", "mode", "mode_fallback", "program", "force", "require_up"),
-    "tc": ("hook", "interface", "direction", "tc_api", "priority", "handle", "program", "force", "require_up"),
+    "tc": ("hook", "interface", "direction", "tc_api", "tcx_position", "tcx_relative_to", "priority", "handle", "program",
+           "force", "require_up"),
     "tracing": ("hook", "program", "target"),
 }
 _SYSTEMD_PLAIN = re.compile(r"[A-Za-z0-9:_.]")
@@ -56,6 +58,30 @@ def device_unit(interface):
     return "sys-subsystem-net-devices-%s.device" % systemd_escape(interface)
 
 
+_RELEASE = re.compile(r"^(\d+)(?:\.(\d+))?(?:\.(\d+))?")
+_CONSTRAINT = re.compile(r"^\s*(>=|<=|==|>|<)\s*(\d+(?:\.\d+){0,2})\s*$")
+_COMPARE = {">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b, "==": lambda a, b: a == b,
+            ">": lambda a, b: a > b, "<": lambda a, b: a < b}
+
+
+def _version(text):
+    m = _RELEASE.match(text or "")
+    return tuple(int(part or 0) for part in m.groups()) if m else None
+
+
+def kernel_fits(release, constraint):
+    """Whether kernel ``release`` (``6.1.0-28-amd64``) meets ``constraint``: comparisons joined by
+    commas (``>=5.10,<5.16``); ValueError for a constraint that is not one."""
+    have = _version(release)
+    for part in str(constraint).split(","):
+        m = _CONSTRAINT.match(part)
+        if m is None:
+            raise ValueError("kernel constraint %r: write comparisons such as >=5.16 or >=5.10,<5.16" % constraint)
+        if have is not None and not _COMPARE[m.group(1)](have, _version(m.group(2))):
+            return False
+    return True
+
+
 class _Planner:
     """Expands one host's declaration; collects errors and warnings instead of stopping at
     the first problem, so the operator sees every one at once."""
@@ -73,6 +99,12 @@ class _Planner:
     def _missing(self, variant):
         """Why a variant cannot run on this host ([] when it can)."""
         missing = ["the kernel feature '%s'" % need for need in variant.get("needs", []) if not self.features.get(need)]
+        if variant.get("kernel"):
+            try:
+                if not kernel_fits(self.features.get("kernel_release"), variant["kernel"]):
+                    missing.append("Linux %s (this host runs %s)" % (variant["kernel"], self.features.get("kernel_release")))
+            except ValueError as e:
+                missing.append(str(e))
         arches = variant.get("architectures")
         if arches and self.architecture not in arches:
             missing.append("a %s host (this one is %s)" % (" or ".join(arches), self.architecture))
@@ -108,8 +140,15 @@ class _Planner:
             hooks = entry.get("program_hooks")
             if entry.get("interface") and not hooks:
                 return []
-            # each program at the hook its section names; network programs need an interface
-            return [{"program": p} for p in programs if (hooks or {}).get(p, "auto") not in ("xdp", "tc")]
+            # each program at the hook its section names; network programs need an interface, which
+            # an xdp/<interface> section names (one attachment per interface)
+            named = entry.get("program_interfaces") or {}
+            items = []
+            for program in programs:
+                if (hooks or {}).get(program, "auto") not in ("xdp", "tc"):
+                    items.append({"program": program})
+                items.extend({"program": program, "interface": ifname} for ifname in named.get(program, []))
+            return items
         if not isinstance(attach, list):
             self.errors.append("%s: attach must be a list of attachments, got %r" % (name, attach))
             return []

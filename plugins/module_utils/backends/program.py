@@ -32,6 +32,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.kernel import c
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import features
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import libbpf
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import object_features
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import named_sections
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import object_file
 from ansible_collections.ebpf.observability.plugins.module_utils.state import pin_state
 from ansible_collections.ebpf.observability.plugins.module_utils.state.pin_state import LINKS_DIR, MAPS_DIR, PROGS_DIR
@@ -175,6 +176,7 @@ class ProgramBackend:
         if not self.needs_load(identity):
             return self.result()
         with libbpf.BpfObject(src, object_name=self.name) as obj:
+            named_sections.assign_types(obj.programs)
             selected = self._select(obj, src, selection)
             replaced_maps = self._check_maps(obj, replace_maps)
             for prog in obj.programs:

@@ -9,6 +9,7 @@ Modes::
     ebpf-observability-exporter [--config FILE]                 # a pass every --interval seconds
     ebpf-observability-exporter --once                          # one pass, written to the textfile
     ebpf-observability-exporter --once --stdout                 # one pass, printed
+    ebpf-observability-exporter --version                       # the collection's version
     ebpf-observability-exporter --check-config                  # load and check the config only
     ebpf-observability-exporter --grant-access [--dry-run]      # as root: pins readable by `group`
 
@@ -37,6 +38,7 @@ import time
 
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.textfile import LOG, Exporter
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.build_info import VERSION
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.pin_access import grant_pin_access
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.config import (
     DEFAULT_CONFIG_PATH, parse_exporter_config,
@@ -92,6 +94,7 @@ def parse_args(argv):
     parser.add_argument("--grant-access", action="store_true",
                         help="give the config's group read access to the configured objects' pins, and exit")
     parser.add_argument("--dry-run", action="store_true", help="with --grant-access: only report")
+    parser.add_argument("--version", action="version", version="%(prog)s " + VERSION)
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     args = parser.parse_args(argv)
     if args.stdout and not args.once:

@@ -10,8 +10,8 @@ link holds its attachment: the names alone tell which program is attached where,
 search and read permission on ``links/`` that --grant-access gives the exporter's group (never
 on the pins in it).
 
-* ``<program>-<hook>-<target>`` for a tracing hook (kprobe, tracepoint, ...): attached, with no
-  interface;
+* ``<program>-<hook>-<target>`` for a tracing hook (kprobe, tracepoint, tp_btf, ...): attached,
+  with no interface; ``<program>-perf_event-<event>-cpu<N>``: one attachment per CPU;
 * ``<program>-tc-<interface>-<direction>`` (TCX): attached to that interface when an interface of
   that name exists in the exporter's network namespace. The name is compared with pin_key's for
   every interface there, so names pin_key had to hash (``eth0.100``) are found too. A TCX link
@@ -32,9 +32,12 @@ import socket
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpffs
 from ansible_collections.ebpf.observability.plugins.module_utils.state.pin_state import LINKS_DIR, pin_key
 
-# ebpf_attach's tracing hooks (backends.attach_tracing.TRACING_HOOKS; the exporter does not
-# import backends) and TC's directions.
-TRACING_HOOKS = ("tracepoint", "raw_tracepoint", "kprobe", "kretprobe", "uprobe", "uretprobe")
+# ebpf_attach's hooks without an interface (backends.attach_tracing.TRACING_HOOKS, attach_btf's
+# BTF_HOOKS, the perf_event hook (a link per CPU) and the usdt hook (a link per probe location); the exporter does not import backends) and
+# TC's directions.
+TRACING_HOOKS = ("tracepoint", "raw_tracepoint", "kprobe", "kretprobe", "uprobe", "uretprobe",
+                 "tp_btf", "fentry", "fexit", "fmod_ret", "lsm", "perf_event", "usdt",
+                 "kprobe_multi", "kretprobe_multi", "uprobe_multi", "uretprobe_multi")
 DIRECTIONS = ("ingress", "egress")
 
 

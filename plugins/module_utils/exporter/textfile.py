@@ -72,6 +72,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.kernel import b
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
 from ansible_collections.ebpf.observability.plugins.module_utils.state.atomic_file import write_atomic
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.decoders import Decoders
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.build_info import build_info_family
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.families import (
     DecoderErrors, MapSnapshot, MetricFamily, decoder_errors_family,
 )
@@ -279,7 +280,7 @@ class Exporter:
         return found
 
     def _self_families(self):
-        """ebpf_exporter_bpf_stats_enabled and ebpf_attachment_errors_total."""
+        """ebpf_exporter_bpf_stats_enabled, ebpf_attachment_errors_total and the build info."""
         stats_on = MetricFamily("ebpf_exporter_bpf_stats_enabled",
                                 "Whether the kernel counts BPF program runs and run time (kernel.bpf_stats_enabled)",
                                 "gauge")
@@ -287,7 +288,7 @@ class Exporter:
         errors = MetricFamily("ebpf_attachment_errors_total", "Failed attach attempts, by interface and error type",
                               "counter", ("interface", "error_type"))
         errors.series.update(self._attach_error_counts())
-        return [stats_on, errors]
+        return [stats_on, errors, build_info_family()]
 
     def _attach_error_counts(self):
         """The event file's counts; when it cannot be read, the last counts read (none yet in a

@@ -127,11 +127,11 @@ def _in_this_netns(info, xdp_here, tcx_cache):
         key = (info["ifindex"], info["attach_type"])
         if key not in tcx_cache:
             try:
-                tcx_cache[key] = set(bpf_syscall.prog_query(*key)["link_ids"])
+                tcx_cache[key] = bpf_syscall.prog_query(*key)["link_ids"]  # in run order
             except BpfError as e:
                 if e.errno not in (errno.ENODEV, errno.ENXIO, errno.EINVAL):
                     raise
-                tcx_cache[key] = set()  # no such interface here
+                tcx_cache[key] = []  # no such interface here
         return info["id"] in tcx_cache[key]
     return True
 
@@ -161,6 +161,8 @@ def _links(wanted, names, xdp_here, other_namespaces):
             entry["elsewhere"] = True
         elif entry.get("ifindex") in names:
             entry["interface"] = names[entry["ifindex"]]
+        if not elsewhere and info.get("type_name") == "tcx":  # where it runs among the hook's programs
+            entry["tcx_position"] = tcx_cache[(info["ifindex"], info["attach_type"])].index(info["id"])
         found.append(entry)
     return found
 

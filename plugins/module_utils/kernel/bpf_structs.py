@@ -42,6 +42,16 @@ class MprogLinkCreateAttr(Structure):
     ]
 
 
+class UprobeMultiLinkCreateAttr(Structure):
+    """BPF_LINK_CREATE for uprobe_multi links (Linux 6.6; libbpf 1.1's bpf_link_create_opts has
+    no uprobe_multi)."""
+    _fields_ = [
+        ("prog_fd", c_uint32), ("target_fd", c_uint32), ("attach_type", c_uint32), ("flags", c_uint32),
+        ("path", c_uint64), ("offsets", c_uint64), ("ref_ctr_offsets", c_uint64), ("cookies", c_uint64),
+        ("cnt", c_uint32), ("multi_flags", c_uint32), ("pid", c_uint32),
+    ]
+
+
 class ProgQueryAttr(Structure):
     """BPF_PROG_QUERY (link_ids, link_attach_flags and revision: Linux 6.6+; libbpf 1.1's
     bpf_prog_query_opts has none of them)."""
@@ -113,6 +123,18 @@ class LinkCreateOpts(_Opts):
         ("sz", c_size_t), ("flags", c_uint32), ("iter_info", c_void_p),
         ("iter_info_len", c_uint32), ("target_btf_id", c_uint32), ("bpf_cookie", c_uint64),
         ("_union_rest", c_uint64 * 3),
+    ]
+
+
+class _KprobeMulti(Structure):
+    _fields_ = [("flags", c_uint32), ("cnt", c_uint32), ("syms", c_void_p), ("addrs", c_void_p), ("cookies", c_void_p)]
+
+
+class KprobeMultiLinkCreateOpts(_Opts):
+    """struct bpf_link_create_opts with its union's kprobe_multi member."""
+    _fields_ = [
+        ("sz", c_size_t), ("flags", c_uint32), ("iter_info", c_void_p),
+        ("iter_info_len", c_uint32), ("target_btf_id", c_uint32), ("kprobe_multi", _KprobeMulti),
     ]
 
 

@@ -24,15 +24,17 @@ SHN_UNDEF = 0
 SHN_LORESERVE = 0xFF00
 
 
-def _read(path):
+def read_elf(path, purpose="find a uprobe offset"):
+    """The bytes of ELF file ``path``; BpfError saying what they were read for."""
     try:
         with open(path, "rb") as f:
             return f.read()
     except (IOError, OSError) as e:
-        raise BpfError("cannot read %s to find a uprobe offset" % path, errno=e.errno)
+        raise BpfError("cannot read %s to %s" % (path, purpose), errno=e.errno)
 
 
-def _sections(data, path):
+def elf_sections(data, path):
+    """(byte order, [{type, addr, offset, size, link, entsize}]) of a 64-bit ELF file's sections."""
     if data[:4] != b"\x7fELF":
         raise BpfError("%s is not an ELF file; a uprobe needs an executable or shared library" % path)
     if data[4:5] != b"\x02":
@@ -64,10 +66,26 @@ def _symbols(data, order, sections, table):
         yield data[start:end].decode("utf-8", "replace"), value, shndx
 
 
+def functions(path):
+    """{function: file offset} of every function ELF file ``path`` defines (its .symtab, else its
+    .dynsym; a versioned name ``f@@V`` as ``f``)."""
+    data = read_elf(path)
+    order, sections = elf_sections(data, path)
+    for kind in (SHT_SYMTAB, SHT_DYNSYM):
+        found = {}
+        for table in (s for s in sections if s["type"] == kind):
+            for name, value, shndx in _symbols(data, order, sections, table):
+                sec = sections[shndx]
+                found.setdefault(name.split("@", 1)[0], value - sec["addr"] + sec["offset"])
+        if found:
+            return found
+    return {}
+
+
 def function_offset(path, function):
     """The file offset of ``function`` in the ELF file ``path``; BpfError when it has none."""
-    data = _read(path)
-    order, sections = _sections(data, path)
+    data = read_elf(path)
+    order, sections = elf_sections(data, path)
     for kind in (SHT_SYMTAB, SHT_DYNSYM):
         for table in (s for s in sections if s["type"] == kind):
             for name, value, shndx in _symbols(data, order, sections, table):
@@ -81,8 +99,8 @@ def function_offset(path, function):
 def bpf_programs(path):
     """{program: ELF section name} of a BPF object: its functions outside .text, as libbpf sees
     programs. Read on the controller, where the objects are built, without libbpf."""
-    data = _read(path)
-    order, sections = _sections(data, path)
+    data = read_elf(path)
+    order, sections = elf_sections(data, path)
     shstrndx, = struct.unpack_from(order + "H", data, 0x3E)
     names = sections[shstrndx]
     name_fmt = struct.Struct(order + "I")

@@ -25,6 +25,8 @@ from ansible_collections.ebpf.observability.plugins.module_utils.kernel import b
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_syscall as sc
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import btf_ids
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import libbpf
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import object_features
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.bpf_consts import BPF_MAP_TYPE_TASK_STORAGE
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import perf_event
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError, errno_error
 
@@ -222,5 +224,6 @@ def facts():
         "xdp": types["xdp"],
         "tc": types["sched_cls"],
         "tcx": has_tcx(),
+        "task_storage": object_features.has_map_type(BPF_MAP_TYPE_TASK_STORAGE),
         "libbpf_version": libbpf_version(),
     }

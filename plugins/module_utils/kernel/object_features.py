@@ -47,6 +47,11 @@ def _supported(kind, type_id):
     return _cache[key]
 
 
+def has_map_type(map_type):
+    """Whether this kernel can create maps of ``map_type`` (libbpf's probe)."""
+    return _supported("map", map_type)
+
+
 def missing(maps, programs):
     """[(what, type name, since)] for the maps ((name, map type)) and programs ((name, program
     type)) whose type this kernel lacks."""

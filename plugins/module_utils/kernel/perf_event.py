@@ -27,6 +27,9 @@ from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors i
 
 PERF_TYPE_TRACEPOINT = 2
 PERF_FLAG_FD_CLOEXEC = 1 << 3
+PERF_ATTR_FREQ = 1 << 10
+PERF_UPROBE_REF_CTR_OFFSET_SHIFT = 32  # perf_event_attr.freq: sample_period holds a frequency
+CPU_ONLINE = "/sys/devices/system/cpu/online"
 PERF_EVENT_IOC_ENABLE = 0x2400  # _IO('$', 0)
 PMU_DIR = "/sys/bus/event_source/devices"
 TRACEFS_MAGIC = 0x74726163
@@ -162,13 +165,15 @@ def retprobe_bit(pmu, pmu_dir=PMU_DIR):
     return int(bit)
 
 
-def open_probe(pmu, name, offset, retprobe, what, pid=-1, pmu_dir=PMU_DIR):
+def open_probe(pmu, name, offset, retprobe, what, pid=-1, pmu_dir=PMU_DIR, ref_ctr_offset=0):
     """Open a kprobe (``name`` is a kernel function) or uprobe (``name`` is a file path,
-    ``offset`` the file offset) perf event through the PMU ``pmu``."""
+    ``offset`` the file offset) perf event through the PMU ``pmu``; a uprobe's
+    ``ref_ctr_offset`` is the file offset of a USDT semaphore, which the kernel counts up while
+    the probe exists (Linux 4.20+)."""
     ptype = pmu_type(pmu, pmu_dir)
     if ptype is None:
         raise BpfError("%ss are not available on this kernel (no %s/%s)" % (pmu, pmu_dir, pmu), errno=errno.ENOENT)
-    attr = PerfEventAttr(type=ptype, config2=offset)
+    attr = PerfEventAttr(type=ptype, config2=offset, config=ref_ctr_offset << PERF_UPROBE_REF_CTR_OFFSET_SHIFT)
     if retprobe:
         bit = retprobe_bit(pmu, pmu_dir)
         if bit is None:
@@ -183,6 +188,34 @@ def open_probe(pmu, name, offset, retprobe, what, pid=-1, pmu_dir=PMU_DIR):
         errno.EINVAL: "the offset %#x is not an instruction boundary in %s, or the name is not valid" % (offset, name),
     }
     return perf_event_open(attr, what, pid=pid, cpu=0 if pid == -1 else -1, hints=hints)
+
+
+# ------------------------------------------------------------------------- counter events
+
+def cpu_list(path=CPU_ONLINE):
+    """The CPUs of a kernel CPU list file ("0-3,8"): online CPUs by default."""
+    with open(path) as f:
+        text = f.read().strip()
+    cpus = []
+    for part in filter(None, text.split(",")):
+        first, _sep, last = part.partition("-")
+        cpus.extend(range(int(first), int(last or first) + 1))
+    return cpus
+
+
+def open_counter(ev_type, config, cpu, frequency=0, period=0, what=""):
+    """Open a sampling perf event of ``ev_type``/``config`` (perf_event_open(2): 0 hardware,
+    1 software, 3 hardware cache, ...) for every task on ``cpu``, sampled ``frequency`` times a
+    second or every ``period`` events."""
+    attr = PerfEventAttr(type=ev_type, config=config, sample_period=frequency or period)
+    if frequency:
+        attr.flags = PERF_ATTR_FREQ
+    absent = ("this kernel or machine has no perf event type %d config %d (virtual machines often have no hardware "
+              "counters; software events, type 1, are always there)" % (ev_type, config))
+    hints = {errno.ENOENT: absent, errno.EOPNOTSUPP: absent,
+             errno.EINVAL: "the event or its sampling is not valid here: a frequency must not exceed "
+                           "kernel.perf_event_max_sample_rate"}
+    return perf_event_open(attr, what, pid=-1, cpu=cpu, hints=hints)
 
 
 def link_perf_event(prog_fd, perf_fd, what, cookie=0):
