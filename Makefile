@@ -1,4 +1,4 @@
-# ebpf.observability — the two commands the README names are `make demo` and `make test`.
+# ebpf.observability — the commands the README names: make setup, demo-local, demo-clean, demo, demo-down, test, install.
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -6,11 +6,27 @@ BIN := $(VENV)/bin
 COLLECTIONS := $(CURDIR)/build/collections
 SANITY_ROOT := $(CURDIR)/build/sanity/ansible_collections/ebpf/observability
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
+# The one line that gives a new shell the venv's commands (ansible-playbook, ansible-doc) and this
+# checkout's collection; `make setup` prints it.
+ENV_LINE := export PATH="$(CURDIR)/$(BIN):$$PATH" ANSIBLE_COLLECTIONS_PATH="$(COLLECTIONS)"
+
+# No ANSI colours in logs: when CI is set or the output is not a terminal (MAKE_TERMOUT is unset),
+# Ansible, Molecule, ansible-lint and ansible-test write plain text (Molecule without its box
+# drawing borders).
+ifneq ($(CI)$(if $(MAKE_TERMOUT),,notty),)
+MOLECULE_OPTIONS := --no-command-borders
+export NO_COLOR := 1
+export ANSIBLE_NOCOLOR := 1
+export ANSIBLE_FORCE_COLOR := 0
+export PY_COLORS := 0
+endif
 
 .PHONY: setup collection bpf test sanity unit integration demo demo-clean bench clean
 
-setup:
+setup: collection
 	bash scripts/setup.sh
+	@echo 'setup: in a new shell, this line makes ansible-playbook, ansible-doc and the collection available:'
+	@echo '  $(ENV_LINE)'
 
 # The collection as Ansible finds it: build/collections/ansible_collections/ebpf/observability -> .
 collection:
@@ -19,6 +35,15 @@ collection:
 
 bpf:
 	$(MAKE) -C bpf
+
+# The collection as a Galaxy tarball (build/dist/), installed where Ansible looks by default
+# (~/.ansible/collections), or under INSTALL_PATH.
+.PHONY: install
+install: setup
+	rm -rf build/dist
+	$(BIN)/ansible-galaxy collection build --output-path build/dist .
+	env -u ANSIBLE_COLLECTIONS_PATH $(if $(INSTALL_PATH),ANSIBLE_COLLECTIONS_PATH=$(INSTALL_PATH)) \
+		$(BIN)/ansible-galaxy collection install --force $(if $(INSTALL_PATH),-p $(INSTALL_PATH)) build/dist/ebpf-observability-*.tar.gz
 
 test: setup collection
 	$(MAKE) sanity
@@ -56,14 +81,36 @@ matrix: collection
 			tests/unit tests/integration/test_site_noop.py; \
 	done
 
+# When this make started: the demos say how long they took.
+STARTED := $(shell date +%s)
+
 # The 2-VM lab (Linux 6.1 and 6.12, molecule/vm/) booted unless it runs, site.yml deployed to it,
-# traffic, and a table of each VM's metrics from its node_exporter; `make demo-down` stops it.
+# traffic, and a table of what each VM's node_exporter counted during it; `make demo-down` stops it.
 demo: setup collection lab-image
 	$(PY) molecule/vm/demo.py up
+	rm -rf build/lab/traffic
 	$(BIN)/ansible-playbook -i build/lab/inventory.yml playbooks/demo_lab.yml
+	@$(PY) scripts/demo_table.py build/lab/traffic/*.json
+	@echo 'What runs where, from any shell:'
+	@echo '  $(ENV_LINE); ansible-playbook -i $(CURDIR)/build/lab/inventory.yml $(CURDIR)/playbooks/status.yml'
+	@echo 'Stop the lab: make demo-down'
+	@echo "make demo took $$(( $$(date +%s) - $(STARTED) )) s"
+
+# demo-local: the same on this machine, without VMs (playbooks/demo_local.yml); demo-clean undoes it.
+# DEMO_LOCAL_VARS: further ansible-playbook options (-e ...) for both, DEMO_LOCAL_DIR: the records.
+DEMO_LOCAL_DIR := $(CURDIR)/build/demo-local
+DEMO_LOCAL = $(BIN)/ansible-playbook -i playbooks/inventory/demo_local.yml -e demo_record_dir=$(DEMO_LOCAL_DIR) \
+	$(DEMO_LOCAL_VARS)
+
+demo-local: setup collection
+	rm -rf $(DEMO_LOCAL_DIR)
+	$(DEMO_LOCAL) playbooks/demo_local.yml
+	@$(PY) scripts/demo_table.py $(DEMO_LOCAL_DIR)/*.json
+	@echo 'Undo it: make demo-clean'
+	@echo "make demo-local took $$(( $$(date +%s) - $(STARTED) )) s"
 
 demo-clean: setup collection
-	$(BIN)/ansible-playbook -i playbooks/inventory/localhost.yml playbooks/demo.yml -e demo_state=absent
+	$(DEMO_LOCAL) playbooks/demo_local_clean.yml
 
 bench: setup collection bpf
 	$(PY) tests/bench/bench_program.py
@@ -81,7 +128,7 @@ lab-image: setup
 	$(PY) molecule/vm/image.py $(if $(LAB_REBUILD),--rebuild) >/dev/null
 
 vm-smoke: setup collection bpf lab-image
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/molecule test -s smoke
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/molecule test -s smoke $(MOLECULE_OPTIONS)
 
 # ansible-lint with the production profile on the whole collection from its root (.ansible-lint:
 # offline, against the collection as `make collection` links it).
@@ -89,14 +136,10 @@ vm-smoke: setup collection bpf lab-image
 lint: setup collection
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/ansible-lint --profile production
 
-# The demo lab (make demo): stop its VMs. `demo-local` loads the objects on this host instead
-# (`demo-clean` unloads them).
+# The demo lab (make demo): stop its VMs.
 .PHONY: demo-down demo-local
 demo-down: setup
 	$(PY) molecule/vm/demo.py down
-
-demo-local: setup collection bpf
-	$(BIN)/ansible-playbook -i playbooks/inventory/localhost.yml playbooks/demo.yml
 
 # Molecule scenarios on the qemu lab (molecule/<scenario>/, base config .config/molecule/config.yml,
 # molecule/shared/README.md): default (6.1 and 6.12 VMs), reboot and remove (6.12), upgrade (6.1).
@@ -105,7 +148,7 @@ demo-local: setup collection bpf
 VM_SCENARIOS := vm-default vm-reboot vm-remove vm-upgrade
 .PHONY: vm-test vm-reboot-upgrade $(VM_SCENARIOS)
 $(VM_SCENARIOS): setup collection lab-image
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/molecule test -s $(@:vm-%=%)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/molecule test -s $(@:vm-%=%) $(MOLECULE_OPTIONS)
 
 vm-reboot-upgrade: vm-reboot
 	$(MAKE) vm-upgrade

@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(clang llvm libbpf-dev libbpf1 bpftool iproute2 python3-venv python3-pip make rsync
     debootstrap debian-archive-keyring e2fsprogs qemu-system-x86 qemu-utils openssh-client
-    prometheus-node-exporter prometheus python3-pyroute2 python3-yaml pci.ids systemtap-sdt-dev)
+    prometheus-node-exporter prometheus python3-pyroute2 python3-yaml pci.ids systemtap-sdt-dev
+    shellcheck locales)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -60,6 +61,11 @@ get_pip="$HOME/.ansible/test/cache/get_pip_${pip_version//./_}.py"
 if ! cmp -s scripts/ansible_test_get_pip.py "$get_pip"; then
     mkdir -p "$(dirname "$get_pip")"
     cp scripts/ansible_test_get_pip.py "$get_pip"
+fi
+
+# ansible-test runs its tests under en_US.UTF-8 and warns where that locale is missing.
+if ! LC_ALL=en_US.UTF-8 "$PYTHON" -c 'import locale; locale.setlocale(locale.LC_ALL, "")' 2>/dev/null; then
+    localedef -i en_US -c -f UTF-8 en_US.UTF-8
 fi
 
 if ! grep -qs ' /sys/fs/bpf bpf ' /proc/mounts; then

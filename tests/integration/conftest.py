@@ -22,6 +22,15 @@ def bpf_objects():
     return build_test_objects()
 
 
+@pytest.fixture(scope="session")
+def build_dir():
+    """The ebpf_build role's output directory, shared by the session's site.yml runs (built by
+    the first, found up to date by the others)."""
+    path = tempfile.mkdtemp(prefix="ebpft-build-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture
 def pin_root(request):
     """A pin root of this test's own under /sys/fs/bpf, removed afterwards."""

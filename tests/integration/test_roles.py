@@ -29,14 +29,6 @@ STATUS = os.path.join(REPO, "playbooks", "status.yml")
 TAIL = 8000
 
 
-@pytest.fixture(scope="module")
-def build_dir():
-    """The ebpf_build role's output directory, shared by the module's site runs."""
-    path = tempfile.mkdtemp(prefix=PREFIX + "-build-")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
 @pytest.fixture
 def veth():
     with veth_netns_pair(PREFIX, addresses=True) as pair:

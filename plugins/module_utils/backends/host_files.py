@@ -163,11 +163,12 @@ class HostFiles:
     def unit(self, name, enabled, start=False, stop=False, restart=False):
         """Enable (or disable) a unit, reloading systemd first when a unit file changed; start,
         stop or restart it when asked. Nothing where systemd does not run the host (a warning
-        says so)."""
+        says so when a unit should run; a disabled unit needs nothing from systemd)."""
         if not systemd_runs():
-            if not any(i.get("note") for i in self.items if i["step"] == "unit"):
-                self.warnings.append("systemd is not running on this host (no %s): the units are installed but not "
-                                     "enabled or started" % SYSTEMD_RUNTIME)
+            warning = "systemd is not running on this host (no %s): the units are installed but not enabled or " \
+                "started" % SYSTEMD_RUNTIME
+            if (enabled or start or restart) and warning not in self.warnings:
+                self.warnings.append(warning)
             return self._item("unit", name, False, "none", note="systemd does not run this host")
         if self.reload_units and not self.check_mode:
             self.reload_units = False
