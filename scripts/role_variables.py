@@ -1,5 +1,5 @@
-"""Print the README's role variables tables from the roles' meta/argument_specs.yml, or with
---check, fail when README.md's copy between the markers differs."""
+"""Print the role variables tables (docs/role-variables.md) from the roles' meta/argument_specs.yml, or with
+--check, fail when docs/role-variables.md's copy between the markers differs."""
 import os
 import sys
 
@@ -39,7 +39,7 @@ def tables():
 
 
 def readme_section():
-    with open(os.path.join(REPO, "README.md")) as f:
+    with open(os.path.join(REPO, "docs", "role-variables.md")) as f:
         text = f.read()
     return text[text.index(START) + len(START):text.index(END)].strip("\n")
 
@@ -47,6 +47,6 @@ def readme_section():
 if __name__ == "__main__":
     if "--check" in sys.argv:
         if readme_section() != tables().strip("\n"):
-            sys.exit("README.md's role variables differ from the argument specs: run python scripts/role_variables.py")
+            sys.exit("docs/role-variables.md's role variables differ from the argument specs: run python scripts/role_variables.py")
     else:
         print(tables())
