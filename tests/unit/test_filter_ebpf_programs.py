@@ -263,3 +263,10 @@ def test_kernels_without_perf_links_get_raw_tracepoint_net_events():
     assert p["errors"] == [] and [(load["variant"], load["object"]) for load in p["loads"]] == [
         ("raw_tracepoint", "raw_net_tracepoints")]
     assert [a["program"] for a in p["attachments"]] == ["skb_kfree", "tcp_retransmit", "tcp_set_state", "net_rx", "net_tx"]
+
+
+def test_an_empty_program_list_is_refused_not_taken_for_all():
+    p = plan([{"name": "net_tracepoints", "programs": []}], ALL)
+    assert p["loads"] == [] and p["errors"] == [
+        "net_tracepoints (variant tracepoint): programs is empty (omit it to load all); "
+        "it has skb_kfree, tcp_retransmit, tcp_set_state, net_rx, net_tx"]

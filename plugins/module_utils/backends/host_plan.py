@@ -233,18 +233,18 @@ class _Planner:
             return
         programs = list(variant["programs"])
         subset = declared.get("programs")
-        if subset:
+        if subset is not None:
             strange = [p for p in subset if p not in programs]
-            if strange:
-                self.errors.append("%s (variant %s): unknown program(s) %s; it has %s"
-                                   % (name, variant_name, _listed(strange), _listed(programs)))
+            if strange or not subset:
+                self.errors.append("%s (variant %s): %s; it has %s" % (name, variant_name, "unknown program(s) " + _listed(strange)
+                                                                       if strange else "programs is empty (omit it to load all)", _listed(programs)))
                 return
             programs = [p for p in programs if p in subset]
         filename = variant["object"] + ".bpf.o"
         plan["loads"].append({
             "name": name, "object": variant["object"], "variant": variant_name, "file": filename,
             "src": os.path.join(self.install_dir, filename),
-            "programs": programs if subset else None,
+            "programs": programs if subset is not None else None,
             "replace_maps": bool(declared.get("replace_maps", False)),
         })
         exporter = {"name": name}
