@@ -45,13 +45,22 @@ install: setup
 	env -u ANSIBLE_COLLECTIONS_PATH $(if $(INSTALL_PATH),ANSIBLE_COLLECTIONS_PATH=$(INSTALL_PATH)) \
 		$(BIN)/ansible-galaxy collection install --force $(if $(INSTALL_PATH),-p $(INSTALL_PATH)) build/dist/ebpf-observability-*.tar.gz
 
+# The static checks (sanity, lint) run beside the host tests (unit, matrix, integration): two
+# mostly single-threaded sequences on two cores, each one's output printed when it ends. Then the
+# VM scenarios, which use both cores.
 test: setup collection
+	$(MAKE) -j2 --output-sync=recurse static-checks host-tests
+	$(MAKE) vm-test
+
+.PHONY: static-checks host-tests
+static-checks:
 	$(MAKE) sanity
 	$(MAKE) lint
+
+host-tests:
 	$(MAKE) unit
 	$(MAKE) matrix
 	$(MAKE) integration
-	$(MAKE) vm-test
 
 # ansible-test needs the tree at ansible_collections/<ns>/<name> as a real directory: sync a copy
 # (a git index of its own, so ansible-test lists its files rather than the ignored build/).
