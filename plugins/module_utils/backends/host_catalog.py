@@ -97,8 +97,9 @@ def _variant_entry(variant, arch_dir, errors, where):
     hooks, needs, interfaces = {}, set(variant.get("needs") or []), {}
     for program, section in programs.items():
         hooks[program], extra = section_hook(section)
-        if named_sections.xdp_interfaces(section):
-            interfaces[program] = named_sections.xdp_interfaces(section)
+        named = named_sections.xdp_interfaces(section)
+        if named:
+            interfaces[program] = named
         if "needs" not in variant:
             needs.update(extra)
     variant.setdefault("programs", sorted(programs))
