@@ -95,6 +95,11 @@ options:
         description: A systemd unit file (systemd reloads its units when one changed).
         type: bool
         default: false
+      validate:
+        description:
+          - A command that checks new content before it replaces the file, C(%s) standing for a copy
+            of it (as the template module's). Split like a shell does, never run by one.
+        type: str
       checksum:
         description: Internal (set by the action plugin).
         type: str
@@ -135,6 +140,71 @@ options:
         description: Restart the running unit when a file of this run changed (or O(restart)).
         type: bool
         default: true
+  account:
+    description:
+      - With O(kernel=false), the system user and group a service runs as (the exporter role's),
+        created without a home or login shell; O(state=absent) deletes them.
+    type: dict
+    suboptions:
+      user:
+        description: The user's name.
+        type: str
+        required: true
+      group:
+        description: Its primary group's name.
+        type: str
+        required: true
+      groups:
+        description: Further groups (they must exist), added to the user's, never removed.
+        type: list
+        elements: str
+        default: []
+  directories:
+    description: With O(kernel=false), directories to keep (before the O(files)); O(state=absent) removes them when empty.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path:
+        description: Absolute path on the host.
+        type: path
+        required: true
+      mode:
+        description: Octal mode.
+        type: str
+        default: "0755"
+      owner:
+        description: Its owner (left alone when not given).
+        type: str
+      group:
+        description: Its group (left alone when not given).
+        type: str
+      create:
+        description: C(false) for a directory another role manages; it must exist.
+        type: bool
+        default: true
+      made_by:
+        description: With O(directories[].create=false), what makes it (named in the error).
+        type: str
+  grant_access:
+    description:
+      - With O(kernel=false), give O(grant_access.group) read access to the pins of the objects
+        O(grant_access.programs) under O(grant_access.pin_root) (what the exporter's C(--grant-access) does).
+    type: dict
+    suboptions:
+      pin_root:
+        description: The pin root.
+        type: path
+        required: true
+      group:
+        description: The group.
+        type: str
+        required: true
+      programs:
+        description: The objects' names.
+        type: list
+        elements: str
+        default: []
   absent_files:
     description: Files to remove (with O(state=absent), besides the plan, event and object files).
     type: list
@@ -205,6 +275,10 @@ plan:
   description: The plan for this host (C(state=present)); C(exporter_programs) is what the exporter reads.
   returned: success and state is present
   type: dict
+systemd:
+  description: Whether systemd runs the host (units are enabled and started only then).
+  returned: success
+  type: bool
 needs:
   description: Keys of files whose content the host needs (the action plugin sends them and runs the module again).
   returned: when content is missing
@@ -234,6 +308,7 @@ def main():
                 src=dict(type="path"),
                 mode=dict(type="str", default="0644"),
                 unit=dict(type="bool", default=False),
+                validate=dict(type="str"),
                 checksum=dict(type="str"),
                 key=dict(type="str", no_log=False),
             )),
@@ -245,6 +320,24 @@ def main():
                 start=dict(type="bool", default=False),
                 enabled=dict(type="bool", default=True),
                 restart=dict(type="bool", default=True),
+            )),
+            account=dict(type="dict", options=dict(
+                user=dict(type="str", required=True),
+                group=dict(type="str", required=True),
+                groups=dict(type="list", elements="str", default=[]),
+            )),
+            directories=dict(type="list", elements="dict", default=[], options=dict(
+                path=dict(type="path", required=True),
+                mode=dict(type="str", default="0755"),
+                owner=dict(type="str"),
+                group=dict(type="str"),
+                create=dict(type="bool", default=True),
+                made_by=dict(type="str"),
+            )),
+            grant_access=dict(type="dict", options=dict(
+                pin_root=dict(type="path", required=True),
+                group=dict(type="str", required=True),
+                programs=dict(type="list", elements="str", default=[]),
             )),
             absent_files=dict(type="list", elements="path", default=[]),
             prune=dict(type="bool", default=True),

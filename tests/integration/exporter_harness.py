@@ -25,9 +25,6 @@ from netns import netns_entered
 
 PREFIX = "ebpft-ex"
 COMMAND_TEMPLATE = os.path.join(REPO, "roles", "ebpf_runtime", "templates", "ebpf-observability-command.j2")
-MODULE_UTILS = os.path.join(REPO, "plugins", "module_utils")
-with open(os.path.join(REPO, "roles", "ebpf_runtime", "vars", "main.yml")) as _f:
-    RUNTIME_VARS = yaml.safe_load(_f)
 BPF_OUT = os.path.join(REPO, "build", "exporter-bpf")
 SYSTEM_PYTHON = "/usr/bin/python3"
 UDP_PACKETS = 37
@@ -51,8 +48,7 @@ def render_command(path, python=SYSTEM_PYTHON):
     text = env.get_template(os.path.basename(COMMAND_TEMPLATE)).render(
         ebpf_runtime_command_python=python, ebpf_runtime_command_path=path, ebpf_runtime_command_summary="",
         ebpf_runtime_command_module="exporter.cli", ebpf_runtime_command_function="main",
-        _ebpf_runtime_package="ansible_collections.ebpf.observability.plugins.module_utils",
-        _ebpf_runtime_module_utils_dir=MODULE_UTILS, _ebpf_runtime_rooms=RUNTIME_VARS["_ebpf_runtime_rooms"])
+        role_path=os.path.join(REPO, "roles", "ebpf_exporter"))
     with open(path, "w") as f:
         f.write(text)
     os.chmod(path, 0o755)

@@ -1,7 +1,7 @@
 """A real Prometheus server (Debian's prometheus package) and node_exporter, run by a test on
 127.0.0.1 with a configuration and data directory of its own: scrape and rule evaluation every
-second, and the collection's rules (monitoring/prometheus/) with their durations read in seconds
-instead of minutes, so that what takes minutes on a fleet takes seconds here. The dashboard's
+second, and the collection's rules (monitoring/prometheus/) with their minutes read as seconds
+(or a few seconds each), so that what takes minutes on a fleet takes seconds here. The dashboard's
 queries (monitoring/grafana/) with Grafana's variables set to every host."""
 import json
 import os
@@ -19,7 +19,7 @@ from bpf_objects import REPO
 
 RULES = os.path.join(REPO, "monitoring", "prometheus", "ebpf_observability.rules.yml")
 DASHBOARD = os.path.join(REPO, "monitoring", "grafana", "ebpf_observability.json")
-GRAFANA_VARIABLES = {"$instance": ".*", "$__rate_interval": "5s"}
+GRAFANA_VARIABLES = {"$instance": ".*"}
 
 
 def free_port():
@@ -28,26 +28,26 @@ def free_port():
         return s.getsockname()[1]
 
 
-def minutes_as_seconds(text):
-    """A rule's durations (``5m``, ``for: 1m``) read as seconds."""
-    return re.sub(r"\b(\d+)m\b", r"\1s", text)
+def minutes_as_seconds(text, scale=1):
+    """A rule's durations (``5m``, ``for: 1m``) read as ``scale`` seconds a minute."""
+    return re.sub(r"\b(\d+)m\b", lambda m: "%ds" % (int(m.group(1)) * scale), text)
 
 
-def scaled_rules(path):
-    """The collection's rules with every duration in seconds instead of minutes, written to ``path``."""
+def scaled_rules(path, scale=1):
+    """The collection's rules with every minute made ``scale`` seconds, written to ``path``."""
     with open(RULES, encoding="utf-8") as f:
         rules = yaml.safe_load(f)
     for group in rules["groups"]:
         for rule in group["rules"]:
-            rule["expr"] = minutes_as_seconds(rule["expr"])
+            rule["expr"] = minutes_as_seconds(rule["expr"], scale)
             if "for" in rule:
-                rule["for"] = minutes_as_seconds(rule["for"])
+                rule["for"] = minutes_as_seconds(rule["for"], scale)
     with open(path, "w", encoding="utf-8") as f:
         yaml.safe_dump(rules, f)
     return path
 
 
-def dashboard_queries():
+def dashboard_queries(rate_interval="5s"):
     """[(panel title, PromQL)] of every panel, Grafana's variables replaced."""
     with open(DASHBOARD, encoding="utf-8") as f:
         panels = json.load(f)["panels"]
@@ -55,7 +55,7 @@ def dashboard_queries():
     for panel in panels:
         for target in panel.get("targets", ()):
             expr = target["expr"]
-            for variable, value in GRAFANA_VARIABLES.items():
+            for variable, value in dict(GRAFANA_VARIABLES, **{"$__rate_interval": rate_interval}).items():
                 expr = expr.replace(variable, value)
             out.append((panel["title"], expr))
     return out
@@ -92,28 +92,31 @@ def stop(proc):
 
 
 class Monitoring:
-    """node_exporter reading ``textfile_dir`` and Prometheus scraping it, under ``work``."""
+    """Prometheus under ``work`` scraping a node_exporter of its own that reads ``textfile_dir``,
+    or the node_exporters at ``targets`` ({instance label: host:port}) when given."""
 
-    def __init__(self, work, textfile_dir):
-        for tool in ("prometheus-node-exporter", "prometheus"):
+    def __init__(self, work, textfile_dir=None, targets=None, scale=1):
+        for tool in ("prometheus",) + (() if targets else ("prometheus-node-exporter",)):
             if shutil.which(tool) is None:
                 raise AssertionError("%s is not installed (scripts/setup.sh installs it)" % tool)
         self.procs = []
-        node_port, prom_port = free_port(), free_port()
-        self.node = "127.0.0.1:%d" % node_port
+        prom_port = free_port()
+        self.node = None if targets else "127.0.0.1:%d" % free_port()
         self.url = "http://127.0.0.1:%d" % prom_port
+        static = [{"targets": [address], "labels": {"instance": name}} for name, address in sorted((targets or {}).items())]
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "rule_files": [scaled_rules(os.path.join(work, "rules.yml"))],
-            "scrape_configs": [{"job_name": "node", "static_configs": [{"targets": [self.node]}]}],
+            "rule_files": [scaled_rules(os.path.join(work, "rules.yml"), scale)],
+            "scrape_configs": [{"job_name": "node", "static_configs": static or [{"targets": [self.node]}]}],
         }
         with open(os.path.join(work, "prometheus.yml"), "w", encoding="utf-8") as f:
             yaml.safe_dump(config, f)
         try:
-            self.procs.append(start(
-                ["prometheus-node-exporter", "--web.listen-address=" + self.node, "--collector.disable-defaults",
-                 "--collector.textfile", "--collector.textfile.directory=" + textfile_dir],
-                "http://%s/metrics" % self.node, "node_exporter"))
+            if self.node:
+                self.procs.append(start(
+                    ["prometheus-node-exporter", "--web.listen-address=" + self.node, "--collector.disable-defaults",
+                     "--collector.textfile", "--collector.textfile.directory=" + textfile_dir],
+                    "http://%s/metrics" % self.node, "node_exporter"))
             self.procs.append(start(
                 ["prometheus", "--config.file=" + os.path.join(work, "prometheus.yml"),
                  "--storage.tsdb.path=" + os.path.join(work, "data"), "--web.listen-address=127.0.0.1:%d" % prom_port],

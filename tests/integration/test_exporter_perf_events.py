@@ -13,7 +13,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.kernel import b
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.config import parse_exporter_config
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.textfile import Exporter
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.perf_events import PerfEventCounter
-from ansible_collections.ebpf.observability.plugins.module_utils.exporter.pin_access import grant_pin_access
+from ansible_collections.ebpf.observability.plugins.module_utils.state.pin_access import grant_pin_access
 
 BPF_FUNC_PERF_EVENT_OUTPUT = 25
 BPF_F_CURRENT_CPU = 0xFFFFFFFF

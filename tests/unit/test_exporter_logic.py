@@ -10,7 +10,7 @@ import yaml
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter import cli as exporter_cli
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.textfile import Exporter
-from ansible_collections.ebpf.observability.plugins.module_utils.exporter.pin_access import grant_pin_access
+from ansible_collections.ebpf.observability.plugins.module_utils.state.pin_access import grant_pin_access
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.config import (
     DEFAULT_INTERVAL, DEFAULT_TEXTFILE, parse_exporter_config,
 )

@@ -22,7 +22,8 @@ import os
 import platform
 
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.host_converge import HostConverge
-from ansible_collections.ebpf.observability.plugins.module_utils.backends.host_files import HostFiles
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.host_account import converge_account, group_exists, remove_account
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.host_files import HostFiles, systemd_runs
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.host_plan import (
     ebpf_programs_plan, ebpf_programs_restore_plan,
 )
@@ -32,6 +33,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.kernel import f
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.netlink import Netlink
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
 from ansible_collections.ebpf.observability.plugins.module_utils.state import attach_events
+from ansible_collections.ebpf.observability.plugins.module_utils.state.pin_access import grant_pin_access
 
 OBJECT_PATTERN = "*.bpf.o"
 PLAN_NAME = "restore.json"
@@ -121,13 +123,28 @@ class HostBackend:
         return self.result()
 
     def files_and_units(self):
-        """kernel=false: only the files and units (the exporter role)."""
+        """kernel=false: the account, directories, files, pin access and units (the exporter role),
+        nothing changed before the host has the content of every file that differs."""
+        needs = self.files.missing_contents(self.p.get("files") or [])
+        if needs:
+            return {"changed": False, "needs": needs}
+        if self.p.get("account"):
+            converge_account(self.files, self.p["account"])
+        for spec in self.p.get("directories") or []:
+            if spec["create"]:
+                self.files.directory(spec["path"], int(spec["mode"], 8), spec["owner"], spec["group"])
+            else:
+                self.files.existing_directory(spec["path"], spec["made_by"] or "the role that manages it")
         for spec in self.p.get("files") or []:
             self.files.file(spec)
-        if self.files.needs:
-            return {"changed": False, "needs": self.files.needs}
         for path in self.p.get("absent_files") or []:
             self.files.remove(path)
+        access = self.p.get("grant_access")
+        if access and self.check_mode and not group_exists(access["group"]):
+            self.files.item("access", access["pin_root"], True, "grant", changes=["group %s to be created" % access["group"]])
+        elif access:
+            changes = grant_pin_access(access["pin_root"], access["programs"], access["group"], self.check_mode)
+            self.files.item("access", access["pin_root"], bool(changes), "grant", changes=changes)
         self.units(enabled=None)
         return self.result()
 
@@ -149,6 +166,11 @@ class HostBackend:
             for path in [spec["dest"] for spec in self.p.get("files") or []] + list(self.p.get("absent_files") or []):
                 self.files.remove(path)
             self.files.forget_units()
+            for spec in self.p.get("directories") or []:
+                if spec["create"]:
+                    self.files.remove_empty_directory(spec["path"])
+            if self.p.get("account"):
+                remove_account(self.files, self.p["account"])
             return self.result()
         if bpffs.is_bpffs(self.p["bpffs"]) and os.path.isdir(self.p["pin_root"]):
             self.engine = HostConverge({"objects": [], "loads": [], "tc_rules": [], "attachments": []},
@@ -176,7 +198,7 @@ class HostBackend:
             units = [i for i in items if i["step"] == "unit"]
             items = [i for i in items if i["step"] != "unit"] + self.engine.items + units
         self.warnings.extend(self.files.warnings)
-        res = {"changed": any(i["changed"] for i in items), "items": items,
+        res = {"changed": any(i["changed"] for i in items), "items": items, "systemd": systemd_runs(),
                "diff": [dict(i["diff"], before_header=i["name"], after_header=i["name"])
                         for i in items if i["changed"] and i.get("diff")]}
         if self.plan is not None:

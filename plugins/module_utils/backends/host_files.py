@@ -18,9 +18,13 @@ __metaclass__ = type
 import base64
 import ctypes
 import fnmatch
+import grp
 import hashlib
 import os
+import pwd
+import shlex
 import subprocess
+import tempfile
 
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpffs
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
@@ -42,6 +46,35 @@ def checksum(path):
     return digest.hexdigest()
 
 
+def _account_id(lookup, name, check_mode):
+    """The uid or gid of a user or group name; None in check mode when it is still to be created."""
+    try:
+        return lookup(name)[2]
+    except KeyError:
+        if check_mode:
+            return None
+        raise BpfError("no user or group %s on this host" % name)
+
+
+def validate(dest, data, command):
+    """Run ``command`` (its ``%s`` replaced by a copy of the new content beside ``dest``; split
+    like a shell would, never run by one) and refuse the content unless it exits 0."""
+    argv = shlex.split(command)
+    if "%s" not in argv:
+        raise BpfError("the validate command of %s must name the file to check as %%s: %s" % (dest, command))
+    fd, path = tempfile.mkstemp(prefix="." + os.path.basename(dest) + ".", dir=os.path.dirname(dest))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        proc = subprocess.run([path if a == "%s" else a for a in argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              check=False, universal_newlines=True)
+    finally:
+        os.unlink(path)
+    if proc.returncode != 0:
+        raise BpfError("the new content of %s failed its check (%s exited with %d): %s" % (
+            dest, argv[0], proc.returncode, (proc.stderr or proc.stdout).strip()[-1500:]))
+
+
 def systemd_runs():
     return os.path.isdir(SYSTEMD_RUNTIME)
 
@@ -57,14 +90,14 @@ class HostFiles:
         self.warnings = []
         self.reload_units = False
 
-    def _item(self, step, name, changed, action, **extra):
+    def item(self, step, name, changed, action, **extra):
         item = dict(step=step, name=name, changed=changed, action=action if changed else "none", **extra)
         self.items.append(item)
         return item
 
     # -- directories and files ----------------------------------------------------------------
 
-    def directory(self, path, mode=0o755):
+    def directory(self, path, mode=0o755, owner=None, group=None):
         exists = os.path.isdir(path)
         if not exists and not self.check_mode:
             try:
@@ -72,7 +105,33 @@ class HostFiles:
                 os.chmod(path, mode)
             except OSError as e:
                 raise BpfError("cannot create the directory %s" % path, errno=e.errno)
-        return self._item("directory", path, not exists, "create")
+        if owner is None and group is None:
+            return self.item("directory", path, not exists, "create")
+        uid = -1 if owner is None else _account_id(pwd.getpwnam, owner, self.check_mode)
+        gid = -1 if group is None else _account_id(grp.getgrnam, group, self.check_mode)
+        st = os.stat(path) if exists else None
+        fix = st is None or (st.st_mode & 0o7777) != mode or uid not in (-1, st.st_uid) or gid not in (-1, st.st_gid)
+        if fix and not self.check_mode:
+            try:
+                os.chown(path, uid, gid)
+                os.chmod(path, mode)
+            except OSError as e:
+                raise BpfError("cannot give %s its owner and mode" % path, errno=e.errno)
+        return self.item("directory", path, fix, "create" if not exists else "set owner and mode")
+
+    def existing_directory(self, path, made_by):
+        """A directory another role manages: it must exist (unless in check mode, where that role
+        may not have run yet)."""
+        if not os.path.isdir(path) and not self.check_mode:
+            raise BpfError("%s is not a directory" % path, hint="%s must run first and create it" % made_by)
+        return self.item("directory", path, False, "none")
+
+    def missing_contents(self, specs):
+        """The keys of ``specs`` whose content the host needs before anything may change (none in
+        check mode, which reports a differing file as changed without its content)."""
+        if self.check_mode:
+            return []
+        return [s["key"] for s in specs if s["key"] not in self.contents and checksum(s["dest"]) != s["checksum"]]
 
     def file(self, spec):
         """``spec``: {dest, checksum, key, mode}; the content comes from ``contents[key]`` when the
@@ -82,12 +141,12 @@ class HostFiles:
         same = current == spec["checksum"]
         mode_ok = same and (os.stat(dest).st_mode & 0o7777) == mode
         if same and mode_ok:
-            return self._item("file", dest, False, "write", checksum=current)
+            return self.item("file", dest, False, "write", checksum=current)
         if not same and spec["key"] not in self.contents:
             if not self.check_mode:
                 self.needs.append(spec["key"])
                 return None
-            return self._item("file", dest, True, "write", checksum=spec["checksum"],
+            return self.item("file", dest, True, "write", checksum=spec["checksum"],
                               diff={"before": {"checksum": current}, "after": {"checksum": spec["checksum"]}})
         if not self.check_mode:
             if same:
@@ -96,10 +155,12 @@ class HostFiles:
                 data = base64.b64decode(self.contents[spec["key"]])
                 if hashlib.sha1(data).hexdigest() != spec["checksum"]:
                     raise BpfError("the content sent for %s does not match its checksum %s" % (dest, spec["checksum"]))
+                if spec.get("validate"):
+                    validate(dest, data, spec["validate"])
                 write_atomic(dest, data, mode)
         if spec.get("unit"):
             self.reload_units = True
-        return self._item("file", dest, True, "write", checksum=spec["checksum"],
+        return self.item("file", dest, True, "write", checksum=spec["checksum"],
                           diff={"before": {"checksum": current}, "after": {"checksum": spec["checksum"]}})
 
     def text(self, dest, text, mode=0o644):
@@ -109,7 +170,7 @@ class HostFiles:
         wanted = hashlib.sha1(data).hexdigest()
         if current != wanted and not self.check_mode:
             write_atomic(dest, data, mode)
-        return self._item("file", dest, current != wanted, "write", checksum=wanted,
+        return self.item("file", dest, current != wanted, "write", checksum=wanted,
                           diff={"before": {"checksum": current}, "after": {"checksum": wanted}})
 
     def remove(self, path):
@@ -119,7 +180,7 @@ class HostFiles:
                 os.unlink(path)
             except OSError as e:
                 raise BpfError("cannot remove %s" % path, errno=e.errno)
-        return self._item("remove", path, exists, "remove")
+        return self.item("remove", path, exists, "remove")
 
     def prune(self, directory, pattern, keep):
         """Remove the files matching ``pattern`` in ``directory`` that ``keep`` does not name."""
@@ -138,7 +199,7 @@ class HostFiles:
             empty = False
         if empty and not self.check_mode:
             os.rmdir(path)
-        return self._item("remove", path, empty, "remove")
+        return self.item("remove", path, empty, "remove")
 
     # -- bpffs ------------------------------------------------------------------------------------
 
@@ -152,7 +213,7 @@ class HostFiles:
                               _mount_data(options).encode() or None)
             if ret != 0:
                 raise BpfError("cannot mount bpffs at %s" % path, errno=ctypes.get_errno())
-        return self._item("mount", path, not mounted, "mount")
+        return self.item("mount", path, not mounted, "mount")
 
     # -- systemd units ----------------------------------------------------------------------------
 
@@ -169,7 +230,7 @@ class HostFiles:
                 "started" % SYSTEMD_RUNTIME
             if (enabled or start or restart) and warning not in self.warnings:
                 self.warnings.append(warning)
-            return self._item("unit", name, False, "none", note="systemd does not run this host")
+            return self.item("unit", name, False, "none", note="systemd does not run this host")
         if self.reload_units and not self.check_mode:
             self.reload_units = False
             self._check(self._systemctl("daemon-reload"), "reload systemd's units")
@@ -188,7 +249,7 @@ class HostFiles:
             verb = "restart" if active else "start"
             if not self.check_mode:
                 self._check(self._systemctl(verb, name), "%s %s" % (verb, name))
-        return self._item("unit", name, changed, "enable" if enabled else "disable")
+        return self.item("unit", name, changed, "enable" if enabled else "disable")
 
     def forget_units(self):
         """daemon-reload after unit files were removed."""

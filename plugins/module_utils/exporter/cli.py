@@ -39,7 +39,7 @@ import time
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.textfile import LOG, Exporter
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.build_info import VERSION
-from ansible_collections.ebpf.observability.plugins.module_utils.exporter.pin_access import grant_pin_access
+from ansible_collections.ebpf.observability.plugins.module_utils.state.pin_access import grant_pin_access
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.config import (
     DEFAULT_CONFIG_PATH, parse_exporter_config,
 )
