@@ -1,4 +1,4 @@
-"""The lab's guest image: a Debian bookworm root file system (qcow2) holding the modules of both
+"""The lab's guest image: a Debian bookworm root file system (qcow2) holding the modules of the
 lab kernels, plus each kernel's vmlinuz, cached outside the repository.
 
 The cache entry is keyed by a hash of the recipe (this file, kernels.py and everything under

@@ -3,17 +3,23 @@
 Each suite gets its own sources list, lists, archive cache and (empty) dpkg status under the lab
 cache, so the host's apt configuration and lists are never read or changed.
 """
+import glob
 import os
+import re
 import shutil
 import subprocess
+import sys
 
 MIRROR = os.environ.get("EBPF_LAB_MIRROR", "http://deb.debian.org/debian")
 SECURITY_MIRROR = os.environ.get("EBPF_LAB_SECURITY_MIRROR", "http://deb.debian.org/debian-security")
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 META_PACKAGE = "linux-image-cloud-amd64"
 
-# The suites whose kernels the lab boots, and the kernel series each ships.
-SUITES = {"bookworm": "6.1", "trixie": "6.12"}
+# The suites whose kernels the lab boots, and the kernel series each ships. bullseye's (Debian
+# 11's) is booted under the same bookworm userland: the fleets that still run Linux 5.10.
+SUITES = {"bookworm": "6.1", "trixie": "6.12", "bullseye": "5.10"}
+APT_HELPER = "/usr/lib/apt/apt-helper"
+IMAGE_PATTERN = re.compile(r"^linux-image-(\d+\.\d+\.\d+-\d+)-cloud-amd64$")
 
 
 def _sources(suite):
@@ -60,6 +66,51 @@ def _download(options, package, dest):
     return os.path.join(dest, debs[0])
 
 
+def _candidates(state_dir):
+    """The suite's versioned cloud image packages, newest first, from the Packages indexes apt
+    fetched (deb822 stanzas; dpkg compares the versions)."""
+    found = {}
+    for index in glob.glob(os.path.join(state_dir, "lists", "*_binary-amd64_Packages*")):
+        # apt may keep its lists compressed; its helper reads them whichever way they are stored
+        text = subprocess.run([APT_HELPER, "cat-file", index], check=True, capture_output=True, text=True).stdout
+        for stanza in text.split("\n\n"):
+            fields = dict(line.split(": ", 1) for line in stanza.splitlines() if ": " in line and line[0] != " ")
+            name = fields.get("Package", "")
+            if IMAGE_PATTERN.match(name):
+                found.setdefault(name, set()).add(fields["Version"])
+    def newest(versions):
+        best = None
+        for version in versions:
+            if best is None or subprocess.run(["dpkg", "--compare-versions", version, "gt", best]).returncode == 0:
+                best = version
+        return best
+    names = sorted(found, key=lambda n: [int(x) for x in re.split(r"[.-]", IMAGE_PATTERN.match(n).group(1))],
+                   reverse=True)
+    return [(name, newest(found[name])) for name in names]
+
+
+def _download_newest(options, state_dir, dest):
+    """The kernel the metapackage names; when the mirror's pool lacks it or the metapackage (an
+    index can list a kernel before its pool serves it), the newest cloud kernel that downloads,
+    said on stderr. Returns (package, deb)."""
+    try:
+        meta = _download(options, META_PACKAGE, dest)
+        # The metapackage depends on exactly one versioned image package: "linux-image-R (= V)".
+        package = _field(meta, "Depends").split(",")[0].split("|")[0].split()[0]
+        return package, _download(options, package, dest)
+    except subprocess.CalledProcessError:
+        pass
+    for name, _version in _candidates(state_dir):
+        try:
+            deb = _download(options, name, dest)
+        except subprocess.CalledProcessError:
+            continue
+        sys.stderr.write("%s: the kernel its metapackage names does not download; the newest that does: %s\n"
+                         % (os.path.basename(state_dir), name))
+        return name, deb
+    raise RuntimeError("no cloud kernel of %s downloads from %s" % (os.path.basename(state_dir), MIRROR))
+
+
 def _field(deb, name):
     return subprocess.run(["dpkg-deb", "--field", deb, name], check=True, capture_output=True,
                           text=True).stdout.strip()
@@ -75,10 +126,7 @@ def fetch(suite, state_root, dest):
     subprocess.run(["apt-get", "-q", "-q"] + options + ["update"], check=True, stdout=subprocess.DEVNULL)
     shutil.rmtree(dest, ignore_errors=True)
     debs = os.path.join(dest, "debs")
-    meta = _download(options, META_PACKAGE, debs)
-    # The metapackage depends on exactly one versioned image package: "linux-image-R (= V)".
-    package = _field(meta, "Depends").split(",")[0].split("|")[0].split()[0]
-    deb = _download(options, package, debs)
+    package, deb = _download_newest(options, state_dir, debs)
     unpacked = os.path.join(dest, "unpacked")
     subprocess.run(["dpkg-deb", "--extract", deb, unpacked], check=True)
     release = package[len("linux-image-"):]

@@ -8,7 +8,7 @@
 from 127.0.0.1), waits until each prints its readiness marker on the serial console and prints
 the instances as JSON (instance, address, user, port, identity_file, suite, kernel, boot_id).
 `down` stops only the qemu processes named by the pidfiles in DIR and removes what `up` made.
-SUITE is a key of kernels.SUITES (bookworm: 6.1, trixie: 6.12). DIR holds the lab's SSH key,
+SUITE is a key of kernels.SUITES (bookworm: 6.1, trixie: 6.12, bullseye: 5.10). DIR holds the lab's SSH key,
 overlays, serial logs, pidfiles and lab.json.
 """
 import argparse
