@@ -299,7 +299,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--repeat", type=int, default=1000000, help="BPF_PROG_TEST_RUN repeat (>= 1e6)")
     parser.add_argument("--runs", type=int, default=9, help="interleaved BPF_PROG_TEST_RUN rounds per variant")
-    parser.add_argument("--rounds", type=int, default=25, help="interleaved loop rounds per variant")
+    parser.add_argument("--rounds", type=int, default=25, help="interleaved getpid loop rounds per variant")
+    parser.add_argument("--net-rounds", type=int, default=100, help="interleaved UDP loop rounds per variant")
     parser.add_argument("--calls", type=int, default=50000, help="getpid() calls per round")
     parser.add_argument("--packets", type=int, default=3000, help="UDP round trips per round")
     parser.add_argument("--only", choices=("packets", "syscalls", "net"), help="one part of the table")
@@ -316,13 +317,13 @@ def main():
             ProgramBackend(name, PIN_ROOT).present(os.path.join(BUILD, name + ".bpf.o"))
         rows = packet_rows(args.repeat, args.runs) if args.only in (None, "packets") else []
         rows += syscall_rows(args.calls, args.rounds) if args.only in (None, "syscalls") else []
-        rows += net_rows(args.packets, args.rounds) if args.only in (None, "net") else []
+        rows += net_rows(args.packets, args.net_rounds) if args.only in (None, "net") else []
     finally:
         bpffs.remove_tree(PIN_ROOT)
     print("%s, %s, %d CPUs; %s" % (platform.node(), os.uname().release, os.cpu_count(), mitigation_note()))
-    print("medians of %d (test runs) / %d (loops) interleaved rounds; 'min cost': difference of the fastest rounds "
-          "(other load only adds time); 'program': the programs' own ns per event (BPF stats, with their two clock "
-          "reads)" % (args.runs, args.rounds))
+    print("medians of %d (test runs) / %d (getpid) / %d (UDP) interleaved rounds; 'min cost': difference of the "
+          "fastest rounds (other load only adds time); 'program': the programs' own ns per event (BPF stats, with "
+          "their two clock reads)" % (args.runs, args.rounds, args.net_rounds))
     print_table(rows)
 
 
