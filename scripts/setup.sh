@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(clang llvm libbpf-dev libbpf1 bpftool iproute2 python3-venv python3-pip make rsync
     debootstrap debian-archive-keyring e2fsprogs qemu-system-x86 qemu-utils openssh-client
     prometheus-node-exporter prometheus python3-pyroute2 python3-yaml pci.ids systemtap-sdt-dev
-    shellcheck locales)
+    shellcheck locales bpftrace libbpf-tools xdp-tools)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

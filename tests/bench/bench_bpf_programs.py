@@ -3,11 +3,16 @@
 
 - xdp_counter and tc_classifier: BPF_PROG_TEST_RUN on a 64-byte IPv4 UDP frame, ns per run
   against an empty program of the same type (XDP_PASS / TC_ACT_UNSPEC); tc_classifier holds 16
-  rules, once with no match (default class) and once matching the 16th.
+  rules, once with no match (default class) and once matching the 16th. Beside them the floor
+  (a program that increments one per-CPU array slot) and xdp-filter with its statistics, its
+  program run the same way: loaded on a veth of the benchmark's own namespace, found by id
+  through netlink and run with BPF_PROG_TEST_RUN (see bench_tools.py).
 - syscall_latency: ns per getpid() in a tight loop of a small C program (compiled here; it
   calls syscall(SYS_getpid), never a cached getpid), without programs, with two empty programs
   on the raw sys_enter/sys_exit tracepoints (what any program there costs), and with
-  syscall_latency.
+  syscall_latency; and, as their own processes, bpftrace with the same histogram and
+  libbpf-tools `syscount -L` (bench_tools.py). kprobe_syscall_latency shows "n/a (needs
+  kprobes)" on a kernel without kprobes.
 - net_tracepoints: ns per UDP sendto()+recv() over loopback in a private network namespace
   (ebpft-bp-bench-*), without programs, with empty programs on the same tracepoints, and with
   net_tracepoints.
@@ -17,7 +22,8 @@ fastest rounds ("min cost": load from elsewhere only ever adds time). "program" 
 programs' own run time per event from the kernel's BPF statistics (run_time_ns / run_cnt,
 summed over the programs one event runs, measured in a separate round: statistics add two
 clock reads per run). Costs are differences within this run: compare ratios between runs, not
-absolute numbers. Nothing is asserted; the goals are printed beside the results.
+absolute numbers. "ratio" is a row's cost as a multiple of our program's of the same kind.
+Nothing is asserted; the goals are printed beside the results.
 """
 import argparse
 import functools
@@ -34,84 +40,25 @@ sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 
 import tests.conftest  # noqa: E402,F401  # pylint: disable=unused-import
-from tiny_programs import load_cls, load_xdp  # noqa: E402
+from tiny_programs import TC_ACT_UNSPEC, load_cls, load_xdp  # noqa: E402
+import bench_tools  # noqa: E402
 
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_insn  # noqa: E402
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_syscall as sc  # noqa: E402
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpffs  # noqa: E402
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import features  # noqa: E402
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import perf_event  # noqa: E402
 from ansible_collections.ebpf.observability.plugins.module_utils.backends import tc_rules_encoding as tc_rules
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.program import ProgramBackend  # noqa: E402
 
 BUILD = os.path.join(REPO, "build", "bench-bpf")
-PIN_ROOT = "/sys/fs/bpf/ebpft-bp-bench"
-NETNS_PREFIX = "ebpft-bp-bench"
-
-LOOP_C = r"""
-#define _GNU_SOURCE
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <sched.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <sys/syscall.h>
-#include <time.h>
-#include <unistd.h>
-
-/* loop getpid|udp COUNT [NETNS_PATH]: prints the mean ns per iteration. */
-static double now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e9 + ts.tv_nsec;
-}
-
-int main(int argc, char **argv)
-{
-    long n = atol(argv[2]), i;
-    double start;
-
-    if (argc > 3) {
-        int fd = open(argv[3], O_RDONLY);
-
-        if (fd < 0 || setns(fd, CLONE_NEWNET)) {
-            perror(argv[3]);
-            return 1;
-        }
-    }
-    if (!strcmp(argv[1], "getpid")) {
-        start = now();
-        for (i = 0; i < n; i++)
-            syscall(SYS_getpid);
-    } else {
-        struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        socklen_t len = sizeof(addr);
-        char buf[64] = { 0 };
-        int s = socket(AF_INET, SOCK_DGRAM, 0);
-
-        if (s < 0 || bind(s, (void *)&addr, sizeof(addr)) || getsockname(s, (void *)&addr, &len)) {
-            perror("udp socket");
-            return 1;
-        }
-        start = now();
-        for (i = 0; i < n; i++) {
-            if (sendto(s, buf, 18, 0, (void *)&addr, sizeof(addr)) != 18 || recv(s, buf, sizeof(buf), 0) != 18) {
-                perror("udp loop");
-                return 1;
-            }
-        }
-    }
-    printf("%.3f\n", (now() - start) / n);
-    return 0;
-}
-"""
+# Where the run pins and which network namespaces it makes: EBPF_BENCH_PIN_ROOT and EBPF_BENCH_NETNS
+# keep two runs on one host apart.
+PIN_ROOT = os.environ.get("EBPF_BENCH_PIN_ROOT", "/sys/fs/bpf/ebpft-bp-bench")
+NETNS_PREFIX = os.environ.get("EBPF_BENCH_NETNS", "ebpft-bp-bench")
 
 XDP_PASS = 2
-GOALS = {"xdp": 3, "tc": 10, "syscall": 60}
+GOALS = {"xdp": 5, "tc": 10, "syscall": 120}
 
 
 def udp_frame(size=64):
@@ -125,9 +72,7 @@ def udp_frame(size=64):
 def build():
     os.makedirs(BUILD, exist_ok=True)
     subprocess.run(["make", "-s", "-C", os.path.join(REPO, "bpf"), "O=" + BUILD], check=True)
-    source = os.path.join(BUILD, "loop.c")
-    with open(source, "w") as f:
-        f.write(LOOP_C)
+    source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "loop.c")
     subprocess.run(["cc", "-O2", "-o", os.path.join(BUILD, "loop"), source], check=True)
 
 
@@ -155,7 +100,10 @@ def packet_rows(repeat, rounds):
     rules_path = os.path.join(PIN_ROOT, "tc_classifier", "maps", tc_rules.MAP_NAME)
     no_match = [{"name": "r%d" % i, "id": i + 1, "proto": "tcp", "dport": 1000 + i} for i in range(16)]
     last_match = no_match[:15] + [{"name": "dns", "id": 16, "proto": "udp", "dport": 53}]
+    floor_xdp = bench_tools.floor_program(sc.BPF_PROG_TYPE_XDP, XDP_PASS, "ebpft_bp_fxdp")
+    floor_tc = bench_tools.floor_program(sc.BPF_PROG_TYPE_SCHED_CLS, TC_ACT_UNSPEC, "ebpft_bp_ftc")
     fds = {"empty xdp": load_xdp("ebpft_bp_xdp"), "empty tc": load_cls("ebpft_bp_cls"),
+           "floor xdp": floor_xdp[0], "floor tc": floor_tc[0],
            "xdp_counter": prog_fd("xdp_counter", "xdp_counter"),
            "tc_classifier": prog_fd("tc_classifier", "tc_classify_ingress")}
 
@@ -171,19 +119,29 @@ def packet_rows(repeat, rounds):
         if name.startswith("tc_classifier"):
             write(last_match if name.endswith("last") else no_match)
         out = sc.prog_test_run(fd, frame, repeat=repeat)
-        if name == "xdp_counter" and out["retval"] != XDP_PASS:
-            raise SystemExit("xdp_counter returned %d, not XDP_PASS" % out["retval"])
+        if name in ("xdp_counter", "xdp-filter") and out["retval"] != XDP_PASS:
+            raise SystemExit("%s returned %d, not XDP_PASS" % (name, out["retval"]))
         return out["duration_ns"]
 
+    variants = ["empty xdp", "floor xdp", "xdp_counter", "xdp-filter",
+                "empty tc", "floor tc", "tc_classifier:none", "tc_classifier:last"]
     try:
-        got = interleaved(["empty xdp", "xdp_counter", "empty tc", "tc_classifier:none", "tc_classifier:last"], rounds, run)
+        with bench_tools.xdp_filter_program(PIN_ROOT, NETNS_PREFIX) as xdp_filter:
+            fds["xdp-filter"] = xdp_filter
+            got = interleaved(variants, rounds, run)
     finally:
-        for fd in fds.values():
+        fds.pop("xdp-filter", None)
+        for fd in list(fds.values()) + [floor_xdp[1], floor_tc[1]]:
             fd.close()
+    xdp, tc = "ns/packet, BPF_PROG_TEST_RUN 64B UDP", "ns/packet, TC, 16 rules, none matches"
     return [
-        ("xdp_counter", "ns/packet, BPF_PROG_TEST_RUN 64B UDP", got["empty xdp"], got["xdp_counter"], None, GOALS["xdp"]),
-        ("tc_classifier", "ns/packet, 16 rules, none matches", got["empty tc"], got["tc_classifier:none"], None, GOALS["tc"]),
-        ("tc_classifier", "ns/packet, 16 rules, 16th matches", got["empty tc"], got["tc_classifier:last"], None, GOALS["tc"]),
+        ("floor (XDP)", xdp, got["empty xdp"], got["floor xdp"], None, None, "xdp_counter"),
+        ("xdp_counter", xdp, got["empty xdp"], got["xdp_counter"], None, GOALS["xdp"], "xdp_counter"),
+        ("xdp-filter", xdp, got["empty xdp"], got["xdp-filter"], None, None, "xdp_counter"),
+        ("floor (TC)", "ns/packet, TC, 64B UDP", got["empty tc"], got["floor tc"], None, None, "tc_classifier"),
+        ("tc_classifier", tc, got["empty tc"], got["tc_classifier:none"], None, GOALS["tc"], "tc_classifier"),
+        ("  16th matches", "ns/packet, TC, 16 rules, 16th matches", got["empty tc"], got["tc_classifier:last"],
+         None, GOALS["tc"], "tc_classifier"),
     ]
 
 
@@ -248,18 +206,26 @@ def syscall_rows(calls, rounds):
         "syscall_latency": ([(enter, on_enter), (leave, on_exit)], [enter, leave]),
         "syscall_latency_hash": ([(enter_hash, on_enter), (leave_hash, on_exit)], [enter_hash, leave_hash]),
     }
+    for tool in bench_tools.SYSCALL_TOOLS:
+        variants[tool] = ([(None, functools.partial(bench_tools.start_tool, name=tool))], [])
     try:
         got, per_event = traced_rows(variants, rounds, lambda: loop("getpid", calls))
     finally:
         for fd in (enter_tp, exit_tp, enter, leave, enter_hash, leave_hash):
             fd.close()
-    return [
-        ("(empty programs)", "ns/getpid(), raw sys_enter+sys_exit", got["none"], got["empty"], per_event["empty"], None),
-        ("syscall_latency", "ns/getpid(), raw sys_enter+sys_exit", got["none"], got["syscall_latency"],
-         per_event["syscall_latency"], GOALS["syscall"]),
-        ("  hash (< 5.11)", "ns/getpid(), raw sys_enter+sys_exit", got["none"], got["syscall_latency_hash"],
-         per_event["syscall_latency_hash"], GOALS["syscall"]),
+    what, ref = "ns/getpid(), raw sys_enter+sys_exit", "syscall_latency"
+    rows = [
+        ("floor (2 empty)", what, got["none"], got["empty"], per_event["empty"], None, ref),
+        ("syscall_latency", what, got["none"], got["syscall_latency"], per_event["syscall_latency"], GOALS["syscall"], ref),
+        ("  hash (< 5.11)", what, got["none"], got["syscall_latency_hash"], per_event["syscall_latency_hash"],
+         GOALS["syscall"], ref),
     ]
+    rows += [(tool, "ns/getpid(), tracepoint raw_syscalls", got["none"], got[tool], None, None, ref)
+             for tool in bench_tools.SYSCALL_TOOLS]
+    if not features.has_kprobes():
+        rows.append(("kprobe_syscall_latency", "ns/getpid(), kprobe x64_sys_call", None, "n/a (needs kprobes)",
+                     None, None, None))
+    return rows
 
 
 NET_TRACEPOINTS = [("net_rx", "net", "netif_receive_skb"), ("net_tx", "net", "net_dev_xmit"),
@@ -293,12 +259,11 @@ def net_rows(iterations, rounds):
             fd.close()
         subprocess.run(["ip", "netns", "delete", netns], check=False)
     # One iteration sends a packet and receives it: one net_dev_xmit and one netif_receive_skb.
+    what, ref = "ns/UDP send+recv, loopback", "net_tracepoints"
     return [
-        ("(empty programs)", "ns/UDP send+recv, loopback", got["none"], got["empty"], per_event["empty"], None),
-        ("net_tracepoints", "ns/UDP send+recv, loopback", got["none"], got["net_tracepoints"],
-         per_event["net_tracepoints"], None),
-        ("  raw (< 5.15)", "ns/UDP send+recv, loopback", got["none"], got["raw_net_tracepoints"],
-         per_event["raw_net_tracepoints"], None),
+        ("floor (5 empty)", what, got["none"], got["empty"], per_event["empty"], None, ref),
+        ("net_tracepoints", what, got["none"], got["net_tracepoints"], per_event["net_tracepoints"], None, ref),
+        ("  raw (< 5.15)", what, got["none"], got["raw_net_tracepoints"], per_event["raw_net_tracepoints"], None, ref),
     ]
 
 
@@ -314,39 +279,51 @@ def mitigation_note():
 
 
 def print_table(rows):
-    header = ("program", "measurement", "without", "with", "cost", "min cost", "program", "goal")
-    print("%-17s %-37s %8s %8s %8s %8s %8s %7s" % header)
-    for name, what, without, with_prog, own, goal in rows:
-        print("%-17s %-37s %8.1f %8.1f %+8.1f %+8.1f %8s %7s" % (
-            name, what, median(without), median(with_prog), median(with_prog) - median(without),
-            min(with_prog) - min(without), "%.1f" % own if own else "-", "<= +%d" % goal if goal else "-"))
+    """One line per row: medians without and with, their difference ("cost"), the difference of the
+    fastest rounds, the programs' own time, the goal, and the cost as a multiple of the row named
+    last in the tuple (our program of that kind)."""
+    costs = dict((row[0], median(row[3]) - median(row[2])) for row in rows if not isinstance(row[3], str))
+    header = ("program", "measurement", "without", "with", "cost", "min cost", "program", "goal", "ratio")
+    print("%-22s %-37s %8s %8s %8s %8s %8s %7s %7s" % header)
+    for name, what, without, with_prog, own, goal, ref in rows:
+        if isinstance(with_prog, str):
+            print("%-22s %-37s %s" % (name, what, with_prog))
+            continue
+        ratio = costs[name] / costs[ref] if costs.get(ref, 0) > 0 else float("nan")
+        print("%-22s %-37s %8.1f %8.1f %+8.1f %+8.1f %8s %7s %6.2fx" % (
+            name, what, median(without), median(with_prog), costs[name], min(with_prog) - min(without),
+            "%.1f" % own if own else "-", "<= +%d" % goal if goal else "-", ratio))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--repeat", type=int, default=1000000, help="BPF_PROG_TEST_RUN repeat (>= 1e6)")
     parser.add_argument("--runs", type=int, default=9, help="interleaved BPF_PROG_TEST_RUN rounds per variant")
-    parser.add_argument("--rounds", type=int, default=25, help="interleaved loop rounds per variant")
+    parser.add_argument("--rounds", type=int, default=25, help="interleaved getpid loop rounds per variant")
+    parser.add_argument("--net-rounds", type=int, default=100, help="interleaved UDP loop rounds per variant")
     parser.add_argument("--calls", type=int, default=50000, help="getpid() calls per round")
     parser.add_argument("--packets", type=int, default=3000, help="UDP round trips per round")
+    parser.add_argument("--only", choices=("packets", "syscalls", "net"), help="one part of the table")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root: the benchmark loads and attaches BPF programs")
+    if bench_tools.missing_tools():
+        raise SystemExit("not installed: %s (make setup installs them)" % ", ".join(bench_tools.missing_tools()))
     build()
     bpffs.remove_tree(PIN_ROOT)
     try:
         for name in ("xdp_counter", "tc_classifier", "syscall_latency", "net_tracepoints", "syscall_latency_hash",
                      "raw_net_tracepoints"):
             ProgramBackend(name, PIN_ROOT).present(os.path.join(BUILD, name + ".bpf.o"))
-        rows = packet_rows(args.repeat, args.runs)
-        rows += syscall_rows(args.calls, args.rounds)
-        rows += net_rows(args.packets, args.rounds)
+        rows = packet_rows(args.repeat, args.runs) if args.only in (None, "packets") else []
+        rows += syscall_rows(args.calls, args.rounds) if args.only in (None, "syscalls") else []
+        rows += net_rows(args.packets, args.net_rounds) if args.only in (None, "net") else []
     finally:
         bpffs.remove_tree(PIN_ROOT)
     print("%s, %s, %d CPUs; %s" % (platform.node(), os.uname().release, os.cpu_count(), mitigation_note()))
-    print("medians of %d (test runs) / %d (loops) interleaved rounds; 'min cost': difference of the fastest rounds "
-          "(other load only adds time); 'program': the programs' own ns per event (BPF stats, with their two clock "
-          "reads)" % (args.runs, args.rounds))
+    print("medians of %d (test runs) / %d (getpid) / %d (UDP) interleaved rounds; 'min cost': difference of the "
+          "fastest rounds (other load only adds time); 'program': the programs' own ns per event (BPF stats, with "
+          "their two clock reads)" % (args.runs, args.rounds, args.net_rounds))
     print_table(rows)
 
 

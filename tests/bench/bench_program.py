@@ -22,7 +22,7 @@ from bpf_objects import build_test_objects  # noqa: E402
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpffs  # noqa: E402
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.program import ProgramBackend  # noqa: E402
 
-PIN_ROOT = "/sys/fs/bpf/ebpfo_bench"
+PIN_ROOT = os.environ.get("EBPF_BENCH_PIN_ROOT", "/sys/fs/bpf/ebpfo") + "_bench_program"
 MODULE = os.path.join(REPO, "plugins", "modules", "ebpf_program.py")
 
 
