@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: ebpf.observability contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """A real Prometheus on the controller against the guests' node_exporters: the collection's

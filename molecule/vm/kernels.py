@@ -67,26 +67,18 @@ def _download(options, package, dest):
 
 
 def _candidates(state_dir):
-    """The suite's versioned cloud image packages, newest first, from the Packages indexes apt
-    fetched (deb822 stanzas; dpkg compares the versions)."""
-    found = {}
+    """The suite's versioned cloud image packages, newest release first, from the Packages indexes
+    apt fetched (deb822 stanzas)."""
+    found = set()
     for index in glob.glob(os.path.join(state_dir, "lists", "*_binary-amd64_Packages*")):
         # apt may keep its lists compressed; its helper reads them whichever way they are stored
         text = subprocess.run([APT_HELPER, "cat-file", index], check=True, capture_output=True, text=True).stdout
         for stanza in text.split("\n\n"):
             fields = dict(line.split(": ", 1) for line in stanza.splitlines() if ": " in line and line[0] != " ")
-            name = fields.get("Package", "")
-            if IMAGE_PATTERN.match(name):
-                found.setdefault(name, set()).add(fields["Version"])
-    def newest(versions):
-        best = None
-        for version in versions:
-            if best is None or subprocess.run(["dpkg", "--compare-versions", version, "gt", best]).returncode == 0:
-                best = version
-        return best
-    names = sorted(found, key=lambda n: [int(x) for x in re.split(r"[.-]", IMAGE_PATTERN.match(n).group(1))],
-                   reverse=True)
-    return [(name, newest(found[name])) for name in names]
+            if IMAGE_PATTERN.match(fields.get("Package", "")):
+                found.add(fields["Package"])
+    return sorted(found, key=lambda n: [int(x) for x in re.split(r"[.-]", IMAGE_PATTERN.match(n).group(1))],
+                  reverse=True)
 
 
 def _download_newest(options, state_dir, dest):
@@ -100,7 +92,7 @@ def _download_newest(options, state_dir, dest):
         return package, _download(options, package, dest)
     except subprocess.CalledProcessError:
         pass
-    for name, _version in _candidates(state_dir):
+    for name in _candidates(state_dir):
         try:
             deb = _download(options, name, dest)
         except subprocess.CalledProcessError:

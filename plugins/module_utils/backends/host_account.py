@@ -51,8 +51,8 @@ def _groups_of(user):
 def _run(argv, what):
     proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, check=False)
     if proc.returncode != 0:
-        raise BpfError("cannot %s: %s exited with %d: %s" % (what, argv[0], proc.returncode,
-                                                              (proc.stderr or proc.stdout).strip()[:500]))
+        raise BpfError("cannot %s: %s exited with %d: %s" % (
+            what, argv[0], proc.returncode, (proc.stderr or proc.stdout).strip()[:500]))
 
 
 def converge_account(files, spec):

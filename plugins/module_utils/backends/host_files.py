@@ -147,7 +147,7 @@ class HostFiles:
                 self.needs.append(spec["key"])
                 return None
             return self.item("file", dest, True, "write", checksum=spec["checksum"],
-                              diff={"before": {"checksum": current}, "after": {"checksum": spec["checksum"]}})
+                             diff={"before": {"checksum": current}, "after": {"checksum": spec["checksum"]}})
         if not self.check_mode:
             if same:
                 os.chmod(dest, mode)
@@ -161,7 +161,7 @@ class HostFiles:
         if spec.get("unit"):
             self.reload_units = True
         return self.item("file", dest, True, "write", checksum=spec["checksum"],
-                          diff={"before": {"checksum": current}, "after": {"checksum": spec["checksum"]}})
+                         diff={"before": {"checksum": current}, "after": {"checksum": spec["checksum"]}})
 
     def text(self, dest, text, mode=0o644):
         """A small file whose content the host computes itself (the restore plan)."""
@@ -171,7 +171,7 @@ class HostFiles:
         if current != wanted and not self.check_mode:
             write_atomic(dest, data, mode)
         return self.item("file", dest, current != wanted, "write", checksum=wanted,
-                          diff={"before": {"checksum": current}, "after": {"checksum": wanted}})
+                         diff={"before": {"checksum": current}, "after": {"checksum": wanted}})
 
     def remove(self, path):
         exists = os.path.lexists(path)
