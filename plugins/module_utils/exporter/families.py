@@ -187,6 +187,11 @@ def decoder_errors_family(errors_by_config, namespace=NAMESPACE):
     return family
 
 
+def escape_label(value):
+    """A label value as the text format writes it between quotes."""
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
 def go_float(value):
     """Format a float as Go's strconv.FormatFloat(value, 'g', -1, 64) does."""
     value = float(value)

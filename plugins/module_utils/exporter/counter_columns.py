@@ -1,0 +1,195 @@
+# -*- coding: utf-8 -*-
+# Copyright: ebpf.observability contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A counter's series from a map read as columns (MapColumns), rendered without an object per
+entry; the text is what TextRenderer writes for the same series (see collector).
+
+A pass cuts every label out of the keys buffer as one column (a strided view of the buffer
+where the label is a 1-, 2-, 4- or 8-byte integer at an aligned offset), decodes each column's
+distinct values through the label's LabelDecoder, and sums the per-CPU values column by column
+(families.u64_sums). The series are sorted by their text without building it for each entry:
+each label's distinct values are ranked once, and a series' place is the number its ranks make
+(label names sorted, as in the text). The text of all series is one %-template, filled with the
+values in one operation.
+
+What a pass builds is kept with the keys it was built from: the next pass whose keys are the
+same bytes in the same order (a map whose set of keys did not change) only sums the values and
+fills the template. A pass in which a decoder failed keeps nothing (failed values are decoded
+again, and counted, at every pass). Entries that decode to one label set are left to the
+collector's general path, which sums them.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import operator
+import sys
+from itertools import repeat
+
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.decoders import SKIP
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.families import (
+    VALUE_SIZE, cpu_slots, escape_label, u64_sums,
+)
+
+_INT_FORMATS = {1: "B", 2: "H", 4: "I", 8: "Q"}
+_LINE_END = "} %d\n"
+
+
+def _text_order(value):
+    # Two series' texts first differ inside the first label value that differs; comparing
+    # escaped value + closing quote there orders them as their whole texts do.
+    return escape_label(value) + '"'
+
+
+def _getter(positions):
+    """f(sequence) -> tuple of its items at positions (itemgetter, also for 0 or 1 position)."""
+    if len(positions) == 1:
+        position = positions[0]
+        return lambda items: (items[position],)
+    if not positions:
+        return lambda items: ()
+    return operator.itemgetter(*positions)
+
+
+class RenderedSeries:
+    """A family's series as text lines (what MetricFamily.set_columns holds)."""
+
+    __slots__ = ("count", "text", "_layout", "_values")
+
+    def __init__(self, layout, values):
+        self.count = len(values)
+        self.text = layout.template % values if values else ""
+        self._layout = layout
+        self._values = values
+
+    def series(self):
+        """{label values (config order): value}, built when asked for."""
+        layout = self._layout
+        columns = [map(texts.__getitem__, ranks) for texts, ranks in zip(layout.texts, layout.ranks)]
+        return dict(zip(zip(*columns), self._values))
+
+
+class _Layout:
+    """What a pass built from one keys buffer: where each series' value is, and the template."""
+
+    __slots__ = ("keys", "pick", "template", "texts", "ranks", "merged")
+
+    def __init__(self, keys, pick=None, template="", texts=(), ranks=(), merged=False):
+        self.keys = keys
+        self.pick = pick  # batch values -> series values in output order
+        self.template = template
+        self.texts = texts  # per label (config order): label values by rank
+        self.ranks = ranks  # per label (config order): ranks of the series in output order
+        self.merged = merged  # entries share label sets: the collector's general path sums them
+
+
+class CounterColumns:
+    """Renders one counter (with labels) from MapColumns; keep one per metric (see module doc)."""
+
+    def __init__(self, full_name, labels, label_decoders, label_names):
+        self.full_name = full_name
+        self.layout = []  # (offset, size, LabelDecoder) in config order
+        offset = 0
+        for label, decoder in zip(labels, label_decoders):
+            self.layout.append((offset, label.size, decoder))
+            offset += label.size + label.padding
+        self.key_size = offset
+        self.names = tuple(label_names)
+        self.output = sorted(range(len(self.names)), key=self.names.__getitem__)  # labels in text order
+        self._last = None
+
+    def collect(self, columns, errors, metric):
+        """RenderedSeries of the columns, or None when entries share label sets (the caller sums
+        them). Decoder failures are counted in errors (a DecoderErrors) under ``metric``;
+        BpfError when the values are not u64 (per CPU)."""
+        count = columns.count
+        slots = cpu_slots(len(columns.values) // count, columns.value_size) if columns.percpu else 1
+        if len(columns.values) != count * slots * VALUE_SIZE:
+            raise BpfError("map values of %d bytes are not u64" % (len(columns.values) // count))
+        last = self._last
+        if last is None or last.keys != columns.keys:
+            failures = {}
+            last = self._build(columns, failures)
+            for decoder, failed in failures.items():
+                errors.add(metric, decoder, failed)
+            self._last = None if failures else last
+        if last.merged:
+            return None
+        return RenderedSeries(last, last.pick(u64_sums(columns.values, count, slots)))
+
+    def _build(self, columns, failures):
+        keys = columns.keys
+        count = columns.count
+        raw_columns, outcomes = [], []
+        for offset, size, decoder in self.layout:
+            column, to_raw = _column(keys, count, self.key_size, offset, size)
+            raws = dict((value, to_raw(value)) for value in set(column))
+            decoded, _any_dropped = decoder.lookup(list(raws.values()))
+            raw_columns.append(column)
+            outcomes.append(dict((value, decoded[raw]) for value, raw in raws.items()))
+        kept = _kept_rows(raw_columns, outcomes, failures)
+        if kept is not None:
+            take = _getter(kept)
+            raw_columns = [take(column) for column in raw_columns]
+        texts, ranks = [], []
+        for column, outcome in zip(raw_columns, outcomes):
+            good = dict((value, text) for value, text in outcome.items() if text.__class__ is str)
+            ordered = sorted(set(good.values()), key=_text_order)
+            rank_of_text = dict((text, rank) for rank, text in enumerate(ordered))
+            rank_of = dict((value, rank_of_text[text]) for value, text in good.items())
+            texts.append(ordered)
+            ranks.append(list(map(rank_of.__getitem__, column)))
+        place = ranks[self.output[0]]
+        for label in self.output[1:]:
+            place = list(map(operator.add, map(operator.mul, place, repeat(len(texts[label]))), ranks[label]))
+        if len(set(place)) != len(place):
+            return _Layout(keys, merged=True)
+        order = sorted(range(len(place)), key=place.__getitem__)
+        take = _getter(order)
+        sorted_ranks = [take(column) for column in ranks]
+        positions = take(kept) if kept is not None else order
+        return _Layout(keys, _getter(positions), self._template(texts, sorted_ranks), texts, sorted_ranks)
+
+    def _template(self, texts, sorted_ranks):
+        """The lines of the series (in output order) with %d where each value goes."""
+        width = len(self.output) + 1
+        count = len(sorted_ranks[0])
+        parts = [_LINE_END] * (count * width)
+        for slot, label in enumerate(self.output):
+            head = "%s{" % self.full_name if slot == 0 else ","
+            pieces = ['%s%s="%s"' % (head, self.names[label], escape_label(text).replace("%", "%%"))
+                      for text in texts[label]]
+            parts[slot::width] = map(pieces.__getitem__, sorted_ranks[label])
+        return "".join(parts)
+
+
+def _column(keys, count, key_size, offset, size):
+    """One label's bytes of every key, and how to get a value's bytes back: integers cut out of
+    the buffer as a strided view where the label is an aligned 1/2/4/8-byte field, else bytes."""
+    fmt = _INT_FORMATS.get(size)
+    if fmt is not None and key_size % size == 0 and offset % size == 0:
+        view = memoryview(keys)[:count * key_size].cast(fmt)
+        return view[offset // size::key_size // size].tolist(), lambda value: value.to_bytes(size, sys.byteorder)
+    return [keys[start:start + size] for start in range(offset, count * key_size, key_size)], bytes
+
+
+def _kept_rows(raw_columns, outcomes, failures):
+    """Positions of the rows every label decoded (None: all of them); a row's first label that
+    did not decode (in config order) says whether it was skipped or failed (counted)."""
+    bad = [dict((value, outcome) for value, outcome in column.items() if outcome.__class__ is not str)
+           for column in outcomes]
+    if not any(bad):
+        return None
+    kept = []
+    for index, row in enumerate(zip(*raw_columns)):
+        for label, value in enumerate(row):
+            outcome = bad[label].get(value)
+            if outcome is not None:
+                if outcome is not SKIP:
+                    failures[outcome.decoder] = failures.get(outcome.decoder, 0) + 1
+                break
+        else:
+            kept.append(index)
+    return kept
