@@ -30,7 +30,7 @@ from itertools import repeat
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.decoders import SKIP
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.families import (
-    VALUE_SIZE, cpu_slots, escape_label, u64_sums,
+    VALUE_SIZE, cpu_slots, escape_label, u64_sum_column,
 )
 
 _INT_FORMATS = {1: "B", 2: "H", 4: "I", 8: "Q"}
@@ -117,7 +117,7 @@ class CounterColumns:
             self._last = None if failures else last
         if last.merged:
             return None
-        return RenderedSeries(last, last.pick(u64_sums(columns.values, count, slots)))
+        return RenderedSeries(last, last.pick(u64_sum_column(columns.values, count, slots)))
 
     def _build(self, columns, failures):
         keys = columns.keys

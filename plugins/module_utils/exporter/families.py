@@ -277,14 +277,22 @@ def cpu_slots(size, value_size):
 
 
 def u64_sums(data, count, slots):
-    """The sums of each of ``count`` runs of ``slots`` host-order u64 in ``data``, as ints.
+    """The sums of each of ``count`` runs of ``slots`` host-order u64 in ``data``, as a list of ints."""
+    sums = u64_sum_column(data, count, slots)
+    return sums if sums.__class__ is list else sums.tolist()
+
+
+def u64_sum_column(data, count, slots):
+    """The same sums as a sequence: a memoryview of u64, or a list where a sum exceeds 2^64 - 1.
 
     The CPUs' columns are added as whole numbers (each u64 widened to 128 bits, so that no sum
     carries into its neighbour): a few big-integer additions rather than one per entry and CPU.
+    A caller that takes the sums in another order indexes the view (an int is made only for what
+    it takes, in its order, and the buffer is read rather than scattered objects).
     """
     words = memoryview(data).cast("B")[:count * slots * VALUE_SIZE].cast("Q")
     if slots == 1:
-        return words.tolist()
+        return words
     wide = bytearray(count * 2 * VALUE_SIZE)
     halves = memoryview(wide).cast("Q")
     low = 0 if sys.byteorder == "little" else 1
@@ -293,11 +301,10 @@ def u64_sums(data, count, slots):
         halves[low::2] = words[cpu::slots]
         total += int.from_bytes(wide, sys.byteorder)
     halves = memoryview(total.to_bytes(len(wide), sys.byteorder)).cast("Q")
-    sums = halves[low::2].tolist()
     high = halves[1 - low::2]
     if high.tobytes() != bytes(count * VALUE_SIZE):  # a sum beyond 2^64 - 1
-        sums = [value + (carry << 64) for value, carry in zip(sums, high.tolist())]
-    return sums
+        return [value + (carry << 64) for value, carry in zip(halves[low::2].tolist(), high.tolist())]
+    return halves[low::2]
 
 
 def per_cpu_values(values, value_size):
