@@ -25,7 +25,9 @@ __metaclass__ = type
 
 import operator
 import sys
-from itertools import repeat
+from array import array
+from collections import deque
+from itertools import chain, compress, islice, repeat
 
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.decoders import SKIP
@@ -133,24 +135,69 @@ class CounterColumns:
         if kept is not None:
             take = _getter(kept)
             raw_columns = [take(column) for column in raw_columns]
-        texts, ranks = [], []
-        for column, outcome in zip(raw_columns, outcomes):
+        texts, rank_ofs = [], []
+        for outcome in outcomes:
             good = dict((value, text) for value, text in outcome.items() if text.__class__ is str)
             ordered = sorted(set(good.values()), key=_text_order)
             rank_of_text = dict((text, rank) for rank, text in enumerate(ordered))
-            rank_of = dict((value, rank_of_text[text]) for value, text in good.items())
             texts.append(ordered)
-            ranks.append(list(map(rank_of.__getitem__, column)))
-        place = ranks[self.output[0]]
-        for label in self.output[1:]:
-            place = list(map(operator.add, map(operator.mul, place, repeat(len(texts[label]))), ranks[label]))
-        if len(set(place)) != len(place):
+            rank_ofs.append(dict((value, rank_of_text[text]) for value, text in good.items()))
+        ordered = self._order(texts, rank_ofs, raw_columns, len(raw_columns[0]))
+        if ordered is None:
             return _Layout(keys, merged=True)
-        order = sorted(range(len(place)), key=place.__getitem__)
-        take = _getter(order)
-        sorted_ranks = [take(column) for column in ranks]
-        positions = take(kept) if kept is not None else order
+        rows, sorted_ranks = ordered
+        positions = _getter(rows)(kept) if kept is not None else rows
         return _Layout(keys, _getter(positions), self._template(texts, sorted_ranks), texts, sorted_ranks)
+
+    def _order(self, texts, rank_ofs, raw_columns, count):
+        """(the rows in output order, each label's ranks in that order), or None when two rows
+        have one label set.
+
+        A row's place is the number its ranks make, digits in output label order (each label's
+        rank_of maps a raw value to its rank); the places sort the rows. Where there are not many
+        more possible places than rows (a dense grid), each row is put in its slot of an array
+        of them all, and the ranks in place order are the grid's; else rows are sorted by place
+        and row index as one number, and the ranks come back from the places by division. Past
+        a few hundred thousand rows, memory read at random positions (objects in the order of
+        another list) costs several times what reading in order does: nothing after the
+        slotting or the sort reads at random.
+        """
+        if not count:
+            return [], [[] for _texts in texts]
+        span, place = 1, None
+        for label in self.output[::-1]:  # the last label is the lowest digit
+            digit = dict((value, rank * span) for value, rank in rank_ofs[label].items())
+            digits = map(digit.__getitem__, raw_columns[label])
+            place = digits if place is None else map(operator.add, digits, place)
+            span *= len(texts[label])
+        place = list(place)
+        sorted_ranks = [None] * len(texts)
+        if span <= 4 * count + 64:
+            slots = array("q", [-1]) * span  # a machine array: no object per slot to chase later
+            deque(map(slots.__setitem__, place, range(count)), 0)
+            holes = slots.count(-1)
+            if span - holes != count:
+                return None
+            filled = list(map((-1).__ne__, slots)) if holes else None
+            rows = list(compress(slots, filled)) if holes else slots.tolist()
+            stride = 1
+            for label in self.output[::-1]:  # every place in order: each rank repeated, tiled
+                radix = len(texts[label])
+                grid = list(chain.from_iterable(map(repeat, range(radix), repeat(stride)))) * (span // (radix * stride))
+                sorted_ranks[label] = list(compress(grid, filled)) if holes else grid
+                stride *= radix
+            return rows, sorted_ranks
+        keyed = sorted(map(operator.add, map(operator.mul, place, repeat(count)), range(count)))
+        rows = list(map(operator.mod, keyed, repeat(count)))
+        places = list(map(operator.floordiv, keyed, repeat(count)))
+        if any(map(operator.eq, places, islice(places, 1, None))):
+            return None
+        for label in self.output[:0:-1]:
+            radix = len(texts[label])
+            sorted_ranks[label] = list(map(operator.mod, places, repeat(radix)))
+            places = list(map(operator.floordiv, places, repeat(radix)))
+        sorted_ranks[self.output[0]] = places
+        return rows, sorted_ranks
 
     def _template(self, texts, sorted_ranks):
         """The lines of the series (in output order) with %d where each value goes."""
