@@ -35,8 +35,13 @@ renames a counter whose name does not end in ``_total``. :func:`to_prometheus_cl
 as prometheus_client objects (prometheus-client 0.16 or newer) for a caller that serves them
 from a registry; the samples are the same.
 
-Decoded label values are cached per label value and per whole key (up to LABEL_CACHE_LIMIT
-of each), so a steady map costs one dict lookup per entry and a pass.
+A counter with labels is rendered from the map's columns (counter_columns: the keys and values
+read as two buffers, each distinct label value decoded once, the series' lines filled from one
+template), and a pass whose keys are the last pass's, byte for byte, only sums the values and
+fills the template. Histograms, a per-CPU map split by its ``cpu`` label, metrics without
+labels and maps whose entries share a label set take the general path, where decoded label
+values are cached per label value and per whole key. Both keep up to LABEL_CACHE_LIMIT decoded
+values per label.
 
 Where this differs from ebpf_exporter:
 
