@@ -304,7 +304,7 @@ def u64_sum_column(data, count, slots):
     high = halves[1 - low::2]
     if high.tobytes() != bytes(count * VALUE_SIZE):  # a sum beyond 2^64 - 1
         return [value + (carry << 64) for value, carry in zip(halves[low::2].tolist(), high.tolist())]
-    return halves[low::2]
+    return memoryview(halves[low::2].tobytes()).cast("Q")  # contiguous: a quarter cheaper to index at random
 
 
 def per_cpu_values(values, value_size):
