@@ -96,21 +96,13 @@ class MetricFamily:
         return "MetricFamily(%r, %s, %d series)" % (self.name, self.type, self.series_count())
 
 
-class MapColumns:
+class MapColumns(collections.namedtuple("MapColumns", "count keys values key_size value_size percpu")):
     """One map read as two buffers (what bpf_syscall.map_lookup_batch_raw returns): ``count``
     keys of ``key_size`` bytes back to back, and their values, each ``len(values) // count``
     bytes (a per-CPU value: one roundup(value_size, 8)-byte slot per possible CPU).
     value_size and percpu are as in MapSnapshot; ``entries`` gives the (key, value) pairs."""
 
-    __slots__ = ("count", "keys", "values", "key_size", "value_size", "percpu")
-
-    def __init__(self, count, keys, values, key_size, value_size, percpu):
-        self.count = count
-        self.keys = keys
-        self.values = values
-        self.key_size = key_size
-        self.value_size = value_size
-        self.percpu = percpu
+    __slots__ = ()
 
     @property
     def entries(self):
