@@ -35,8 +35,13 @@ renames a counter whose name does not end in ``_total``. :func:`to_prometheus_cl
 as prometheus_client objects (prometheus-client 0.16 or newer) for a caller that serves them
 from a registry; the samples are the same.
 
-Decoded label values are cached per label value and per whole key (up to LABEL_CACHE_LIMIT
-of each), so a steady map costs one dict lookup per entry and a pass.
+A counter with labels is rendered from the map's columns (counter_columns: the keys and values
+read as two buffers, each distinct label value decoded once, the series' lines filled from one
+template), and a pass whose keys are the last pass's, byte for byte, only sums the values and
+fills the template. Histograms, a per-CPU map split by its ``cpu`` label, metrics without
+labels and maps whose entries share a label set take the general path, where decoded label
+values are cached per label value and per whole key. Both keep up to LABEL_CACHE_LIMIT decoded
+values per label.
 
 Where this differs from ebpf_exporter:
 
@@ -103,9 +108,10 @@ from ansible_collections.ebpf.observability.plugins.module_utils.exporter.decode
     LABEL_CACHE_LIMIT, SKIP, Decoders,
 )
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.families import (
-    NAMESPACE, VALUE_SIZE, MetricFamily, DecoderErrors, entry_values, full_name, go_float,
+    NAMESPACE, VALUE_SIZE, MapColumns, MetricFamily, DecoderErrors, entry_values, full_name, go_float,
     parse_bucket_index, per_cpu_values,
 )
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.counter_columns import CounterColumns
 
 
 class _MetricPlan:
@@ -120,13 +126,17 @@ class _MetricPlan:
         for label in metric.labels:
             self.slices.append((offset, offset + label.size, decoders.label_decoder(label)))
             offset += label.size + label.padding
+        self.histogram = isinstance(metric, HistogramConfig)
+        self.columns = None  # counters with labels: rendered from the map's columns (counter_columns)
+        if self.slices and not self.histogram:
+            self.columns = CounterColumns(self.name, metric.labels, [s[2] for s in self.slices],
+                                          metric_label_names(metric))
         self.split_cpu = bool(metric.labels) and metric.labels[-1].name == "cpu"
         self.whole_key = len(self.slices) == 1 and self.key_size == metric.labels[0].size
         # Outcome per whole key: a tuple of label values, SKIP, or a DecodeFailure.
         self.key_cache = {}
         self.dropped = set()  # keys whose outcome is not a tuple
         self.failed = set()  # keys whose outcome is a DecodeFailure (decoded again next time)
-        self.histogram = isinstance(metric, HistogramConfig)
         if self.histogram:
             self.bucket_keys, self.buckets, self.sum_key = _bucket_layout(metric)
 
@@ -248,21 +258,33 @@ class MetricsCollector:
             if snapshot is None:
                 continue
             family = self.collect_metric(name, snapshot)
-            if family is not None and family.series:
+            if family is not None and family.series_count():
                 families.append(family)
         return families
 
     def collect_metric(self, name, snapshot):
-        """The MetricFamily of one metric from its map snapshot, or None when skipped."""
+        """The MetricFamily of one metric from its map snapshot (a MapSnapshot or MapColumns),
+        or None when skipped."""
         plan = self.plans[name]
-        entries = snapshot.entries
         family = plan.new_family()
-        if not entries:
+        columns = snapshot if isinstance(snapshot, MapColumns) else None
+        if (columns.count if columns is not None else len(snapshot.entries)) == 0:
             return family
         if snapshot.value_size != VALUE_SIZE:
             self.errors.add(name, "value_size")
             return None
-        keys, values = zip(*entries)
+        if plan.columns is not None and not (snapshot.percpu and plan.split_cpu):
+            columns = columns or MapColumns.of(snapshot)
+            if columns is not None and columns.key_size == plan.key_size:
+                try:
+                    rendered = plan.columns.collect(columns, self.errors, name)
+                except BpfError:
+                    self.errors.add(name, "value_size")
+                    return None
+                if rendered is not None:
+                    family.set_columns(rendered)
+                    return family
+        keys, values = zip(*snapshot.entries)
         try:
             keys, values = self._expand(plan, keys, values, snapshot)
         except BpfError:

@@ -9,9 +9,11 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import collections
+import functools
 import math
-import operator
 import re
+import struct
+import sys
 
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
 
@@ -39,9 +41,13 @@ class MetricFamily:
     label_names order) to a number, or for a histogram to (cumulative bucket counts, sum)
     with one count per entry of ``buckets`` (the ``le`` texts, ``+Inf`` not included; the
     last count is also the +Inf bucket and ``_count``).
+
+    A family the collector built from a map's columns (counter_columns) holds its series as
+    lines already rendered; ``series`` builds the dict from them when first asked for, and from
+    then on the dict is the family's content (so changes to it are rendered).
     """
 
-    __slots__ = ("name", "help", "type", "label_names", "series", "buckets")
+    __slots__ = ("name", "help", "type", "label_names", "_series", "buckets", "_columns")
 
     def __init__(self, name, help_text, metric_type, label_names=(), buckets=()):
         if metric_type not in ("counter", "gauge", "histogram"):
@@ -50,16 +56,83 @@ class MetricFamily:
         self.help = help_text
         self.type = metric_type
         self.label_names = tuple(label_names)
-        self.series = {}
+        self._series = {}
+        self._columns = None
         self.buckets = tuple(buckets)
+
+    @property
+    def series(self):
+        if self._columns is not None:
+            self._series = self._columns.series()
+            self._columns = None
+        return self._series
+
+    @series.setter
+    def series(self, value):
+        self._series = value
+        self._columns = None
+
+    def set_columns(self, columns):
+        """Hold the series as rendered columns (an object with ``count``, ``text`` and ``series()``)."""
+        self._series = None
+        self._columns = columns
+
+    def series_count(self):
+        """How many series the family has (without building the dict of rendered columns)."""
+        return self._columns.count if self._columns is not None else len(self._series)
+
+    def rendered(self):
+        """The series' lines as the text format writes them, when the family holds rendered
+        columns; else None."""
+        return self._columns.text if self._columns is not None else None
 
     def add(self, label_values, value):
         """Add value to the series with these label values (a counter or gauge)."""
         key = tuple(label_values)
-        self.series[key] = self.series.get(key, 0) + value
+        series = self.series
+        series[key] = series.get(key, 0) + value
 
     def __repr__(self):
-        return "MetricFamily(%r, %s, %d series)" % (self.name, self.type, len(self.series))
+        return "MetricFamily(%r, %s, %d series)" % (self.name, self.type, self.series_count())
+
+
+class MapColumns(collections.namedtuple("MapColumns", "count keys values key_size value_size percpu")):
+    """One map read as two buffers (what bpf_syscall.map_lookup_batch_raw returns): ``count``
+    keys of ``key_size`` bytes back to back, and their values, each ``len(values) // count``
+    bytes (a per-CPU value: one roundup(value_size, 8)-byte slot per possible CPU).
+    value_size and percpu are as in MapSnapshot; ``entries`` gives the (key, value) pairs."""
+
+    __slots__ = ()
+
+    @property
+    def entries(self):
+        count = self.count
+        if not count:
+            return []
+        return list(zip(split_records(self.keys, self.key_size, count),
+                        split_records(self.values, len(self.values) // count, count)))
+
+    @classmethod
+    def of(cls, snapshot):
+        """A MapSnapshot as columns; None when its keys or its values differ in size."""
+        entries = snapshot.entries
+        if not entries:
+            return cls(0, b"", b"", 0, snapshot.value_size, snapshot.percpu)
+        keys, values = zip(*entries)
+        if len(set(map(len, keys))) != 1 or len(set(map(len, values))) != 1:
+            return None
+        return cls(len(keys), b"".join(keys), b"".join(values), len(keys[0]), snapshot.value_size,
+                   snapshot.percpu)
+
+
+def split_records(data, size, count):
+    """``count`` records of ``size`` bytes at the start of ``data``, as bytes objects."""
+    return _splitter(size, count).unpack_from(data)
+
+
+@functools.lru_cache(maxsize=16)
+def _splitter(size, count):
+    return struct.Struct(("%ds" % size) * count)
 
 
 class DecoderErrors:
@@ -104,6 +177,11 @@ def decoder_errors_family(errors_by_config, namespace=NAMESPACE):
         for (metric, decoder), count in errors.counts.items():
             family.series[(config, metric, decoder)] = count
     return family
+
+
+def escape_label(value):
+    """A label value as the text format writes it between quotes."""
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
 def go_float(value):
@@ -174,29 +252,61 @@ def entry_values(values, value_size, percpu):
         raise BpfError("value size is %d bytes; metrics maps must hold u64 values (8 bytes)" % value_size)
     if not values:
         return []
-    columns = per_cpu_values(values, value_size) if percpu else [_u64s(values, 1)]
-    total = columns[0]
-    for column in columns[1:]:
-        total = list(map(operator.add, total, column))
-    return total
+    slots = cpu_slots(len(values[0]), value_size) if percpu else 1
+    data = b"".join(values)
+    if len(data) != len(values) * slots * VALUE_SIZE:
+        raise BpfError("map values differ in size; expected %d bytes each" % (slots * VALUE_SIZE))
+    return u64_sums(data, len(values), slots)
+
+
+def cpu_slots(size, value_size):
+    """How many CPU slots a per-CPU value of ``size`` bytes holds."""
+    stride = (value_size + 7) // 8 * 8
+    slots = size // stride
+    if slots == 0 or size != slots * stride:
+        raise BpfError("per-CPU value of %d bytes is not a whole number of %d-byte CPU slots" % (size, stride))
+    return slots
+
+
+def u64_sums(data, count, slots):
+    """The sums of each of ``count`` runs of ``slots`` host-order u64 in ``data``, as a list of ints."""
+    sums = u64_sum_column(data, count, slots)
+    return sums if sums.__class__ is list else sums.tolist()
+
+
+def u64_sum_column(data, count, slots):
+    """The same sums as a sequence: a memoryview of u64, or a list where a sum exceeds 2^64 - 1.
+
+    The CPUs' columns are added as whole numbers (each u64 widened to 128 bits, so that no sum
+    carries into its neighbour): a few big-integer additions rather than one per entry and CPU.
+    A caller that takes the sums in another order indexes the view (an int is made only for what
+    it takes, in its order, and the buffer is read rather than scattered objects).
+    """
+    words = memoryview(data).cast("B")[:count * slots * VALUE_SIZE].cast("Q")
+    if slots == 1:
+        return words
+    wide = bytearray(count * 2 * VALUE_SIZE)
+    halves = memoryview(wide).cast("Q")
+    low = 0 if sys.byteorder == "little" else 1
+    total = 0
+    for cpu in range(slots):
+        halves[low::2] = words[cpu::slots]
+        total += int.from_bytes(wide, sys.byteorder)
+    halves = memoryview(total.to_bytes(len(wide), sys.byteorder)).cast("Q")
+    high = halves[1 - low::2]
+    if high.tobytes() != bytes(count * VALUE_SIZE):  # a sum beyond 2^64 - 1
+        return [value + (carry << 64) for value, carry in zip(halves[low::2].tolist(), high.tolist())]
+    return memoryview(halves[low::2].tobytes()).cast("Q")  # contiguous: a quarter cheaper to index at random
 
 
 def per_cpu_values(values, value_size):
     """For per-CPU values: one list of u64 per CPU, each with one item per entry."""
-    stride = (value_size + 7) // 8 * 8
-    slots = len(values[0]) // stride
-    if slots == 0 or len(values[0]) != slots * stride:
-        raise BpfError("per-CPU value of %d bytes is not a whole number of %d-byte CPU slots"
-                       % (len(values[0]), stride))
-    flat = _u64s(values, slots)
-    return [flat[cpu::slots] for cpu in range(slots)]
-
-
-def _u64s(values, slots):
+    slots = cpu_slots(len(values[0]), value_size)
     data = b"".join(values)
     if len(data) != len(values) * slots * VALUE_SIZE:
         raise BpfError("map values differ in size; expected %d bytes each" % (slots * VALUE_SIZE))
-    return memoryview(data).cast("Q").tolist()
+    flat = memoryview(data).cast("Q").tolist()
+    return [flat[cpu::slots] for cpu in range(slots)]
 
 
 def full_name(namespace, name):

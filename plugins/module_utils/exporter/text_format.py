@@ -11,7 +11,7 @@ __metaclass__ = type
 import operator
 
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
-from ansible_collections.ebpf.observability.plugins.module_utils.exporter.families import go_float
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.families import escape_label, go_float
 
 
 try:
@@ -19,10 +19,6 @@ try:
     PROMETHEUS_CLIENT_IMPORT_ERROR = None
 except ImportError as exc:
     PROMETHEUS_CLIENT_IMPORT_ERROR = exc
-
-
-def _escape_label(value):
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
 def _escape_help(text):
@@ -46,7 +42,7 @@ def _output_rows(family):
         column = set(map(operator.itemgetter(position), rows))
         special = [v for v in column if "\\" in v or "\n" in v or '"' in v]
         if special:
-            escapes[position] = dict((v, _escape_label(v)) for v in special)
+            escapes[position] = dict((v, escape_label(v)) for v in special)
     if escapes:
         rows = [tuple(escapes[i].get(v, v) if i in escapes else v for i, v in enumerate(row)) for row in rows]
     return tuple(names[i] for i in order), list(zip(rows, series.values()))
@@ -68,10 +64,14 @@ class TextRenderer:
         out = []
         cache = {}
         for family in sorted(families, key=operator.attrgetter("name")):
-            if not family.series:
+            if not family.series_count():
                 continue
             name = family.name
             out.append("# HELP %s %s\n# TYPE %s %s\n" % (name, _escape_help(family.help), name, family.type))
+            text = family.rendered()
+            if text is not None:
+                out.append(text)
+                continue
             if family.type == "histogram":
                 out.extend(_histogram_lines(family))
                 continue

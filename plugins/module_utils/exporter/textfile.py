@@ -74,7 +74,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.state.atomic_fi
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.decoders import Decoders
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.build_info import build_info_family
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.families import (
-    DecoderErrors, MapSnapshot, MetricFamily, decoder_errors_family,
+    DecoderErrors, MapColumns, MapSnapshot, MetricFamily, decoder_errors_family,
 )
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.link_pins import pinned_link_attachments
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.perf_events import PerfCounters
@@ -103,7 +103,7 @@ ARRAY_MAP_TYPES = ("array", "percpu_array")
 
 
 def read_metric_map(collector, metric, path, skip_zero_array_entries=False):
-    """MapSnapshot of the map pinned at ``path`` for ``metric``; BpfError when it does not fit.
+    """MapColumns of the map pinned at ``path`` for ``metric``; BpfError when it does not fit.
 
     Every index of an array map is an entry, zero or not, as in ebpf_exporter (dashboards see
     the series at zero); ``skip_zero_array_entries`` leaves out those zero on every CPU.
@@ -113,11 +113,12 @@ def read_metric_map(collector, metric, path, skip_zero_array_entries=False):
         percpu = sc.is_percpu_map_type(info["type"])
         collector.check_map(metric, info["key_size"], info["value_size"], percpu)
         size = sc.percpu_value_size(info["value_size"]) if percpu else info["value_size"]
-        entries = sc.map_lookup_batch(fd, info["key_size"], size, info["max_entries"])
+        count, keys, values = sc.map_lookup_batch_raw(fd, info["key_size"], size, info["max_entries"])
+    columns = MapColumns(count, keys, values, info["key_size"], info["value_size"], percpu)
     if skip_zero_array_entries and info["type_name"] in ARRAY_MAP_TYPES:
         zero = bytes(size)
-        entries = [entry for entry in entries if entry[1] != zero]
-    return MapSnapshot(entries, info["value_size"], percpu)
+        return MapSnapshot([entry for entry in columns.entries if entry[1] != zero], info["value_size"], percpu)
+    return columns
 
 
 def pinned_programs(pin_dir):
@@ -221,7 +222,7 @@ class Exporter:
                 else:
                     snapshot = read_metric_map(collector, metric, path, self.config.skip_zero_array_entries)
                 family = collector.collect_metric(metric, snapshot)
-                if family is not None and family.series and self._within_limit(program.name, metric, family):
+                if family is not None and family.series_count() and self._within_limit(program.name, metric, family):
                     self._merge(families, family, program.name)
             except BpfError as e:
                 failures += 1
@@ -238,7 +239,7 @@ class Exporter:
     def _within_limit(self, program, metric, family):
         """Whether the family's series (label sets) fit max_series_per_metric; one that does not
         is left out of this pass, counted and logged (it comes back when it fits again)."""
-        count = self.series_counts[(program, metric)] = len(family.series)
+        count = self.series_counts[(program, metric)] = family.series_count()
         limit = self.config.max_series_per_metric
         if not limit or count <= limit:
             return True

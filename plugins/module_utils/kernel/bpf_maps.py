@@ -206,6 +206,15 @@ def map_lookup_batch(fd, key_size, value_size, max_entries, batch=None):
     `batch` is how many entries one call asks for (default: the whole map, bounded to
     64 MiB of buffers). Falls back to map_dump_per_key where the kernel or the map type
     has no batch lookup. For per-CPU maps pass percpu_value_size(value_size)."""
+    count, keys, values = map_lookup_batch_raw(fd, key_size, value_size, max_entries, batch)
+    if not count:
+        return []
+    return list(zip(_splitter(key_size, count).unpack_from(keys), _splitter(value_size, count).unpack_from(values)))
+
+
+def map_lookup_batch_raw(fd, key_size, value_size, max_entries, batch=None):
+    """What map_lookup_batch reads, as (count, keys, values): the keys back to back in one
+    bytes object, the values in another (no object per entry)."""
     num = fdnum(fd)
     entry = key_size + value_size
     if batch is None:
@@ -217,7 +226,7 @@ def map_lookup_batch(fd, key_size, value_size, max_entries, batch=None):
     vals = create_string_buffer(batch * value_size)
     lookup_batch = libbpf.lib().bpf_map_lookup_batch
     in_batch, out_batch, count = None, tokens[1], c_uint32()
-    out = []
+    key_parts, value_parts, total = [], [], 0
     flip = 1
     while True:
         count.value = batch
@@ -229,15 +238,19 @@ def map_lookup_batch(fd, key_size, value_size, max_entries, batch=None):
                 keys = create_string_buffer(batch * key_size)
                 vals = create_string_buffer(batch * value_size)
                 continue
-            if ret in _BATCH_UNSUPPORTED and in_batch is None and not out:
-                return map_dump_per_key(fd, key_size, value_size)
+            if ret in _BATCH_UNSUPPORTED and in_batch is None and not total:
+                pairs = map_dump_per_key(fd, key_size, value_size)
+                return len(pairs), b"".join(pair[0] for pair in pairs), b"".join(pair[1] for pair in pairs)
             raise fail("batch lookup in map fd %d" % num, ret)
         n = count.value
         if n:
-            out.extend(zip(_splitter(key_size, n).unpack_from(keys),
-                           _splitter(value_size, n).unpack_from(vals)))
-        if ret == -errno.ENOENT or (ret == 0 and n == 0) or len(out) >= max_entries:
-            return out
+            key_parts.append(ctypes.string_at(keys, n * key_size))
+            value_parts.append(ctypes.string_at(vals, n * value_size))
+            total += n
+        if ret == -errno.ENOENT or (ret == 0 and n == 0) or total >= max_entries:
+            if len(key_parts) == 1:
+                return total, key_parts[0], value_parts[0]
+            return total, b"".join(key_parts), b"".join(value_parts)
         # The position the kernel returned is where the next call starts.
         in_batch = tokens[flip]
         flip ^= 1
