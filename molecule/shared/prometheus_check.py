@@ -7,9 +7,11 @@ dashboard (monitoring/grafana/) on what the VMs export.
 The lab's guests are reached only over SSH, so each guest's node_exporter (127.0.0.1:9100 in the
 guest) comes through an SSH local forward to a port of this machine's loopback; Prometheus scrapes
 those, each labelled with the instance's name. Passes when every panel's query has data for every
-guest, no alert fires, and the exporter's build info comes from each. Prints a JSON summary.
+guest (from the guests whose kernel gives what the panel shows: KERNEL_METRICS; a panel no guest's
+kernel feeds must be empty), no alert fires, and the exporter's build info comes from each.
+Prints a JSON summary.
 
-    prometheus_check.py --guest NAME:ADDRESS:PORT:USER:KEY [--guest ...]
+    prometheus_check.py --guest NAME:KERNEL:ADDRESS:PORT:USER:KEY [--guest ...]
 """
 import argparse
 import json
@@ -31,6 +33,8 @@ NODE_EXPORTER = "127.0.0.1:9100"
 # windows hold six passes and the stale alert's window is 30 s.
 SCALE = 6
 RATE_INTERVAL = "30s"
+# Metrics the exporter gives only from a kernel version on: {metric: (major, minor)}.
+KERNEL_METRICS = {"ebpf_program_misses_total": (5, 12)}  # bpf_prog_info.recursion_misses
 
 
 def tunnel(address, port, user, key):
@@ -63,13 +67,28 @@ def from_every(result, guests):
     return result if instances(result) == guests else None
 
 
-def check(monitoring, guests):
-    summary = {"panels": 0}
+def expected(expr, kernels):
+    """The guests whose kernel gives every metric ``expr`` reads."""
+    return sorted(name for name, release in kernels.items()
+                  if all(metric not in expr or release >= since for metric, since in KERNEL_METRICS.items()))
+
+
+def check(monitoring, kernels):
+    guests = sorted(kernels)
+    summary = {"panels": 0, "empty": []}
+    empty = []
     for title, expr in dashboard_queries(RATE_INTERVAL):
-        found = monitoring.wait("data from %s for the panel %r (%s)" % (", ".join(guests), title, expr),
-                                lambda e=expr: from_every(monitoring.query(e), guests), timeout=120)
+        wanted = expected(expr, kernels)
+        if not wanted:
+            empty.append((title, expr))
+            continue
+        found = monitoring.wait("data from %s for the panel %r (%s)" % (", ".join(wanted), title, expr),
+                                lambda e=expr, w=wanted: from_every(monitoring.query(e), w), timeout=120)
         summary["panels"] += 1
         summary.setdefault("series", {})[title] = len(found)
+    for title, expr in empty:  # every guest's kernel lacks what it shows: no series at all
+        assert monitoring.query(expr) == [], (title, monitoring.query(expr))
+        summary["empty"].append(title)
     monitoring.wait("no alert firing", lambda: not [a for a in monitoring.api("alerts")["alerts"]
                                                     if a["state"] == "firing"], timeout=60)
     versions = monitoring.query("ebpf_observability_exporter_build_info")
@@ -81,20 +100,22 @@ def check(monitoring, guests):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
-    parser.add_argument("--guest", action="append", required=True, help="NAME:ADDRESS:SSH_PORT:USER:KEY_FILE")
+    parser.add_argument("--guest", action="append", required=True,
+                        help="NAME:KERNEL:ADDRESS:SSH_PORT:USER:KEY_FILE (KERNEL: the Linux series, such as 6.1)")
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="lab-prom-")
     tunnels, monitoring = [], None
     try:
-        targets = {}
+        targets, kernels = {}, {}
         for spec in args.guest:
-            name, address, port, user, key = spec.split(":", 4)
+            name, kernel, address, port, user, key = spec.split(":", 5)
             proc, local = tunnel(address, port, user, key)
             tunnels.append(proc)
             targets[name] = local
+            kernels[name] = tuple(int(x) for x in kernel.split(".")[:2])
         monitoring = Monitoring(work, targets=targets, scale=SCALE)
         start = time.monotonic()
-        summary = check(monitoring, sorted(targets))
+        summary = check(monitoring, kernels)
         summary["seconds"] = round(time.monotonic() - start, 1)
         print(json.dumps(summary, sort_keys=True))
     finally:
