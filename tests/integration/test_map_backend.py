@@ -151,3 +151,12 @@ def test_a_failed_write_restores_the_previous_entries(pin_root, loaded, monkeypa
     after = hash_contents(loaded)
     assert len(after) == HASH_CAPACITY - 2
     assert dict((k, v) for k, v in after.items() if struct.unpack("<I", k)[0] < 50000) == before
+
+
+def test_array_lookup_range_reads_the_keys_asked_for():
+    with sc.map_create(sc.BPF_MAP_TYPE_ARRAY, 4, 8, 10) as m:
+        for i in range(10):
+            sc.map_update(m, struct.pack("=I", i), struct.pack("=Q", 100 + i))
+        assert sc.array_lookup_range(m, 8, 0, 3) == struct.pack("=3Q", 100, 101, 102)
+        assert sc.array_lookup_range(m, 8, 4, 6) == struct.pack("=6Q", *range(104, 110))
+        assert sc.array_lookup_range(m, 8, 8, 5) == struct.pack("=2Q", 108, 109)  # past the end: what is there

@@ -15,7 +15,9 @@ from ansible_collections.ebpf.observability.plugins.module_utils.backends import
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.maps import MapBackend
 
+_KEY = struct.Struct("=I")
 _VALUE = struct.Struct("=Q")
+_TABLE = struct.Struct("=%dQ" % tc_rules.GEN_SIZE)
 
 
 class TcRulesBackend(MapBackend):
@@ -23,21 +25,22 @@ class TcRulesBackend(MapBackend):
 
     def __init__(self, name, pin_root, check_mode=False):
         super(TcRulesBackend, self).__init__(name, tc_rules.MAP_NAME, pin_root, check_mode=check_mode)
-        if (self.info["max_entries"], self.info["value_size"]) != (tc_rules.MAP_ENTRIES, _VALUE.size):
-            raise BpfError("map %s of %s has %d entries of %d bytes, not the tc_classifier layout (%d of %d)" % (
-                tc_rules.MAP_NAME, name, self.info["max_entries"], self.info["value_size"],
-                tc_rules.MAP_ENTRIES, _VALUE.size),
+        layout = (self.info["type_name"], self.info["max_entries"], self.info["value_size"])
+        if layout != ("array", tc_rules.MAP_ENTRIES, _VALUE.size):
+            raise BpfError("map %s of %s is a %s of %d entries of %d bytes, not the tc_classifier layout (an array "
+                           "of %d of %d)" % ((tc_rules.MAP_NAME, name) + layout + (tc_rules.MAP_ENTRIES, _VALUE.size)),
                 hint="load the collection's tc_classifier object under this name")
 
     def active(self):
         """(active generation, its table values as the kernel holds them)."""
-        entries = sc.map_lookup_batch(self.fd, self.info["key_size"], self.info["value_size"], self.info["max_entries"])
-        values = [0] * tc_rules.MAP_ENTRIES
-        for key, value in entries:
-            values[struct.unpack("=I", key)[0]] = _VALUE.unpack(value)[0]
-        generation = values[tc_rules.SELECTOR_INDEX] & 1
-        base = tc_rules.generation_base(generation)
-        return generation, values[base:base + tc_rules.GEN_SIZE]
+        selector = sc.map_lookup(self.fd, _KEY.pack(tc_rules.SELECTOR_INDEX), _VALUE.size)
+        generation = _VALUE.unpack(selector)[0] & 1 if selector else 0
+        raw = sc.array_lookup_range(self.fd, _VALUE.size, tc_rules.generation_base(generation), tc_rules.GEN_SIZE)
+        values = list(_TABLE.unpack_from(raw)) if len(raw) == _TABLE.size else None
+        if values is None:
+            raise BpfError("map %s (%s) returned %d of the %d values of generation %d" % (
+                tc_rules.MAP_NAME, self.path, len(raw) // _VALUE.size, tc_rules.GEN_SIZE, generation))
+        return generation, values
 
     def apply_classes(self, classes):
         wanted = tc_rules.compile_tables(tc_rules.parse_rules(classes))

@@ -257,6 +257,22 @@ def map_lookup_batch_raw(fd, key_size, value_size, max_entries, batch=None):
         out_batch = tokens[flip]
 
 
+def array_lookup_range(fd, value_size, start, count):
+    """The values of keys ``start`` to ``start + count - 1`` of an array map, joined (bytes):
+    one BPF_MAP_LOOKUP_BATCH call that starts after the key before ``start`` (the kernel's
+    position token of an array is the last key read), key by key where the kernel has none."""
+    num = fdnum(fd)
+    in_batch = create_string_buffer(struct.pack("=Q", start - 1), 8) if start else None
+    keys, vals, got = create_string_buffer(count * 4), create_string_buffer(count * value_size), c_uint32(count)
+    ret = libbpf.lib().bpf_map_lookup_batch(num, in_batch, create_string_buffer(8), keys, vals, got, None)
+    if ret in _BATCH_UNSUPPORTED:
+        values = [map_lookup(fd, struct.pack("=I", key), value_size) for key in range(start, start + count)]
+        return b"".join(value for value in values if value is not None)
+    if ret < 0 and ret != -errno.ENOENT:
+        raise fail("batch lookup in map fd %d" % num, ret)
+    return vals.raw[:got.value * value_size]
+
+
 def map_update_batch(fd, items, elem_flags=BPF_ANY):
     """Store many (key, value) pairs in one call (BPF_MAP_UPDATE_BATCH); all keys must have
     one length and all values another. Returns how many were stored."""
