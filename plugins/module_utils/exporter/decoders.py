@@ -47,8 +47,9 @@ pci_device,    (class << 8 | subclass) name from pci.ids, as ebpf_exporter looks
 pci_class,     (pci_names); the hex id when no pci.ids is installed
 pci_subclass
 btf_enum       decimal -> name of that value in the kernel enum ``enum`` (read from the
-               running kernel's BTF), without ``strip_prefix``; else ``unknown:<n>``, or the
-               number with ``allow_unknown: true``. An extension of this collection, not an
+               running kernel's BTF), without ``strip_prefix``; else (also on a kernel
+               whose BTF has no such enum, older than it) ``unknown:<n>``, or the number with
+               ``allow_unknown: true``. An extension of this collection, not an
                ebpf_exporter decoder: for enums renumbered between kernels (skb_drop_reason)
 =============  ==============================================================================
 """
@@ -316,9 +317,10 @@ class Decoders:
             if isinstance(self._btf, BpfError):
                 raise DecodeError(str(self._btf))
             try:
-                values = self._btf_enums[name] = self._btf.enum(name)
-            except BpfError as exc:
-                raise DecodeError(str(exc))
+                values = self._btf.enum(name)
+            except BpfError:
+                values = {}  # a kernel older than the enum (skb_drop_reason: 5.17): every value is unknown
+            self._btf_enums[name] = values
         return values
 
     def decode_btf_enum(self, data, conf):
