@@ -94,7 +94,7 @@ def check(monitoring, kernels):
     versions = monitoring.query("ebpf_observability_exporter_build_info")
     assert instances(versions) == guests, versions
     summary["versions"] = sorted(set(v["metric"]["version"] for v in versions))
-    summary["alerts"] = [a["labels"]["alertname"] for a in monitoring.api("alerts")["alerts"]]
+    summary["alerts"] = sorted("%s %s" % (a["labels"]["alertname"], a["state"]) for a in monitoring.api("alerts")["alerts"])
     return summary
 
 
