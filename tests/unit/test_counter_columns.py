@@ -106,7 +106,7 @@ def test_columns_render_as_the_general_path(blob, grid, cpus):
 
 def test_entries_sharing_a_label_set_are_summed_by_the_general_path():
     config = MIXED.replace("BLOB", "hex").replace("size: 4\n          decoders:\n            - name: uint",
-                                                               "size: 4\n          decoders:\n            - name: string")
+                                                  "size: 4\n          decoders:\n            - name: string")
     entries = [(KEY.pack(1, 3, 0x41, b"\0\0\0"), struct.pack("<Q", 5)),
                (KEY.pack(1, 3, 0x00420041, b"\0\0\0"), struct.pack("<Q", 7))]  # "A", "A\0B": one label set
     fast, _slow, fast_families, slow_families = both(config, entries, False)

@@ -27,8 +27,9 @@ class TcRulesBackend(MapBackend):
         super(TcRulesBackend, self).__init__(name, tc_rules.MAP_NAME, pin_root, check_mode=check_mode)
         layout = (self.info["type_name"], self.info["max_entries"], self.info["value_size"])
         if layout != ("array", tc_rules.MAP_ENTRIES, _VALUE.size):
-            raise BpfError("map %s of %s is a %s of %d entries of %d bytes, not the tc_classifier layout (an array "
-                           "of %d of %d)" % ((tc_rules.MAP_NAME, name) + layout + (tc_rules.MAP_ENTRIES, _VALUE.size)),
+            raise BpfError(
+                "map %s of %s is a %s of %d entries of %d bytes, not the tc_classifier layout (an array of %d of %d)"
+                % ((tc_rules.MAP_NAME, name) + layout + (tc_rules.MAP_ENTRIES, _VALUE.size)),
                 hint="load the collection's tc_classifier object under this name")
 
     def active(self):
