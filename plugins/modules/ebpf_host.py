@@ -290,67 +290,67 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.host import HostBackend
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.module_runner import run_backend
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.option_types import check_before_conversion
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            state=dict(type="str", default="present", choices=["present", "absent"]),
-            kernel=dict(type="bool", default=True),
-            restart=dict(type="bool", default=False),
-            programs=dict(type="list", elements="dict", default=[]),
-            catalog=dict(type="dict", default={}),
-            objects_dir=dict(type="path"),
-            objects=dict(type="dict", default={}),
-            files=dict(type="list", elements="dict", default=[], options=dict(
-                dest=dict(type="path", required=True),
-                content=dict(type="str"),
-                src=dict(type="path"),
-                mode=dict(type="str", default="0644"),
-                unit=dict(type="bool", default=False),
-                validate=dict(type="str"),
-                checksum=dict(type="str"),
-                key=dict(type="str", no_log=False),
-            )),
-            contents=dict(type="dict", default={}, no_log=False),
-            units=dict(type="list", elements="dict", default=[], options=dict(
-                name=dict(type="str", required=True),
-                always=dict(type="bool", default=False),
-                stop=dict(type="bool", default=False),
-                start=dict(type="bool", default=False),
-                enabled=dict(type="bool", default=True),
-                restart=dict(type="bool", default=True),
-            )),
-            account=dict(type="dict", options=dict(
-                user=dict(type="str", required=True),
-                group=dict(type="str", required=True),
-                groups=dict(type="list", elements="str", default=[]),
-            )),
-            directories=dict(type="list", elements="dict", default=[], options=dict(
-                path=dict(type="path", required=True),
-                mode=dict(type="str", default="0755"),
-                owner=dict(type="str"),
-                group=dict(type="str"),
-                create=dict(type="bool", default=True),
-                made_by=dict(type="str"),
-            )),
-            grant_access=dict(type="dict", options=dict(
-                pin_root=dict(type="path", required=True),
-                group=dict(type="str", required=True),
-                programs=dict(type="list", elements="str", default=[]),
-            )),
-            absent_files=dict(type="list", elements="path", default=[]),
-            prune=dict(type="bool", default=True),
-            restore_at_boot=dict(type="bool", default=True),
-            pin_root=dict(type="path", default="/sys/fs/bpf/ebpf_observability"),
-            install_dir=dict(type="path", default="/usr/local/lib/ebpf_observability"),
-            config_dir=dict(type="path", default="/etc/ebpf_observability"),
-            events_dir=dict(type="path", default="/var/lib/ebpf_observability"),
-            bpffs=dict(type="path", default="/sys/fs/bpf"),
-            bpffs_options=dict(type="str", default="nosuid,nodev,noexec,mode=0700"),
-        ),
-        supports_check_mode=True,
+    argument_spec = dict(
+        state=dict(type="str", default="present", choices=["present", "absent"]),
+        kernel=dict(type="bool", default=True),
+        restart=dict(type="bool", default=False),
+        programs=dict(type="list", elements="dict", default=[]),
+        catalog=dict(type="dict", default={}),
+        objects_dir=dict(type="path"),
+        objects=dict(type="dict", default={}),
+        files=dict(type="list", elements="dict", default=[], options=dict(
+            dest=dict(type="path", required=True),
+            content=dict(type="str"),
+            src=dict(type="path"),
+            mode=dict(type="str", default="0644"),
+            unit=dict(type="bool", default=False),
+            validate=dict(type="str"),
+            checksum=dict(type="str"),
+            key=dict(type="str", no_log=False),
+        )),
+        contents=dict(type="dict", default={}, no_log=False),
+        units=dict(type="list", elements="dict", default=[], options=dict(
+            name=dict(type="str", required=True),
+            always=dict(type="bool", default=False),
+            stop=dict(type="bool", default=False),
+            start=dict(type="bool", default=False),
+            enabled=dict(type="bool", default=True),
+            restart=dict(type="bool", default=True),
+        )),
+        account=dict(type="dict", options=dict(
+            user=dict(type="str", required=True),
+            group=dict(type="str", required=True),
+            groups=dict(type="list", elements="str", default=[]),
+        )),
+        directories=dict(type="list", elements="dict", default=[], options=dict(
+            path=dict(type="path", required=True),
+            mode=dict(type="str", default="0755"),
+            owner=dict(type="str"),
+            group=dict(type="str"),
+            create=dict(type="bool", default=True),
+            made_by=dict(type="str"),
+        )),
+        grant_access=dict(type="dict", options=dict(
+            pin_root=dict(type="path", required=True),
+            group=dict(type="str", required=True),
+            programs=dict(type="list", elements="str", default=[]),
+        )),
+        absent_files=dict(type="list", elements="path", default=[]),
+        prune=dict(type="bool", default=True),
+        restore_at_boot=dict(type="bool", default=True),
+        pin_root=dict(type="path", default="/sys/fs/bpf/ebpf_observability"),
+        install_dir=dict(type="path", default="/usr/local/lib/ebpf_observability"),
+        config_dir=dict(type="path", default="/etc/ebpf_observability"),
+        events_dir=dict(type="path", default="/var/lib/ebpf_observability"),
+        bpffs=dict(type="path", default="/sys/fs/bpf"),
+        bpffs_options=dict(type="str", default="nosuid,nodev,noexec,mode=0700"),
     )
+    check_before_conversion(argument_spec, AnsibleModule)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
 
     def action():
         backend = HostBackend(module.params, check_mode=module.check_mode)

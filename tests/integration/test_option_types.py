@@ -37,7 +37,8 @@ def argument_spec(name):
     def stub(argument_spec, **_kw):
         captured.update(argument_spec)
         raise ModuleExit(None)
-    with mock.patch.object(module, "AnsibleModule", stub):
+    with mock.patch.object(module, "AnsibleModule", stub), \
+            mock.patch.object(module, "check_before_conversion", lambda *_a: None, create=True):  # reads no options
         with pytest.raises(ModuleExit):
             module.main()
     return captured

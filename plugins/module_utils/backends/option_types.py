@@ -29,8 +29,11 @@ def _check_value(kind, elements, suboptions, value, path, errors):
         for i, item in enumerate(value):
             if item is not None:
                 _check_value(elements, None, suboptions, item, "%s[%d]" % (path, i), errors)
-    elif kind == "dict" and suboptions and isinstance(value, dict):
-        errors.extend(type_errors(suboptions, value, path + "."))
+    elif kind == "dict" and suboptions:
+        if isinstance(value, dict):
+            errors.extend(type_errors(suboptions, value, path + "."))
+        else:  # Ansible's own message for it would not name the option
+            errors.append("%s must be a mapping, not %s (%r)" % (path, _kind(value), value))
 
 
 def type_errors(spec, raw, prefix=""):
@@ -59,4 +62,15 @@ def check_module(module):
     """Fail the module (before it changes anything) when an option has the wrong type."""
     errors = type_errors(module.argument_spec, raw_params())
     if errors:
+        module.fail_json(msg="wrong option type: %s; nothing was changed" % "; ".join(errors))
+
+
+def check_before_conversion(argument_spec, module_class):
+    """The same check before the module is made with ``argument_spec``, for a spec with mappings
+    of sub-options (whose conversion errors Ansible reports without the option's name): a wrong
+    type fails through a module that converts nothing."""
+    errors = type_errors(argument_spec, raw_params())
+    if errors:
+        module = module_class(argument_spec=dict((name, {"type": "raw"}) for name in argument_spec),
+                              supports_check_mode=True)
         module.fail_json(msg="wrong option type: %s; nothing was changed" % "; ".join(errors))
