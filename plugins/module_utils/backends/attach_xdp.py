@@ -12,6 +12,8 @@
   mode is strict unless ``mode_fallback`` lets it continue down that order.
 - A program that has to change mode (the asked mode is not the one it runs in) is detached and
   attached again: the only case with a moment without a program, reported in a warning.
+- ``multiprog`` puts the program in libxdp's multi-program dispatcher instead, beside other
+  tools' programs (attach_xdp_multi); the view's ``multiprog`` says whether it did and why.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -23,7 +25,11 @@ from ansible_collections.ebpf.observability.plugins.module_utils.kernel import b
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_common import (
     ATTACH, MOVE, REPLACE, AttachError, Hook, prog_facts, prog_label,
 )
+
+JOIN = "join"
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.netlink_codec import XDP_MODE_ATTRS
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import libxdp
+from ansible_collections.ebpf.observability.plugins.module_utils.backends import attach_xdp_multi as multi
 
 MODE_ORDER = ("hw", "drv", "skb")
 MODES = ("auto",) + MODE_ORDER
@@ -56,21 +62,46 @@ class XdpHook(Hook):
         self.ifindex = backend.ifindex
         self.ifname = backend.ifname
         self.modes = modes_to_try(self.params.get("mode") or "auto", self.params.get("mode_fallback"))
+        self.multiprog, self.priority, self.actions = multi.check_settings(self.params)
+        self._unsupported = None if self.multiprog == "never" else multi.unsupported_reason(self.prog)
         self._target = None  # (mode, prog_id) that REPLACE or MOVE acts on
+        self._dispatch = False  # the action goes through the dispatcher
+
+    def validate(self):
+        if self.multiprog == "always" and self._unsupported:
+            raise AttachError("multiprog: always, but %s" % self._unsupported, "unsupported",
+                              hint="use multiprog: auto to attach directly where a dispatcher cannot run")
 
     def read(self):
-        return {"held": held_programs(self.nl.xdp_query(self.ifindex))}
+        held = held_programs(self.nl.xdp_query(self.ifindex))
+        found = None
+        if held and libxdp.available():
+            found = libxdp.dispatcher(self.ifindex)
+        return {"held": held, "dispatcher": found if found and not found["legacy"] else None}
+
+    def _components(self, state):
+        return [c for c in (state["dispatcher"] or {}).get("components", []) if multi.is_ours(self.prog, c)]
+
+    def _current(self, state):
+        return [c for c in self._components(state) if multi.is_current(self.prog, c, self.priority, self.actions)]
 
     def attached(self, state):
-        return any(pid == self.prog.id and mode in self.modes for mode, pid in state["held"])
+        if state["dispatcher"]:
+            return self.multiprog != "never" and state["dispatcher"]["mode"] in self.modes and bool(self._current(state))
+        return self.multiprog != "always" and any(pid == self.prog.id and mode in self.modes for mode, pid in state["held"])
 
     def holds_ours(self, state):
-        return any(self.prog.owns(pid) for _mode, pid in state["held"])
+        return bool(self._components(state)) or any(self.prog.owns(pid) for _mode, pid in state["held"])
 
     def needs_attach(self, state):
         if self.attached(state):
             return None
         held = state["held"]
+        self._dispatch = self.multiprog == "always" or (self.multiprog == "auto" and bool(state["dispatcher"]))
+        if self._dispatch:
+            self.validate()
+            if state["dispatcher"]:
+                return REPLACE if self._components(state) else JOIN
         ours = [(mode, pid) for mode, pid in held if self.prog.owns(pid)]
         if ours:
             self._target = ours[0]
@@ -79,7 +110,9 @@ class XdpHook(Hook):
                 raise self._foreign(held[0])
             self._target = held[0]
         else:
-            return ATTACH
+            return JOIN if self._dispatch else ATTACH
+        if self._dispatch:
+            return MOVE  # a plain program makes way for a dispatcher
         return REPLACE if self._target[0] in self.modes else MOVE
 
     def _foreign(self, held):
@@ -89,10 +122,16 @@ class XdpHook(Hook):
         if links:
             hint = ("it is attached through bpf_link id %d, which only its owner can remove (unpin the link or end "
                     "the process holding it); force cannot replace it" % links[0]["link_id"])
+        elif self.multiprog != "never" and not libxdp.available():
+            hint += "; if it is libxdp's dispatcher, install libxdp1 to join it"
+        elif self.multiprog != "never":
+            hint += ", or load it through xdp-loader (libxdp's dispatcher), which ebpf_attach then joins"
         return AttachError("%s is attached to %s in %s mode and was not attached by this collection"
                            % (prog_label(pid), self.ifname, mode), "foreign_program", hint=hint)
 
     def attach(self, state, action):
+        if self._dispatch:
+            return self._attach_component(state, action)
         fd = self.prog.fd
         if action == REPLACE:
             mode, old = self._target
@@ -100,17 +139,38 @@ class XdpHook(Hook):
                 self.nl.xdp_set(self.ifindex, fd, mode, expected_fd=old_fd)
             return
         if action == MOVE:
-            mode, old = self._target
-            with sc.prog_fd_by_id(old) as old_fd:
-                self.nl.xdp_clear(self.ifindex, mode, old_fd)
-            self.warn("%s ran in %s mode on %s and was detached to attach in %s mode: no XDP program ran on %s "
-                      "for a moment" % (prog_label(old), mode, self.ifname, "/".join(self.modes), self.ifname))
+            self._clear_target()
         if len(self.modes) == 1:
             self.nl.xdp_set(self.ifindex, fd, self.modes[0])
         else:
             self.nl.xdp_attach_negotiated(self.ifindex, fd, modes=self.modes)
 
+    def _clear_target(self):
+        mode, old = self._target
+        with sc.prog_fd_by_id(old) as old_fd:
+            self.nl.xdp_clear(self.ifindex, mode, old_fd)
+        self.warn("%s ran in %s mode on %s and was detached to attach %s: no XDP program ran on %s for a moment"
+                  % (prog_label(old), mode, self.ifname, "through libxdp's dispatcher" if self._dispatch
+                     else "in %s mode" % "/".join(self.modes), self.ifname))
+
+    def _attach_component(self, state, action):
+        modes = multi.dispatcher_mode(self.modes, state["dispatcher"])
+        old = self._components(state) if action == REPLACE else []
+        if action == MOVE:
+            self._clear_target()
+        for i, mode in enumerate(modes):
+            try:
+                multi.join(self.prog, self.ifindex, mode, self.priority, self.actions)
+                break
+            except BpfError:
+                if i == len(modes) - 1:
+                    raise
+        for component in old:
+            libxdp.detach(self.ifindex, state["dispatcher"]["mode"], component["prog_id"])
+
     def detach(self, state):
+        for component in self._components(state):
+            libxdp.detach(self.ifindex, state["dispatcher"]["mode"], component["prog_id"])
         for mode, pid in state["held"]:
             if self.prog.owns(pid):
                 with sc.prog_fd_by_id(pid) as old_fd:
@@ -119,21 +179,39 @@ class XdpHook(Hook):
     def netlink_keys(self, state):
         return [("xdp-%d-%s" % (self.ifindex, mode), pid) for mode, pid in state["held"] if self.prog.owns(pid)]
 
-    def _view(self, mode, pid, name):
+    def _multiprog_view(self, state):
+        d = state["dispatcher"]
+        if d is None:
+            reason = self._unsupported or ("multiprog: never" if self.multiprog == "never" else
+                                           "the interface runs no dispatcher to join (multiprog: auto)")
+            return {"used": False, "reason": reason}
+        return {"used": True, "dispatcher_id": d["prog_id"],
+                "components": [dict(c, ours=multi.is_ours(self.prog, c)) for c in d["components"]]}
+
+    def _view(self, mode, pid, name, state):
         return {"hook": "xdp", "interface": self.ifname, "ifindex": self.ifindex, "mode": mode,
-                "prog_id": pid, "prog_name": name}
+                "prog_id": pid, "prog_name": name, "multiprog": self._multiprog_view(state)}
 
     def view(self, state):
         held = state["held"]
         if not held:
             return {}
+        mine = self._current(state) or self._components(state)
+        if mine:
+            return dict(self._view(state["dispatcher"]["mode"], mine[0]["prog_id"], mine[0]["name"], state),
+                        priority=mine[0]["priority"], chain_call_actions=mine[0]["chain_call_actions"])
         mine = [h for h in held if h[1] == self.prog.id] or [h for h in held if self.prog.owns(h[1])] or held
         mode, pid = mine[0]
-        return self._view(mode, pid, (prog_facts(pid) or {}).get("name"))
+        return self._view(mode, pid, (prog_facts(pid) or {}).get("name"), state)
 
     def predict(self, state, action):
+        if self._dispatch:
+            d = state["dispatcher"]
+            view = self._view(d["mode"] if d else None, None, self.prog.info["name"], state)
+            view["multiprog"] = {"used": True, "dispatcher_id": None}  # libxdp builds a new dispatcher
+            return dict(view, priority=self.priority, chain_call_actions=self.actions)
         if action == REPLACE:
             mode = self._target[0]
         else:
             mode = self.modes[0] if len(self.modes) == 1 else None  # negotiated when attaching
-        return self._view(mode, self.prog.id, self.prog.info["name"])
+        return self._view(mode, self.prog.id, self.prog.info["name"], state)

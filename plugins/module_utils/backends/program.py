@@ -91,21 +91,16 @@ def snapshot(pin_dir):
     """What the kernel has pinned for one object: programs, maps and the load record."""
     progs = _pinned(os.path.join(pin_dir, PROGS_DIR), sc.prog_info)
     maps = _pinned(os.path.join(pin_dir, MAPS_DIR), sc.map_info)
-    return {
-        "programs": [_program_view(n, i) for n, i in sorted(progs.items())],
-        "maps": [_map_view(n, i) for n, i in sorted(maps.items())],
-        "state": pin_state.read(pin_dir),
-    }
+    return {"programs": [_program_view(n, i) for n, i in sorted(progs.items())],
+            "maps": [_map_view(n, i) for n, i in sorted(maps.items())], "state": pin_state.read(pin_dir)}
 
 
 def public_view(snap):
     """A snapshot as the module returns it (and as diff mode shows it)."""
     if snap is None:
         return {}
-    return {
-        "programs": [dict((k, v) for k, v in p.items() if k != "map_ids") for p in snap["programs"]],
-        "maps": list(snap["maps"]),
-    }
+    return {"programs": [dict((k, v) for k, v in p.items() if k != "map_ids") for p in snap["programs"]],
+            "maps": list(snap["maps"])}
 
 
 class ProgramBackend:
@@ -173,7 +168,9 @@ class ProgramBackend:
         data = object_file.read_checked(src)
         selection = sorted(set(programs)) if programs is not None else None
         identity = object_file.content_hash(data, selection)
+        source = {"source": os.path.abspath(src), "source_sha256": hashlib.sha256(data).hexdigest()}
         if not self.needs_load(identity):
+            self._note_source(source)
             return self.result()
         with libbpf.BpfObject(src, object_name=self.name) as obj:
             named_sections.assign_types(obj.programs)
@@ -184,8 +181,16 @@ class ProgramBackend:
             if self.check_mode:
                 self._trial_load(obj, selected, replaced_maps)
             else:
-                self._load_and_pin(obj, selected, replaced_maps, identity)
+                self._load_and_pin(obj, selected, replaced_maps, identity, source)
         return self.result()
+
+    def _note_source(self, source):
+        """Keep the record naming the file of what the kernel runs (XDP dispatcher components are
+        loaded from it): a record-only update."""
+        record = self.before["state"]
+        if not self.check_mode and any(record.get(k) != v for k, v in source.items()):
+            record.update(source)
+            pin_state.write(self.pin_dir, record)
 
     def _select(self, obj, src, selection):
         if not obj.programs:
@@ -276,7 +281,7 @@ class ProgramBackend:
                          "map_flags": m.map_flags, "pin": os.path.join(self.pin_dir, MAPS_DIR, m.name)})
         return {"programs": progs, "maps": maps, "state": None}
 
-    def _load_and_pin(self, obj, selected, replaced_maps, identity):
+    def _load_and_pin(self, obj, selected, replaced_maps, identity, source):
         progs_dir = os.path.join(self.pin_dir, PROGS_DIR)
         maps_dir = os.path.join(self.pin_dir, MAPS_DIR)
         journal = PinJournal()
@@ -297,7 +302,7 @@ class ProgramBackend:
                 self.changed = True
                 self._pin_programs(journal, obj, selected, progs_dir, maps_dir)
             after = snapshot(self.pin_dir)
-            pin_state.write(self.pin_dir, {
+            pin_state.write(self.pin_dir, dict({
                 "name": self.name,
                 "identity": identity,
                 "content": content,
@@ -305,7 +310,7 @@ class ProgramBackend:
                 "programs_ids": dict((p["name"], p["id"]) for p in after["programs"]),
                 "maps_ids": dict((m["name"], m["id"]) for m in after["maps"]),
                 "earlier_programs": self._earlier_versions(set(p["id"] for p in after["programs"])),
-            })
+            }, **source))
             if self.before is None:
                 self.changed = True
         except BaseException:
@@ -317,9 +322,8 @@ class ProgramBackend:
         self.after = snapshot(self.pin_dir)
 
     def _earlier_versions(self, current_ids):
-        """{id: tag} of the programs this object loaded before (pinned before this load, or kept
-        in the earlier record) that the kernel still runs under that id and tag: an earlier
-        version left attached stays ours until it is detached."""
+        """{id: tag} of earlier versions (pinned before this load, or in the earlier record) the
+        kernel still runs under that id and tag: attached, they stay ours until detached."""
         record = (self.before or {}).get("state") or {}
         versions = dict(record.get("earlier_programs") or {})
         versions.update((str(p["id"]), p["tag"]) for p in (self.before or {}).get("programs", []))
@@ -338,12 +342,10 @@ class ProgramBackend:
             if name not in object_maps:
                 journal.unpin(os.path.join(maps_dir, name))
 
-    # -- absent ---------------------------------------------------------------------------
-
     def owned_prog_ids(self):
-        """Ids of the pinned programs, of those in the load record (earlier versions still loaded
-        included), and of every loaded program that uses one of the object's pinned maps (an
-        older version still attached somewhere)."""
+        """Ids of the pinned programs, of those in the load record (earlier versions included), and
+        of every program using one of the object's pinned maps (an older version, a component of
+        an XDP dispatcher)."""
         ids = set(p["id"] for p in self.before["programs"])
         record = self.before["state"] or {}
         ids.update((record.get("programs_ids") or {}).values())

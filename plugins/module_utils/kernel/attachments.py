@@ -12,7 +12,8 @@ An attachment is a dict with ``kind`` ("xdp", "tc" or "link") and ``prog_id``, p
   ``attach_type_name``, ``tp_name``, and for perf_event links on Linux 6.6+
   ``perf_event_type_name`` with ``func_name`` (kprobes) or ``file_name`` (uprobes).
 A program attached through an XDP bpf_link shows both as "xdp" (carrying that ``link_id``) and
-as "link". Attachments in another network namespace carry ``elsewhere`` and, for XDP and TC
+as "link". A component of libxdp's XDP dispatcher is the "link" (of type tracing) that extends
+the dispatcher, with ``dispatcher_id``, ``mode``, ``ifindex`` and ``interface``. Attachments in another network namespace carry ``elsewhere`` and, for XDP and TC
 found there, ``netns`` (a path of that namespace) and ``netns_inode``.
 """
 
@@ -23,6 +24,7 @@ __metaclass__ = type
 import errno
 
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_syscall
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import libxdp
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import netns
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.netlink import Netlink
@@ -92,12 +94,12 @@ def _netlink_attachments(wanted, netlink):
     ``netlink`` talks to."""
     found = []
     names = {}
-    xdp_here = set()  # (ifindex, prog id) of the XDP programs of this network namespace
+    xdp_here = {}  # {(ifindex, prog id): mode} of the XDP programs of this network namespace
     for state in netlink.xdp_query_all():  # one RTM_GETLINK dump
         names[state["ifindex"]] = state["interface"]
         for mode, _attr in XDP_MODE_ATTRS:
             if state[mode + "_prog_id"]:
-                xdp_here.add((state["ifindex"], state[mode + "_prog_id"]))
+                xdp_here[(state["ifindex"], state[mode + "_prog_id"])] = mode
             if state[mode + "_prog_id"] in wanted:
                 found.append({"kind": "xdp", "prog_id": state[mode + "_prog_id"], "mode": mode,
                               "ifindex": state["ifindex"], "interface": state["interface"]})
@@ -159,7 +161,9 @@ def _links(wanted, names, xdp_here, other_namespaces):
         entry.update((key, info[key]) for key in LINK_KEYS if info.get(key) is not None)
         if elsewhere:
             entry["elsewhere"] = True
-        elif entry.get("ifindex") in names:
+        elif info.get("type_name") == "tracing" and info.get("target_obj_id"):
+            _dispatcher_component(entry, info["target_obj_id"], xdp_here)
+        if not elsewhere and entry.get("ifindex") in names:
             entry["interface"] = names[entry["ifindex"]]
         if not elsewhere and info.get("type_name") == "tcx":  # where it runs among the hook's programs
             entry["tcx_position"] = tcx_cache[(info["ifindex"], info["attach_type"])].index(info["id"])
@@ -167,11 +171,21 @@ def _links(wanted, names, xdp_here, other_namespaces):
     return found
 
 
+def _dispatcher_component(entry, target_id, xdp_here):
+    """Mark a tracing link that extends an XDP program running here (libxdp's dispatcher)."""
+    for (ifindex, prog_id), mode in xdp_here.items():
+        if prog_id == target_id:
+            entry.pop("attach_type_name", None)  # an extension program has no attach type of its own
+            entry.update(dispatcher_id=target_id, ifindex=ifindex, mode=mode)
+
+
 def detach(attachment, netlink=None):
     """Detach one attachment from find_attachments(); False if it was gone already.
 
     Only the program found there is detached: a program attached meanwhile in its place is
     left alone (BpfError)."""
+    if attachment.get("dispatcher_id") is not None:  # libxdp swaps in a dispatcher without it
+        return libxdp.detach(attachment["ifindex"], attachment["mode"], attachment["prog_id"])
     if attachment.get("link_id") is not None:
         return _detach_link(attachment["link_id"])
     if attachment.get("netns_inode"):
@@ -241,6 +255,8 @@ def describe(attachment):
     hook = attachment.get("attach_type_name") or ""
     if hook and link_type in ("tcx", "netkit"):
         details.append(hook[len(link_type) + 1:] if hook.startswith(link_type + "_") else hook)
+    if attachment.get("dispatcher_id"):
+        details.append("component of the XDP dispatcher id %d" % attachment["dispatcher_id"])
     if attachment.get("ifindex"):
         details.append("on " + _where(attachment))
     return "link %d (%s)" % (attachment["link_id"], " ".join(d for d in details if d))

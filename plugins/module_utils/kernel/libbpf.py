@@ -95,6 +95,7 @@ _SIGNATURES = {
     "bpf_map__fd": (ctypes.c_int, [_P]),
     "bpf_map__is_internal": (ctypes.c_bool, [_P]),
     "bpf_map__set_pin_path": (ctypes.c_int, [_P, ctypes.c_char_p]),
+    "bpf_map__reuse_fd": (ctypes.c_int, [_P, ctypes.c_int]),
     "bpf_map__pin_path": (ctypes.c_char_p, [_P]),
     "bpf_map__is_pinned": (ctypes.c_bool, [_P]),
     "bpf_map__initial_value": (_P, [_P, ctypes.POINTER(ctypes.c_size_t)]),
@@ -134,7 +135,7 @@ def _on_print(level, fmt, args):
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.vsnprintf.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_void_p]
 _libc.vsnprintf.restype = ctypes.c_int
-_print_callback = _PRINT_FN(_on_print)  # referenced for the life of the process
+PRINT_CALLBACK = _PRINT_FN(_on_print)  # referenced for the life of the process (libxdp prints through it too)
 
 
 def lib():
@@ -160,7 +161,7 @@ def lib():
                     continue
                 fn.restype = restype
                 fn.argtypes = argtypes
-            handle.libbpf_set_print(_print_callback)
+            handle.libbpf_set_print(PRINT_CALLBACK)
             _lib = handle
     return _lib
 
