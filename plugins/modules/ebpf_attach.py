@@ -25,7 +25,7 @@ description:
   - B(XDP) goes through netlink. O(mode=auto) tries hw, drv and skb in that order and reports the
     mode obtained; a named mode is strict unless O(mode_fallback=true). Attaching never overwrites
     a program that appears meanwhile; replacing passes the expected old program to the kernel,
-    so the interface never runs without a program.
+    so the interface never runs without a program. libxdp's dispatcher is joined (O(multiprog)).
   - B(TC) uses a TCX bpf_link (Linux 6.6+), placed first among the interface's TCX programs and
     pinned under the object's C(links/) directory, or a direct-action filter on the clsact qdisc
     at our own O(priority) and O(handle). Filters of others are never touched and a clsact qdisc
@@ -62,6 +62,7 @@ author:
   - ebpf.observability contributors (@ebpf-observability)
 extends_documentation_fragment:
   - ebpf.observability.ebpf
+  - ebpf.observability.xdp_multiprog
 options:
   name:
     description:
@@ -158,6 +159,8 @@ options:
     description:
       - Priority of the netlink TC filter. The default 256 runs after the priority 1 most
         libbpf-based tools use and before the priorities C(tc) assigns automatically (49152 and up).
+      - XDP in libxdp's dispatcher (O(multiprog)) - the component's run priority, lower first
+        (default the program's own C(XDP_RUN_CONFIG), else 50).
     type: int
   handle:
     description:
@@ -316,9 +319,11 @@ attachment:
       description: For TCX, the program's index in the order the hook runs its programs (0 runs first).
       type: int
     tcx_chain: {description: "For TCX, the ids of the hook's programs in run order.", type: list, elements: int}
-    priority:
-      description: Netlink TC filter priority.
-      type: int
+    priority: {description: "Netlink TC filter priority; XDP in a dispatcher, our component's run priority.", type: int}
+    multiprog:
+      description: "XDP: C(used) (in libxdp's dispatcher), C(reason) when not, else C(dispatcher_id) and C(components)
+        (prog_id, name, priority, chain_call_actions, ours); C(chain_call_actions) beside it are our component's."
+      type: dict
     handle:
       description: Netlink TC filter handle.
       type: int
@@ -370,6 +375,8 @@ def main():
             tcx_position=dict(type="str", choices=["first", "last", "before", "after"]),
             tcx_relative_to=dict(type="str"),
             priority=dict(type="int"),
+            multiprog=dict(type="str", default="auto", choices=["auto", "always", "never"]),
+            chain_call_actions=dict(type="list", elements="str", choices=["aborted", "drop", "pass", "tx", "redirect"]),
             handle=dict(type="int"),
             target=dict(type="str"),
             state=dict(type="str", default="present", choices=["present", "absent"]),

@@ -200,7 +200,9 @@ interfaces:
       elements: str
       sample: [skb, drv]
     xdp:
-      description: XDP programs (mode, prog_id, link_id when attached through a bpf_link).
+      description: XDP programs (mode, prog_id, link_id when attached through a bpf_link); libxdp's
+        dispatcher with C(dispatcher), its components in run order (prog_id, name, priority,
+        chain_call_actions, object, program).
       type: list
       elements: dict
     tc:

@@ -39,8 +39,8 @@ from ansible_collections.ebpf.observability.plugins.module_utils.backends.tc_rul
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
 from ansible_collections.ebpf.observability.plugins.module_utils.state import attach_events
 
-ATTACH_OPTIONS = ("name", "program", "hook", "interface", "mode", "mode_fallback", "direction", "tc_api",
-                  "tcx_position", "tcx_relative_to", "priority", "handle", "target", "force", "require_up")
+ATTACH_OPTIONS = ("name", "program", "hook", "interface", "mode", "mode_fallback", "multiprog", "chain_call_actions", "direction",
+                  "tc_api", "tcx_position", "tcx_relative_to", "priority", "handle", "target", "force", "require_up")
 DETACH_OPTIONS = ("name", "program", "hook", "interface", "direction", "target")
 
 

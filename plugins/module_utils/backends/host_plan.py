@@ -3,11 +3,10 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """A host's plan: the declared list of programs expanded, per host, into the flat lists of
 loads, class lists and attachments the modules apply (host_apply re-applies them at boot);
-what is stale or to roll back.
-
-Every function is pure: it reads its arguments (the declaration, the role's catalog, what
-ebpf_info reported) and returns data; the ebpf_programs filters are these functions. Input problems come back as ``errors`` (one sentence
-each, saying what to change) so the role's preflight can assert on them.
+what is stale or to roll back. Every function is pure: it reads its arguments (the
+declaration, the role's catalog, what ebpf_info reported) and returns data; the ebpf_programs
+filters are these functions. Input problems come back as ``errors`` (one sentence each,
+saying what to change) so the role's preflight can assert on them.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -19,6 +18,8 @@ import re
 
 from ansible_collections.ebpf.observability.plugins.module_utils.backends import tc_rules_encoding as tc_rules
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.libxdp import ACTIONS as XDP_ACTIONS
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_xdp_multi import MULTIPROG
 
 PLAN_FORMAT = 1
 XDP_MODES = ("auto", "hw", "drv", "skb")
@@ -29,7 +30,7 @@ TRACING_HOOKS = ("auto", "tracepoint", "raw_tracepoint", "kprobe", "kretprobe", 
                  "uretprobe_multi")
 DECLARED_KEYS = ("name", "attach", "rules", "variant", "programs", "replace_maps")
 ATTACH_KEYS = {
-    "xdp": ("hook", "interface", "mode", "mode_fallback", "program", "force", "require_up"),
+    "xdp": ("hook", "interface", "mode", "mode_fallback", "multiprog", "priority", "chain_call_actions", "program", "force", "require_up"),
     "tc": ("hook", "interface", "direction", "tc_api", "tcx_position", "tcx_relative_to", "priority", "handle", "program",
            "force", "require_up"),
     "tracing": ("hook", "program", "target"),
@@ -42,8 +43,7 @@ def _listed(value):
 
 
 def systemd_escape(text):
-    """A string as one systemd unit name component (``systemd-escape``): characters other than
-    letters, digits, ``:``, ``_`` and ``.`` (and a leading ``.``) become ``\\xNN``."""
+    """A string as one systemd unit name component (``systemd-escape``)."""
     out = []
     for index, char in enumerate(text):
         if _SYSTEMD_PLAIN.match(char) and not (index == 0 and char == "."):
@@ -191,8 +191,10 @@ class _Planner:
                 self.errors.append("%s: attach item %r: the %s hook needs an interface" % (name, item, hook))
                 return None
             out["interface"] = str(item["interface"])
-        if family == "xdp" and item.get("mode", "auto") not in XDP_MODES:
-            self.errors.append("%s: attach item %r: mode must be one of %s" % (name, item, _listed(XDP_MODES)))
+        if family == "xdp" and (item.get("mode", "auto") not in XDP_MODES or item.get("multiprog", "auto") not in MULTIPROG
+                                or not set(item.get("chain_call_actions") or []) <= set(XDP_ACTIONS)):
+            self.errors.append("%s: attach item %r: mode must be one of %s, multiprog one of %s, chain_call_actions of %s"
+                               % (name, item, _listed(XDP_MODES), _listed(MULTIPROG), _listed(XDP_ACTIONS)))
             return None
         if family == "tc":
             if item.get("direction", "ingress") not in TC_DIRECTIONS or item.get("tc_api", "auto") not in TC_APIS:
@@ -298,8 +300,7 @@ def ebpf_programs_device_units(declared):
 
 
 def attachment_key(att):
-    """What identifies an attachment's hook: (xdp, interface), (tc, interface, direction) or
-    (trace, object, program)."""
+    """What identifies a hook: (xdp, interface), (tc, interface, direction), (trace, object, program)."""
     if att.get("hook") == "xdp":
         return ("xdp", att["interface"], None)
     if att.get("hook") == "tc":
@@ -344,7 +345,7 @@ def _info_key(attachment, pinned):
     program = attachment.get("program")
     if program not in pinned:
         return None
-    kind = attachment.get("kind")
+    kind = "xdp" if attachment.get("dispatcher_id") else attachment.get("kind")  # a component of libxdp's dispatcher
     if kind in ("xdp", "tc") or attachment.get("link_type") == "tcx":
         if not attachment.get("interface"):
             return None

@@ -24,6 +24,7 @@ import os
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import attachments as att
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_syscall as sc
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpffs
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import libxdp
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import capabilities
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import features
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import xdp_features
@@ -170,11 +171,25 @@ class InfoBackend:
             out.append({
                 "name": name, "ifindex": ifindex, "up": nl.link_is_up(ifindex), "tc_qdisc": qdiscs.get(ifindex),
                 "xdp_modes": xdp_modes.get(ifindex),
-                "xdp": [self._pick(a, XDP_KEYS) for a in found if a["kind"] == "xdp"],
+                "xdp": self._dispatchers(ifindex, [self._pick(a, XDP_KEYS) for a in found if a["kind"] == "xdp"]),
                 "tc": dict((d, [self._pick(a, TC_KEYS) for a in found if a["kind"] == "tc" and a["direction"] == d]) for d in DIRECTIONS),
                 "links": [self._pick(a, IF_LINK_KEYS) for a in found if a["kind"] == "link"],
             })
         return out
+
+    def _dispatchers(self, ifindex, xdp):
+        """XDP entries, libxdp's dispatcher with its components in run order (ours marked)."""
+        if not xdp or not libxdp.available():
+            return xdp
+        try:
+            found = libxdp.dispatcher(ifindex)
+        except BpfError as e:
+            self.warnings.append("cannot read the XDP dispatcher of ifindex %d: %s" % (ifindex, e))
+            return xdp
+        for entry in xdp:
+            if found and not found["legacy"] and entry["prog_id"] == found["prog_id"]:
+                entry["dispatcher"] = [self._mark(dict(c)) for c in found["components"]]
+        return xdp
 
     def _pick(self, attachment, keys):
         return self._mark(dict((k, attachment.get(k)) for k in keys))

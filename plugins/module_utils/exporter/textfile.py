@@ -316,8 +316,10 @@ class Exporter:
             return [family, attached_family(programs, (), True)]
         complete = True
         try:
-            try:
-                found = attachments.find_attachments(types)
+            try:  # XDP dispatcher components run our programs as extension programs
+                extensions = attachments.extensions_of(dict((info["id"], info) for _obj, _name, info in programs))
+                found = [dict(a, prog_id=extensions.get(a["prog_id"], a["prog_id"]))
+                         for a in attachments.find_attachments(list(types) + list(extensions))]
             except BpfError as e:
                 if e.errno != errno.EPERM:
                     raise

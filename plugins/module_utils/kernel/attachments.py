@@ -171,6 +171,26 @@ def _links(wanted, names, xdp_here, other_namespaces):
     return found
 
 
+def extensions_of(programs):
+    """{extension program id: program id} of the extension (freplace) programs that use a map of
+    one of ``programs`` ({prog_id: prog_info}): our components of libxdp's XDP dispatcher, which
+    run in place of the pinned program. Needs CAP_SYS_ADMIN (BpfError EPERM without it)."""
+    owner_of_map = dict((map_id, prog_id) for prog_id, info in programs.items() for map_id in info.get("map_ids") or [])
+    found = {}
+    for prog_id in bpf_syscall.prog_ids():
+        try:
+            with bpf_syscall.prog_fd_by_id(prog_id) as fd:
+                info = bpf_syscall.prog_info(fd)
+        except BpfError as e:
+            if e.errno == errno.ENOENT:
+                continue  # unloaded meanwhile
+            raise
+        owners = [owner_of_map[m] for m in info.get("map_ids") or [] if m in owner_of_map]
+        if info.get("type_name") == "ext" and owners:
+            found[prog_id] = owners[0]
+    return found
+
+
 def _dispatcher_component(entry, target_id, xdp_here):
     """Mark a tracing link that extends an XDP program running here (libxdp's dispatcher)."""
     for (ifindex, prog_id), mode in xdp_here.items():
