@@ -22,7 +22,7 @@ import os
 import platform
 
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.host_converge import HostConverge
-from ansible_collections.ebpf.observability.plugins.module_utils.backends.host_account import converge_account, group_exists, remove_account
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.host_account import converge_account, remove_account
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.host_files import HostFiles, systemd_runs
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.host_plan import (
     ebpf_programs_plan, ebpf_programs_restore_plan,
@@ -33,6 +33,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.kernel import f
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.netlink import Netlink
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
 from ansible_collections.ebpf.observability.plugins.module_utils.state import attach_events
+from ansible_collections.ebpf.observability.plugins.module_utils.state.accounts import group_exists
 from ansible_collections.ebpf.observability.plugins.module_utils.state.pin_access import grant_pin_access
 
 OBJECT_PATTERN = "*.bpf.o"

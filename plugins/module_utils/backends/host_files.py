@@ -18,16 +18,15 @@ __metaclass__ = type
 import base64
 import ctypes
 import fnmatch
-import grp
 import hashlib
 import os
-import pwd
 import shlex
 import subprocess
 import tempfile
 
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpffs
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
+from ansible_collections.ebpf.observability.plugins.module_utils.state import accounts
 from ansible_collections.ebpf.observability.plugins.module_utils.state.atomic_file import write_atomic
 
 SYSTEMD_RUNTIME = "/run/systemd/system"
@@ -47,13 +46,14 @@ def checksum(path):
 
 
 def _account_id(lookup, name, check_mode):
-    """The uid or gid of a user or group name; None in check mode when it is still to be created."""
-    try:
-        return lookup(name)[2]
-    except KeyError:
-        if check_mode:
-            return None
-        raise BpfError("no user or group %s on this host" % name)
+    """The uid or gid of a user or group name (``lookup``: accounts.user or accounts.group); None
+    in check mode when it is still to be created."""
+    entry = lookup(name)
+    if entry is not None:
+        return entry[2]
+    if check_mode:
+        return None
+    raise BpfError("no user or group %s on this host" % name)
 
 
 def validate(dest, data, command):
@@ -107,8 +107,8 @@ class HostFiles:
                 raise BpfError("cannot create the directory %s" % path, errno=e.errno)
         if owner is None and group is None:
             return self.item("directory", path, not exists, "create")
-        uid = -1 if owner is None else _account_id(pwd.getpwnam, owner, self.check_mode)
-        gid = -1 if group is None else _account_id(grp.getgrnam, group, self.check_mode)
+        uid = -1 if owner is None else _account_id(accounts.user, owner, self.check_mode)
+        gid = -1 if group is None else _account_id(accounts.group, group, self.check_mode)
         st = os.stat(path) if exists else None
         fix = st is None or (st.st_mode & 0o7777) != mode or uid not in (-1, st.st_uid) or gid not in (-1, st.st_gid)
         if fix and not self.check_mode:
