@@ -98,14 +98,16 @@ class HostBackend:
         if not self.p["kernel"]:
             return self.files_and_units()
         self.plan, objects = self._planned()
+        specs = objects + list(self.p.get("files") or [])
+        needs = self.files.missing_contents(specs)
+        if needs:
+            return {"changed": False, "needs": needs}
         if not self.check_mode:
             self.files.mount_bpffs(self.p["bpffs"], self.p["bpffs_options"])
         for path in (self.p["install_dir"], self.p["config_dir"]):
             self.files.directory(path)
-        for spec in objects + list(self.p.get("files") or []):
+        for spec in specs:
             self.files.file(spec)
-        if self.files.needs:
-            return {"changed": False, "needs": self.files.needs}
         if self.p["prune"]:
             self.files.prune(self.p["install_dir"], OBJECT_PATTERN, self.plan["files"])
         unshipped = [os.path.basename(i["name"]) for i in self.files.items if i["step"] == "file" and i["changed"]]
