@@ -356,7 +356,7 @@ def main():
         backend = HostBackend(module.params, check_mode=module.check_mode)
         return backend, backend.run()
 
-    run_backend(module, action)
+    run_backend(module, action, types_checked=True)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """ebpf_host with kernel=false (what the exporter role converges in one run), on this host: a
 system user and group made by shadow's tools, directories with owner and mode, files checked by
 their validate command before they replace the old ones, nothing changed while the host still
-lacks a file's content, check mode, and removal."""
+lacks a file's content (with kernel=true too: no directory made, nothing mounted), check mode,
+and removal."""
 import base64
 import grp
 import hashlib
@@ -139,3 +140,11 @@ def test_pin_access_in_check_mode_before_the_group_exists(pin_root, account):
     assert [i for i in res["items"] if i["step"] == "access"][0]["changed"]
     assert os.stat(pin_root).st_gid == grp.getgrnam(account["group"]).gr_gid
     assert not run(account=account, grant_access=access)["changed"]
+
+
+def test_the_programs_run_changes_nothing_while_the_host_lacks_a_files_content(tmp_path):
+    dirs = {"install_dir": str(tmp_path / "lib"), "config_dir": str(tmp_path / "etc")}
+    res = run(kernel=True, programs=[], catalog={}, objects={}, bpffs="/sys/fs/bpf", bpffs_options="", prune=False,
+              files=[spec(str(tmp_path / "etc" / "extra.conf"), "x", "files/0")], **dirs)
+    assert res == {"changed": False, "needs": ["files/0"]}
+    assert not any(os.path.exists(path) for path in dirs.values())

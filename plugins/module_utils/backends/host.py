@@ -22,7 +22,7 @@ import os
 import platform
 
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.host_converge import HostConverge
-from ansible_collections.ebpf.observability.plugins.module_utils.backends.host_account import converge_account, group_exists, remove_account
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.host_account import converge_account, remove_account
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.host_files import HostFiles, systemd_runs
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.host_plan import (
     ebpf_programs_plan, ebpf_programs_restore_plan,
@@ -33,6 +33,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.kernel import f
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.netlink import Netlink
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
 from ansible_collections.ebpf.observability.plugins.module_utils.state import attach_events
+from ansible_collections.ebpf.observability.plugins.module_utils.state.accounts import group_exists
 from ansible_collections.ebpf.observability.plugins.module_utils.state.pin_access import grant_pin_access
 
 OBJECT_PATTERN = "*.bpf.o"
@@ -97,14 +98,16 @@ class HostBackend:
         if not self.p["kernel"]:
             return self.files_and_units()
         self.plan, objects = self._planned()
+        specs = objects + list(self.p.get("files") or [])
+        needs = self.files.missing_contents(specs)
+        if needs:
+            return {"changed": False, "needs": needs}
         if not self.check_mode:
             self.files.mount_bpffs(self.p["bpffs"], self.p["bpffs_options"])
         for path in (self.p["install_dir"], self.p["config_dir"]):
             self.files.directory(path)
-        for spec in objects + list(self.p.get("files") or []):
+        for spec in specs:
             self.files.file(spec)
-        if self.files.needs:
-            return {"changed": False, "needs": self.files.needs}
         if self.p["prune"]:
             self.files.prune(self.p["install_dir"], OBJECT_PATTERN, self.plan["files"])
         unshipped = [os.path.basename(i["name"]) for i in self.files.items if i["step"] == "file" and i["changed"]]

@@ -2,7 +2,7 @@
 # Copyright: ebpf.observability contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The system user and group a host's service runs as (the exporter's), converged in the
-ebpf_host run: read through the name service (Python's ``pwd``/``grp``), changed with shadow's
+ebpf_host run: read through the name service (state/accounts), changed with shadow's
 ``groupadd``/``useradd``/``usermod``/``userdel``/``groupdel`` (judged by their exit status, as no
 library here creates accounts), each step an item like the other host steps.
 
@@ -15,37 +15,13 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import grp
-import pwd
 import subprocess
 
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
+from ansible_collections.ebpf.observability.plugins.module_utils.state import accounts
 
 NOLOGIN = "/usr/sbin/nologin"
 NO_HOME = "/nonexistent"
-
-
-def _group(name):
-    try:
-        return grp.getgrnam(name)
-    except KeyError:
-        return None
-
-
-def _user(name):
-    try:
-        return pwd.getpwnam(name)
-    except KeyError:
-        return None
-
-
-def group_exists(name):
-    return _group(name) is not None
-
-
-def _groups_of(user):
-    """The names of the supplementary groups ``user`` is a member of."""
-    return set(g.gr_name for g in grp.getgrall() if user in g.gr_mem)
 
 
 def _run(argv, what):
@@ -59,23 +35,23 @@ def converge_account(files, spec):
     """``spec``: {user, group, groups}; the group and the user made to exist, the user a member of
     ``groups`` (each of which must exist). ``files``: the HostFiles whose items and check mode are used."""
     group, user, extra = spec["group"], spec["user"], list(spec.get("groups") or [])
-    missing = [g for g in extra if _group(g) is None]
+    missing = [g for g in extra if accounts.group(g) is None]
     if missing:
         raise BpfError("the groups %s do not exist on this host" % ", ".join(missing),
                        hint="create them first (the role that manages them runs before this one) or fix the groups")
-    absent = _group(group) is None
+    absent = accounts.group(group) is None
     if absent and not files.check_mode:
         _run(["groupadd", "--system", group], "create the group %s" % group)
     files.item("group", group, absent, "create")
-    current = _user(user)
+    current = accounts.user(user)
     if current is None:
         if not files.check_mode:
             argv = ["useradd", "--system", "--gid", group, "--shell", NOLOGIN, "--home-dir", NO_HOME, "--no-create-home"]
             _run(argv + (["--groups", ",".join(extra)] if extra else []) + [user], "create the user %s" % user)
         files.item("user", user, True, "create")
         return
-    lacking = sorted(set(extra) - _groups_of(user))
-    other_primary = absent or current.pw_gid != _group(group).gr_gid
+    lacking = sorted(set(extra) - accounts.groups_of(user))
+    other_primary = absent or current.pw_gid != accounts.group(group).gr_gid
     if (lacking or other_primary) and not files.check_mode:
         _run(["usermod", "--gid", group] + (["--append", "--groups", ",".join(lacking)] if lacking else []) + [user],
              "make %s a member of %s" % (user, ", ".join([group] + lacking)))
@@ -84,8 +60,8 @@ def converge_account(files, spec):
 
 def remove_account(files, spec):
     """The user, then its group, deleted where they exist."""
-    for kind, name, lookup, argv in (("user", spec["user"], _user, ["userdel"]),
-                                     ("group", spec["group"], _group, ["groupdel"])):
+    for kind, name, lookup, argv in (("user", spec["user"], accounts.user, ["userdel"]),
+                                     ("group", spec["group"], accounts.group, ["groupdel"])):
         exists = lookup(name) is not None
         if exists and not files.check_mode:
             _run(argv + [name], "delete the %s %s" % (kind, name))

@@ -5,10 +5,10 @@
 the same run as the kernel state (the ebpf_host module).
 
 Files are decided by SHA-1 checksum: the controller sends each file's checksum, and its content
-only when the host's copy differs (``needs`` lists those; the ebpf_host action plugin sends them
-in a second call). Every write is atomic (state/atomic_file). Units are enabled through
-``systemctl`` (its exit status, never its text), only where systemd runs the host
-(``/run/systemd/system``); bpffs is mounted with mount(2) where it is not.
+only when the host's copy differs (``missing_contents`` lists those before anything changes; the
+ebpf_host action plugin sends them in a second call). Every write is atomic (state/atomic_file).
+Units are enabled through ``systemctl`` (its exit status, never its text), only where systemd runs
+the host (``/run/systemd/system``); bpffs is mounted with mount(2) where it is not.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -18,16 +18,15 @@ __metaclass__ = type
 import base64
 import ctypes
 import fnmatch
-import grp
 import hashlib
 import os
-import pwd
 import shlex
 import subprocess
 import tempfile
 
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpffs
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
+from ansible_collections.ebpf.observability.plugins.module_utils.state import accounts
 from ansible_collections.ebpf.observability.plugins.module_utils.state.atomic_file import write_atomic
 
 SYSTEMD_RUNTIME = "/run/systemd/system"
@@ -47,13 +46,14 @@ def checksum(path):
 
 
 def _account_id(lookup, name, check_mode):
-    """The uid or gid of a user or group name; None in check mode when it is still to be created."""
-    try:
-        return lookup(name)[2]
-    except KeyError:
-        if check_mode:
-            return None
-        raise BpfError("no user or group %s on this host" % name)
+    """The uid or gid of a user or group name (``lookup``: accounts.user or accounts.group); None
+    in check mode when it is still to be created."""
+    entry = lookup(name)
+    if entry is not None:
+        return entry[2]
+    if check_mode:
+        return None
+    raise BpfError("no user or group %s on this host" % name)
 
 
 def validate(dest, data, command):
@@ -86,7 +86,6 @@ class HostFiles:
         self.check_mode = check_mode
         self.contents = contents or {}
         self.items = []
-        self.needs = []
         self.warnings = []
         self.reload_units = False
 
@@ -107,8 +106,8 @@ class HostFiles:
                 raise BpfError("cannot create the directory %s" % path, errno=e.errno)
         if owner is None and group is None:
             return self.item("directory", path, not exists, "create")
-        uid = -1 if owner is None else _account_id(pwd.getpwnam, owner, self.check_mode)
-        gid = -1 if group is None else _account_id(grp.getgrnam, group, self.check_mode)
+        uid = -1 if owner is None else _account_id(accounts.user, owner, self.check_mode)
+        gid = -1 if group is None else _account_id(accounts.group, group, self.check_mode)
         st = os.stat(path) if exists else None
         fix = st is None or (st.st_mode & 0o7777) != mode or uid not in (-1, st.st_uid) or gid not in (-1, st.st_gid)
         if fix and not self.check_mode:
@@ -135,23 +134,19 @@ class HostFiles:
 
     def file(self, spec):
         """``spec``: {dest, checksum, key, mode}; the content comes from ``contents[key]`` when the
-        host's copy differs. Returns the item, or None when the content is still needed."""
+        host's copy differs (missing_contents, asked first, names the files lacking it). Returns the item."""
         dest, mode = spec["dest"], int(str(spec.get("mode") or "0644"), 8)
         current = checksum(dest)
         same = current == spec["checksum"]
         mode_ok = same and (os.stat(dest).st_mode & 0o7777) == mode
         if same and mode_ok:
             return self.item("file", dest, False, "write", checksum=current)
-        if not same and spec["key"] not in self.contents:
-            if not self.check_mode:
-                self.needs.append(spec["key"])
-                return None
-            return self.item("file", dest, True, "write", checksum=spec["checksum"],
-                             diff={"before": {"checksum": current}, "after": {"checksum": spec["checksum"]}})
         if not self.check_mode:
             if same:
                 os.chmod(dest, mode)
             else:
+                if spec["key"] not in self.contents:
+                    raise BpfError("no content was sent for %s (its checksum differs)" % dest)
                 data = base64.b64decode(self.contents[spec["key"]])
                 if hashlib.sha1(data).hexdigest() != spec["checksum"]:
                     raise BpfError("the content sent for %s does not match its checksum %s" % (dest, spec["checksum"]))

@@ -16,10 +16,12 @@ from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors i
 from ansible_collections.ebpf.observability.plugins.module_utils.state.host_lock import HostLock
 
 
-def run_backend(module, action, changes_state=True):
+def run_backend(module, action, changes_state=True, types_checked=False):
     """``action()`` returns (backend, result dict); exits the module. With ``changes_state`` (every
-    module but ebpf_info) the action runs under the host lock unless in check mode."""
-    option_types.check_module(module)
+    module but ebpf_info) the action runs under the host lock unless in check mode. The options'
+    types are checked here unless ``types_checked`` (option_types.check_before_conversion did)."""
+    if not types_checked:
+        option_types.check_module(module)
     backend = None
     lock = HostLock(module._name) if changes_state and not module.check_mode else None
     try:

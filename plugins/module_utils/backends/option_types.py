@@ -58,19 +58,23 @@ def raw_params():
     return basic._load_params()
 
 
+def _fail_on_wrong_types(argument_spec, failing_module):
+    """Fail through ``failing_module()`` (made only then) when an option of ``argument_spec`` has
+    the wrong type."""
+    errors = type_errors(argument_spec, raw_params())
+    if errors:
+        failing_module().fail_json(msg="wrong option type: %s; nothing was changed" % "; ".join(errors))
+
+
 def check_module(module):
     """Fail the module (before it changes anything) when an option has the wrong type."""
-    errors = type_errors(module.argument_spec, raw_params())
-    if errors:
-        module.fail_json(msg="wrong option type: %s; nothing was changed" % "; ".join(errors))
+    _fail_on_wrong_types(module.argument_spec, lambda: module)
 
 
 def check_before_conversion(argument_spec, module_class):
     """The same check before the module is made with ``argument_spec``, for a spec with mappings
     of sub-options (whose conversion errors Ansible reports without the option's name): a wrong
-    type fails through a module that converts nothing."""
-    errors = type_errors(argument_spec, raw_params())
-    if errors:
-        module = module_class(argument_spec=dict((name, {"type": "raw"}) for name in argument_spec),
-                              supports_check_mode=True)
-        module.fail_json(msg="wrong option type: %s; nothing was changed" % "; ".join(errors))
+    type fails through a module that converts nothing. The module made afterwards is not checked
+    again (run_backend's ``types_checked``)."""
+    _fail_on_wrong_types(argument_spec, lambda: module_class(
+        argument_spec=dict((name, {"type": "raw"}) for name in argument_spec), supports_check_mode=True))

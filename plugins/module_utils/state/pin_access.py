@@ -27,13 +27,13 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import errno
-import grp
 import os
 import stat
 
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_syscall as sc
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpffs
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
+from ansible_collections.ebpf.observability.plugins.module_utils.state import accounts
 from ansible_collections.ebpf.observability.plugins.module_utils.state.pin_state import STATE_PIN
 from ansible_collections.ebpf.observability.plugins.module_utils.state.pin_state import LINKS_DIR, MAPS_DIR, PROGS_DIR
 
@@ -54,10 +54,10 @@ def group_id(group):
     """The gid of a group name or id."""
     if isinstance(group, int) or (isinstance(group, str) and group.isdigit()):
         return int(group)
-    try:
-        return grp.getgrnam(group).gr_gid
-    except KeyError:
+    entry = accounts.group(group)
+    if entry is None:
         raise BpfError("group %r does not exist" % group, hint="create it (the ebpf_exporter role does) or fix 'group'")
+    return entry.gr_gid
 
 
 def _fix(path, gid, mode, check_mode, changes):
