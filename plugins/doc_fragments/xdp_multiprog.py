@@ -24,7 +24,7 @@ options:
       - A lone program that is not ours is never replaced without O(force), whatever the setting.
       - A dispatcher needs C(freplace) programs (BPF trampolines) and a program loaded by
         M(ebpf.observability.ebpf_program) (O(name), not O(pin)); the result's
-        RV(attachment.multiprog) says whether it was used and, when not, why.
+        RV(multiprog) says whether it was used and, when not, why.
       - Our component shares every map with the pinned program, so its counters are the pinned
         object's. An upgrade (or another O(priority)) adds the new component, then removes the
         old one (two atomic dispatcher swaps; for the moment between them both run, and a counter

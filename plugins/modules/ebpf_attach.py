@@ -315,14 +315,11 @@ attachment:
     tc_api:
       description: TC API used, V(tcx) or V(netlink).
       type: str
-    tcx_position:
-      description: For TCX, the program's index in the order the hook runs its programs (0 runs first).
-      type: int
+    tcx_position: {description: "For TCX, the program's index in the order the hook runs its programs (0 runs first).", type: int}
     tcx_chain: {description: "For TCX, the ids of the hook's programs in run order.", type: list, elements: int}
     priority: {description: "Netlink TC filter priority; XDP in a dispatcher, our component's run priority.", type: int}
     multiprog:
-      description: "XDP: C(used) (in libxdp's dispatcher), C(reason) when not, else C(dispatcher_id) and C(components)
-        (prog_id, name, priority, chain_call_actions, ours); C(chain_call_actions) beside it are our component's."
+      description: In libxdp's dispatcher, as RV(multiprog); C(priority) and C(chain_call_actions) beside it are our component's.
       type: dict
     handle:
       description: Netlink TC filter handle.
@@ -331,18 +328,19 @@ attachment:
       description: Tracing target.
       type: str
       sample: syscalls/sys_enter_getpid
-    link_id:
-      description: Kernel id of the bpf_link (tcx and tracing hooks).
-      type: int
-    link_pin:
-      description: Pin path of the bpf_link (tcx and tracing hooks).
-      type: str
+    link_id: {description: Kernel id of the bpf_link (tcx and tracing hooks)., type: int}
+    link_pin: {description: Pin path of the bpf_link (tcx and tracing hooks)., type: str}
     prog_id:
       description: Kernel id of the program running at the hook.
       type: int
     prog_name:
       description: Kernel name of the program running at the hook.
       type: str
+multiprog:
+  description: "XDP: C(used) (in libxdp's dispatcher), C(reason) when not, else C(dispatcher_id) and C(components)
+    (prog_id, name, priority, chain_call_actions, ours)."
+  returned: for the xdp hook
+  type: dict
 errno:
   description: The errno of a failure the kernel reported.
   returned: on failure

@@ -109,6 +109,9 @@ def test_tracing_programs_can_be_loaded_unattached():
     ([{"name": "xdp_counter", "attach": [{"hook": "xdp"}]}], "the xdp hook needs an interface"),
     ([{"name": "xdp_counter", "attach": [{"hook": "tc", "interface": "eth0"}]}], "hook tc does not fit this program; use xdp"),
     ([{"name": "xdp_counter", "attach": [{"interface": "eth0", "mode": "fast"}]}], "mode must be one of auto, hw, drv, skb"),
+    ([{"name": "xdp_counter", "attach": [{"interface": "eth0", "multiprog": "yes"}]}], "multiprog one of auto, always, never"),
+    ([{"name": "xdp_counter", "attach": [{"interface": "eth0", "chain_call_actions": ["bounce"]}]}],
+     "chain_call_actions of aborted, drop, pass, tx, redirect"),
     ([{"name": "xdp_counter", "attach": [{"interface": "eth0", "direction": "egress"}]}], "unknown key(s) direction for the xdp hook"),
     ([{"name": "tc_classifier", "attach": [{"interface": "eth0", "direction": "up"}]}], "direction must be ingress or egress"),
     ([{"name": "tc_classifier", "programs": ["tc_classify_egress"], "attach": [{"interface": "eth0"}]}],
@@ -270,3 +273,14 @@ def test_an_empty_program_list_is_refused_not_taken_for_all():
     assert p["loads"] == [] and p["errors"] == [
         "net_tracepoints (variant tracepoint): programs is empty (omit it to load all); "
         "it has skb_kfree, tcp_retransmit, tcp_set_state, net_rx, net_tx"]
+
+
+def test_a_dispatcher_component_is_the_xdp_attachment_of_its_interface():
+    component = {"kind": "link", "link_type": "tracing", "dispatcher_id": 7, "mode": "drv", "ifindex": 3, "interface": "mpx0",
+                 "prog_id": 11, "object": "xdp_counter", "program": "xdp_counter"}
+    info = {"objects": [{"name": "xdp_counter", "programs": [{"name": "xdp_counter"}]}], "attachments": [component]}
+    kept = plan([{"name": "xdp_counter", "attach": [{"interface": "mpx0", "priority": 10, "chain_call_actions": ["pass"]}]}])
+    assert kept["attachments"][0]["priority"] == 10 and kept["attachments"][0]["chain_call_actions"] == ["pass"]
+    assert f.ebpf_programs_stale(kept, info) == []
+    moved = plan([{"name": "xdp_counter", "attach": [{"interface": "eth0"}]}])
+    assert f.ebpf_programs_stale(moved, info) == [{"name": "xdp_counter", "program": "xdp_counter", "hook": "xdp", "interface": "mpx0"}]

@@ -151,6 +151,7 @@ class AttachBackend:
         self.hook_name = params.get("hook") or "auto"
         self.target = params.get("target")
         self.direction = params.get("direction")
+        self.hook = None
 
     def run(self):
         """The module's result dict; BpfError (counted in the event file) on failure."""
@@ -259,7 +260,7 @@ class AttachBackend:
             self._section_interface()
         if self.hook_name in NETWORK_HOOKS and not self._interface():
             return self._stale_tcx_pin()
-        hook = self._hook()
+        hook = self.hook = self._hook()
         state = hook.read()
         before = hook.view(state)
         action = hook.needs_attach(state) if self.state == "present" else hook.needs_detach(state)
@@ -349,4 +350,5 @@ class AttachBackend:
             "program": self.prog.public() if self.prog is not None else {},
             "attachment": after,
             "diff": {"before": before, "after": after},
+            "multiprog": getattr(self.hook, "status", None),
         }

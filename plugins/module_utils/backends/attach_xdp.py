@@ -66,6 +66,7 @@ class XdpHook(Hook):
         self._unsupported = None if self.multiprog == "never" else multi.unsupported_reason(self.prog)
         self._target = None  # (mode, prog_id) that REPLACE or MOVE acts on
         self._dispatch = False  # the action goes through the dispatcher
+        self.status = None
 
     def validate(self):
         if self.multiprog == "always" and self._unsupported:
@@ -77,7 +78,9 @@ class XdpHook(Hook):
         found = None
         if held and libxdp.available():
             found = libxdp.dispatcher(self.ifindex)
-        return {"held": held, "dispatcher": found if found and not found["legacy"] else None}
+        state = {"held": held, "dispatcher": found if found and not found["legacy"] else None}
+        self.status = self._multiprog_view(state)  # the module's result says whether and why
+        return state
 
     def _components(self, state):
         return [c for c in (state["dispatcher"] or {}).get("components", []) if multi.is_ours(self.prog, c)]
@@ -189,8 +192,10 @@ class XdpHook(Hook):
                 "components": [dict(c, ours=multi.is_ours(self.prog, c)) for c in d["components"]]}
 
     def _view(self, mode, pid, name, state):
-        return {"hook": "xdp", "interface": self.ifname, "ifindex": self.ifindex, "mode": mode,
-                "prog_id": pid, "prog_name": name, "multiprog": self._multiprog_view(state)}
+        view = {"hook": "xdp", "interface": self.ifname, "ifindex": self.ifindex, "mode": mode, "prog_id": pid, "prog_name": name}
+        if state["dispatcher"]:
+            view["multiprog"] = self._multiprog_view(state)
+        return view
 
     def view(self, state):
         held = state["held"]
@@ -208,7 +213,7 @@ class XdpHook(Hook):
         if self._dispatch:
             d = state["dispatcher"]
             view = self._view(d["mode"] if d else None, None, self.prog.info["name"], state)
-            view["multiprog"] = {"used": True, "dispatcher_id": None}  # libxdp builds a new dispatcher
+            self.status = view["multiprog"] = {"used": True, "dispatcher_id": None}  # libxdp builds a new dispatcher
             return dict(view, priority=self.priority, chain_call_actions=self.actions)
         if action == REPLACE:
             mode = self._target[0]
