@@ -13,8 +13,9 @@ An attachment is a dict with ``kind`` ("xdp", "tc" or "link") and ``prog_id``, p
   ``perf_event_type_name`` with ``func_name`` (kprobes) or ``file_name`` (uprobes).
 A program attached through an XDP bpf_link shows both as "xdp" (carrying that ``link_id``) and
 as "link". A component of libxdp's XDP dispatcher is the "link" (of type tracing) that extends
-the dispatcher, with ``dispatcher_id``, ``mode``, ``ifindex`` and ``interface``. Attachments in another network namespace carry ``elsewhere`` and, for XDP and TC
-found there, ``netns`` (a path of that namespace) and ``netns_inode``.
+the dispatcher, with ``dispatcher_id``, ``mode``, ``ifindex`` and ``interface``. Attachments in
+another network namespace carry ``elsewhere`` and, for XDP and TC found there, ``netns`` (a path
+of that namespace) and ``netns_inode``.
 """
 
 from __future__ import absolute_import, division, print_function
