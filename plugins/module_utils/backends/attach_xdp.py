@@ -29,6 +29,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach
 JOIN = "join"
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.netlink_codec import XDP_MODE_ATTRS
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import libxdp
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
 from ansible_collections.ebpf.observability.plugins.module_utils.backends import attach_xdp_multi as multi
 
 MODE_ORDER = ("hw", "drv", "skb")
