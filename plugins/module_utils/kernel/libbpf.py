@@ -15,12 +15,12 @@ __metaclass__ = type
 
 import contextlib
 import ctypes
-import ctypes.util
 import os
 import platform
 import re
 import threading
 
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import shared_library
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.bpf_structs import BPF_WRAPPER_SIGNATURES
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError, errno_error
 
@@ -145,22 +145,9 @@ def lib():
         return _lib
     with _lock:
         if _lib is None:
-            try:
-                handle = ctypes.CDLL(LIBBPF_SONAME, use_errno=True)
-            except OSError:
-                try:  # find_library runs ldconfig: only when the soname is not found
-                    handle = ctypes.CDLL(ctypes.util.find_library("bpf") or LIBBPF_SONAME, use_errno=True)
-                except OSError:
-                    raise BpfError(
-                        "%s was not found" % LIBBPF_SONAME,
-                        hint="install libbpf 1.x on this host (Debian/Ubuntu: apt-get install libbpf1; "
-                             "Fedora/RHEL: dnf install libbpf)")
-            for name, (restype, argtypes) in list(_SIGNATURES.items()) + list(BPF_WRAPPER_SIGNATURES.items()):
-                fn = getattr(handle, name, None)
-                if fn is None:
-                    continue
-                fn.restype = restype
-                fn.argtypes = argtypes
+            handle = shared_library.load(LIBBPF_SONAME, "bpf", dict(_SIGNATURES, **BPF_WRAPPER_SIGNATURES),
+                                         hint="install libbpf 1.x on this host (Debian/Ubuntu: apt-get install libbpf1; "
+                                              "Fedora/RHEL: dnf install libbpf)")
             handle.libbpf_set_print(PRINT_CALLBACK)
             _lib = handle
     return _lib

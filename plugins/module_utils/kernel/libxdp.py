@@ -25,6 +25,7 @@ import threading
 
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpffs
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import libbpf
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import shared_library
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
 
 LIBXDP_SONAME = "libxdp.so.1"
@@ -90,15 +91,8 @@ def lib():
         return _lib
     with _lock:
         if _lib is None:
-            try:
-                handle = ctypes.CDLL(LIBXDP_SONAME, use_errno=True)
-            except OSError:
-                raise BpfError("%s was not found" % LIBXDP_SONAME,
-                               hint="install libxdp (Debian/Ubuntu: apt-get install libxdp1; Fedora/RHEL: dnf install libxdp)")
-            for name, (restype, argtypes) in _SIGNATURES.items():
-                fn = getattr(handle, name)
-                fn.restype = restype
-                fn.argtypes = argtypes
+            handle = shared_library.load(LIBXDP_SONAME, "xdp", _SIGNATURES, hint="install libxdp (Debian/Ubuntu: apt-get "
+                                         "install libxdp1; Fedora/RHEL: dnf install libxdp)")
             libbpf.lib()  # libxdp loads through libbpf: its log goes to the same capture
             handle.libxdp_set_print(ctypes.cast(libbpf.PRINT_CALLBACK, _P))
             _lib = handle
