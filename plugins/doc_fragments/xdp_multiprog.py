@@ -21,6 +21,9 @@ options:
       - V(auto) joins the dispatcher the interface runs; on an interface that runs nothing, or
         where the host cannot run a dispatcher, it attaches directly, as V(never) does. V(always)
         makes a dispatcher when the interface runs none, and fails where the host cannot run one.
+        Where another tool loads its XDP program at boot too, use V(always), so whichever comes
+        first after a reboot (the restore command or the other tool) makes the dispatcher the
+        other joins.
       - A lone program that is not ours is never replaced without O(force), whatever the setting.
       - A dispatcher needs C(freplace) programs (BPF trampolines) and a program loaded by
         M(ebpf.observability.ebpf_program) (O(name), not O(pin)); the result's
