@@ -201,10 +201,11 @@ class Exporter:
         return self.renderer.render(self.collect())
 
     def write(self):
-        """One pass written to the textfile (atomically); returns the text."""
-        text = self.render()
-        write_atomic(self.config.textfile, text, self.config.file_mode)
-        return text
+        """One pass written to the textfile (atomically); returns the text as UTF-8 chunks (a
+        list of bytes: b"".join() them for the whole text)."""
+        chunks = self.renderer.render_bytes(self.collect())
+        write_atomic(self.config.textfile, chunks, self.config.file_mode)
+        return chunks
 
     # -- metric maps ----------------------------------------------------------------------
 

@@ -31,9 +31,10 @@ def _temp_prefix(path):
 
 
 def write_atomic(path, text, mode=DEFAULT_MODE):
-    """Replace the file at ``path`` with ``text`` (str, written as UTF-8, or bytes) in one rename."""
+    """Replace the file at ``path`` with ``text`` (str, written as UTF-8, bytes, or a list of
+    bytes chunks written one after the other) in one rename."""
     directory = os.path.dirname(os.path.abspath(path))
-    data = text if isinstance(text, bytes) else text.encode("utf-8")
+    chunks = text if isinstance(text, list) else [text if isinstance(text, bytes) else text.encode("utf-8")]
     try:
         fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), dir=directory)
     except OSError as e:
@@ -41,9 +42,10 @@ def write_atomic(path, text, mode=DEFAULT_MODE):
                        hint="the writer needs write access to the directory (for the exporter: ReadWritePaths= of its unit)")
     try:
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            for chunk in chunks:
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view):]
             os.fchmod(fd, mode)
             os.fsync(fd)
         finally:
