@@ -24,11 +24,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import functools
 import operator
 import sys
 from array import array
 from collections import deque
-from itertools import chain, compress, islice, repeat
+from itertools import chain, compress, islice, product, repeat
 
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.decoders import SKIP
@@ -201,15 +202,25 @@ class CounterColumns:
         return rows, sorted_ranks
 
     def _template(self, texts, sorted_ranks):
-        """The lines of the series (in output order) with %d where each value goes, UTF-8."""
+        """The lines of the series (in output order) with %d where each value goes, UTF-8.
+
+        Where every combination of label values is a series (a full grid), the lines are the
+        combinations in order: each combination of the other labels' pieces is joined with the
+        last label's pieces in one operation, rather than a piece put in place per series."""
         width = len(self.output) + 1
         count = len(sorted_ranks[0])
-        parts = [_LINE_END] * (count * width)
+        pieces = []
         for slot, label in enumerate(self.output):
             head = "%s{" % self.full_name if slot == 0 else ","
-            pieces = ['%s%s="%s"' % (head, self.names[label], escape_label(text).replace("%", "%%"))
-                      for text in texts[label]]
-            parts[slot::width] = map(pieces.__getitem__, sorted_ranks[label])
+            pieces.append(['%s%s="%s"' % (head, self.names[label], escape_label(text).replace("%", "%%"))
+                           for text in texts[label]])
+        if count == functools.reduce(operator.mul, map(len, pieces), 1):
+            lines = [prefix + (_LINE_END + prefix).join(pieces[-1]) + _LINE_END
+                     for prefix in map("".join, product(*pieces[:-1]))]
+            return "".join(lines).encode("utf-8")
+        parts = [_LINE_END] * (count * width)
+        for slot, label in enumerate(self.output):
+            parts[slot::width] = map(pieces[slot].__getitem__, sorted_ranks[label])
         return "".join(parts).encode("utf-8")
 
 
