@@ -217,7 +217,9 @@ class CounterColumns:
         if count == functools.reduce(operator.mul, map(len, pieces), 1):
             lines = [prefix + (_LINE_END + prefix).join(pieces[-1]) + _LINE_END
                      for prefix in map("".join, product(*pieces[:-1]))]
-            return "".join(lines).encode("utf-8")
+            text = "".join(lines)
+            del lines  # not held while the text is encoded (the peak memory of a first pass)
+            return text.encode("utf-8")
         parts = [_LINE_END] * (count * width)
         for slot, label in enumerate(self.output):
             parts[slot::width] = map(pieces[slot].__getitem__, sorted_ranks[label])
