@@ -132,6 +132,16 @@ def test_write_atomic_replaces_the_file_with_its_mode(tmp_path):
     assert os.listdir(tmp_path) == ["m.prom"]
 
 
+def test_write_atomic_writes_chunks_and_fsyncs_only_when_durable(tmp_path, monkeypatch):
+    path = tmp_path / "m.prom"
+    synced = []
+    monkeypatch.setattr(os, "fsync", synced.append)
+    write_atomic(str(path), [b"a\n", b"", "\u00e9\n".encode("utf-8")], durable=False)
+    assert path.read_bytes() == b"a\n\xc3\xa9\n" and not synced
+    write_atomic(str(path), "new\n")
+    assert path.read_text() == "new\n" and len(synced) == 2  # the file, then its directory
+
+
 def test_a_failed_write_keeps_the_old_file_and_no_temporary(tmp_path):
     path = tmp_path / "m.prom"
     path.mkdir()  # rename onto a directory fails

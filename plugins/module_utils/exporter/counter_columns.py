@@ -9,8 +9,9 @@ where the label is a 1-, 2-, 4- or 8-byte integer at an aligned offset), decodes
 distinct values through the label's LabelDecoder, and sums the per-CPU values column by column
 (families.u64_sums). The series are sorted by their text without building it for each entry:
 each label's distinct values are ranked once, and a series' place is the number its ranks make
-(label names sorted, as in the text). The text of all series is one %-template, filled with the
-values in one operation.
+(label names sorted, as in the text). The text of all series is one %-template of UTF-8 bytes,
+filled with the values in one operation (bytes formatting is faster than str formatting, and the
+textfile is written as these bytes with no encoding step).
 
 What a pass builds is kept with the keys it was built from: the next pass whose keys are the
 same bytes in the same order (a map whose set of keys did not change) only sums the values and
@@ -23,11 +24,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import functools
 import operator
 import sys
 from array import array
 from collections import deque
-from itertools import chain, compress, islice, repeat
+from itertools import chain, compress, islice, product, repeat
 
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.decoders import SKIP
@@ -62,7 +64,7 @@ class RenderedSeries:
 
     def __init__(self, layout, values):
         self.count = len(values)
-        self.text = layout.template % values if values else ""
+        self.text = layout.template % values if values else b""  # UTF-8
         self._layout = layout
         self._values = values
 
@@ -78,7 +80,7 @@ class _Layout:
 
     __slots__ = ("keys", "pick", "template", "texts", "ranks", "merged")
 
-    def __init__(self, keys, pick=None, template="", texts=(), ranks=(), merged=False):
+    def __init__(self, keys, pick=None, template=b"", texts=(), ranks=(), merged=False):
         self.keys = keys
         self.pick = pick  # batch values -> series values in output order
         self.template = template
@@ -200,16 +202,28 @@ class CounterColumns:
         return rows, sorted_ranks
 
     def _template(self, texts, sorted_ranks):
-        """The lines of the series (in output order) with %d where each value goes."""
+        """The lines of the series (in output order) with %d where each value goes, UTF-8.
+
+        Where every combination of label values is a series (a full grid), the lines are the
+        combinations in order: each combination of the other labels' pieces is joined with the
+        last label's pieces in one operation, rather than a piece put in place per series."""
         width = len(self.output) + 1
         count = len(sorted_ranks[0])
-        parts = [_LINE_END] * (count * width)
+        pieces = []
         for slot, label in enumerate(self.output):
             head = "%s{" % self.full_name if slot == 0 else ","
-            pieces = ['%s%s="%s"' % (head, self.names[label], escape_label(text).replace("%", "%%"))
-                      for text in texts[label]]
-            parts[slot::width] = map(pieces.__getitem__, sorted_ranks[label])
-        return "".join(parts)
+            pieces.append(['%s%s="%s"' % (head, self.names[label], escape_label(text).replace("%", "%%"))
+                           for text in texts[label]])
+        if count == functools.reduce(operator.mul, map(len, pieces), 1):
+            lines = [prefix + (_LINE_END + prefix).join(pieces[-1]) + _LINE_END
+                     for prefix in map("".join, product(*pieces[:-1]))]
+            text = "".join(lines)
+            del lines  # not held while the text is encoded (the peak memory of a first pass)
+            return text.encode("utf-8")
+        parts = [_LINE_END] * (count * width)
+        for slot, label in enumerate(self.output):
+            parts[slot::width] = map(pieces[slot].__getitem__, sorted_ranks[label])
+        return "".join(parts).encode("utf-8")
 
 
 def _column(keys, count, key_size, offset, size):

@@ -82,8 +82,8 @@ class MetricFamily:
         return self._columns.count if self._columns is not None else len(self._series)
 
     def rendered(self):
-        """The series' lines as the text format writes them, when the family holds rendered
-        columns; else None."""
+        """The series' lines as the text format writes them (UTF-8 bytes), when the family holds
+        rendered columns; else None."""
         return self._columns.text if self._columns is not None else None
 
     def add(self, label_values, value):

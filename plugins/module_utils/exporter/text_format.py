@@ -61,19 +61,31 @@ class TextRenderer:
         self._cache = {}  # family name -> (series keys in output order, their set, their line prefixes)
 
     def render(self, families):
+        """The text of the families (str)."""
+        return "".join(part if part.__class__ is str else part.decode("utf-8") for part in self._parts(families))
+
+    def render_bytes(self, families):
+        """The text of the families as a list of UTF-8 chunks (bytes) to be written in order: the
+        series rendered from map columns are bytes already, and are neither decoded nor copied."""
+        return [part if part.__class__ is bytes else part.encode("utf-8") for part in self._parts(families)]
+
+    def _parts(self, families):
+        """The text in parts, each str or UTF-8 bytes (rendered columns)."""
         out = []
         cache = {}
         for family in sorted(families, key=operator.attrgetter("name")):
             if not family.series_count():
                 continue
             name = family.name
-            out.append("# HELP %s %s\n# TYPE %s %s\n" % (name, _escape_help(family.help), name, family.type))
+            lines = ["# HELP %s %s\n# TYPE %s %s\n" % (name, _escape_help(family.help), name, family.type)]
             text = family.rendered()
             if text is not None:
+                out.append("".join(lines))
                 out.append(text)
                 continue
             if family.type == "histogram":
-                out.extend(_histogram_lines(family))
+                lines.extend(_histogram_lines(family))
+                out.append("".join(lines))
                 continue
             series = family.series
             keys, key_set, prefixes = self._cache.get(name) or ((), frozenset(), ())
@@ -83,11 +95,12 @@ class TextRenderer:
             cache[name] = (keys, key_set, prefixes)
             values = list(map(series.__getitem__, keys))
             if set(map(type, values)) == {int}:
-                out.extend(map("%s%d\n".__mod__, zip(prefixes, values)))
+                lines.extend(map("%s%d\n".__mod__, zip(prefixes, values)))
             else:
-                out.extend(map("%s%s\n".__mod__, zip(prefixes, map(_number, values))))
+                lines.extend(map("%s%s\n".__mod__, zip(prefixes, map(_number, values))))
+            out.append("".join(lines))
         self._cache = cache
-        return "".join(out)
+        return out
 
 
 def _sorted_prefixes(family):

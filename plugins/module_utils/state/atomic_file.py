@@ -10,7 +10,9 @@ and fsynced, gets its final mode, and is renamed over the target: rename(2) with
 filesystem replaces the name atomically, so a reader opens either the old file or the new one.
 The directory is fsynced afterwards so the new name survives a crash. A writer killed before
 the rename leaves only a temporary file behind, which :func:`remove_stale_temporaries` deletes
-at the next start.
+at the next start. ``durable=False`` leaves out both fsyncs, for a file rewritten at every pass
+(the exporter's textfile): readers still see the old file or the new one, but after a power loss
+the file may be the old one, empty or missing until the next write.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -30,10 +32,11 @@ def _temp_prefix(path):
     return "." + os.path.basename(path) + "."
 
 
-def write_atomic(path, text, mode=DEFAULT_MODE):
-    """Replace the file at ``path`` with ``text`` (str, written as UTF-8, or bytes) in one rename."""
+def write_atomic(path, text, mode=DEFAULT_MODE, durable=True):
+    """Replace the file at ``path`` with ``text`` (str, written as UTF-8, bytes, or a list of
+    bytes chunks written one after the other) in one rename; fsynced unless not ``durable``."""
     directory = os.path.dirname(os.path.abspath(path))
-    data = text if isinstance(text, bytes) else text.encode("utf-8")
+    chunks = text if isinstance(text, list) else [text if isinstance(text, bytes) else text.encode("utf-8")]
     try:
         fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), dir=directory)
     except OSError as e:
@@ -41,11 +44,13 @@ def write_atomic(path, text, mode=DEFAULT_MODE):
                        hint="the writer needs write access to the directory (for the exporter: ReadWritePaths= of its unit)")
     try:
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            for chunk in chunks:
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view):]
             os.fchmod(fd, mode)
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.rename(tmp, path)
@@ -54,7 +59,8 @@ def write_atomic(path, text, mode=DEFAULT_MODE):
         if isinstance(e, OSError):
             raise BpfError("cannot write %s" % path, errno=e.errno)
         raise
-    _fsync_directory(directory)
+    if durable:
+        _fsync_directory(directory)
 
 
 def _fsync_directory(directory):
