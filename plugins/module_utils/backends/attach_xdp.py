@@ -78,7 +78,14 @@ class XdpHook(Hook):
         held = held_programs(self.nl.xdp_query(self.ifindex))
         found = None
         if held and libxdp.available():
-            found = libxdp.dispatcher(self.ifindex)
+            try:
+                found = libxdp.dispatcher(self.ifindex)
+            except BpfError as e:  # what runs there is still decided from netlink's answer
+                if self.multiprog == "always":
+                    raise
+                text = "libxdp cannot read the XDP programs of %s, so a dispatcher there is not joined: %s" % (self.ifname, e)
+                if text not in self.backend.warnings:
+                    self.warn(text)
         state = {"held": held, "dispatcher": found if found and not found["legacy"] else None}
         self.status = self._multiprog_view(state)  # the module's result says whether and why
         return state
