@@ -97,8 +97,10 @@ class XdpHook(Hook):
         return [c for c in self._components(state) if multi.is_current(self.prog, c, self.priority, self.actions)]
 
     def attached(self, state):
-        if state["dispatcher"]:
-            return self.multiprog != "never" and state["dispatcher"]["mode"] in self.modes and bool(self._current(state))
+        if state["dispatcher"]:  # our current component, and no other version of it left beside
+            current = self._current(state)
+            return (self.multiprog != "never" and state["dispatcher"]["mode"] in self.modes and bool(current)
+                    and len(current) == len(self._components(state)) == 1)
         return self.multiprog != "always" and any(pid == self.prog.id and mode in self.modes for mode, pid in state["held"])
 
     def holds_ours(self, state):
@@ -166,10 +168,11 @@ class XdpHook(Hook):
 
     def _attach_component(self, state, action):
         modes = multi.dispatcher_mode(self.modes, state["dispatcher"])
-        old = self._components(state) if action == REPLACE else []
+        keep = self._current(state)[:1] if action == REPLACE else []  # an earlier run's removal that failed
+        old = [c for c in self._components(state) if c not in keep] if action == REPLACE else []
         if action == MOVE:
             self._clear_target()
-        for i, mode in enumerate(modes):
+        for i, mode in enumerate(modes if not keep else ()):
             try:
                 multi.join(self.prog, self.ifindex, mode, self.priority, self.actions)
                 break
