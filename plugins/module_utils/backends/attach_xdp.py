@@ -13,7 +13,8 @@
 - A program that has to change mode (the asked mode is not the one it runs in) is detached and
   attached again: the only case with a moment without a program, reported in a warning.
 - ``multiprog`` puts the program in libxdp's multi-program dispatcher instead, beside other
-  tools' programs (attach_xdp_multi); the view's ``multiprog`` says whether it did and why.
+  tools' programs (attach_xdp_multi); the module result's ``multiprog`` says whether it did and
+  why (the view carries it only where a dispatcher runs).
 """
 
 from __future__ import absolute_import, division, print_function

@@ -8,7 +8,7 @@ dispatcher (kernel/libxdp), beside programs loaded by xdp-loader or bpfman.
   runs nothing it attaches directly, as ``never`` does; a lone program that is not ours is
   refused (replaced only with ``force``), whatever the setting.
 - ``always`` makes a dispatcher when the interface runs none; ``never`` never uses one.
-- A component is ours when it uses the maps of the pinned program (owned_prog_ids); it is the
+- A component is ours when it has the pinned program's name and uses one of its maps; it is the
   current version when its maps are exactly the pinned program's (each load has its own
   read-only data map) and its priority and chain-call actions are the ones asked.
 - The component is loaded from the object file the load record names (checked against the
