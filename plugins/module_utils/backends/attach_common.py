@@ -168,18 +168,17 @@ def pin_link(link_fd, path):
 
 
 def link_alive(link_id):
-    try:
-        sc.link_fd_by_id(link_id).close()
-        return True
-    except BpfError as e:
-        if e.errno == errno.ENOENT:
-            return False
-        raise
+    """Link ``link_id`` is still in the kernel, its program possibly still running.
+
+    Asked by listing, not by opening it: an unpinned link's last reference goes after an RCU grace
+    period, and its program is detached later still, by a kernel worker; until then the link
+    cannot be opened but still runs (a uprobe kept counting for a moment after its unpin)."""
+    return sc.link_id_listed(link_id)
 
 
 def wait_link_gone(link_id, what, timeout=LINK_GONE_TIMEOUT):
     """Wait until the kernel has released link ``link_id`` (it frees unpinned links shortly
-    after the last reference goes); AttachError when it stays."""
+    after the last reference goes, in a kernel worker); AttachError when it stays."""
     deadline = time.monotonic() + timeout
     delay = 0.0005
     while link_alive(link_id):

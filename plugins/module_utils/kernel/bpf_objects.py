@@ -123,6 +123,18 @@ def btf_ids():
     return _ids("btf", "BTF")
 
 
+def link_id_listed(link_id):
+    """The kernel still lists link ``link_id``: it has not begun to free it.
+
+    Unlike opening it by id, this sees a link whose last reference has gone but whose release
+    (the detach of its program) a kernel worker has not yet run."""
+    next_id = c_uint32()
+    ret = libbpf.lib().bpf_link_get_next_id(link_id - 1, next_id)
+    if ret < 0 and ret != -errno.ENOENT:
+        raise fail("listing BPF link ids after id %d" % (link_id - 1), ret)
+    return ret == 0 and next_id.value == link_id
+
+
 # ---------------------------------------------------------------------------------------
 # Object info
 # ---------------------------------------------------------------------------------------
