@@ -109,7 +109,7 @@ def test_a_lost_race_with_another_tool_reads_the_hook_again(attach, veth_pair, m
 
     def stale_first(hook):
         reads.append(1)
-        return {"held": [], "dispatcher": None} if len(reads) == 1 else real_read(hook)
+        return {"held": [], "dispatcher": None, "ours": [], "current": []} if len(reads) == 1 else real_read(hook)
     with Netlink() as nl, sc.obj_get(attach.obj["pin_dir"] + "/progs/xdp_udp") as fd:
         nl.xdp_set(nl.ifindex(veth_pair.ifname), fd, "drv")  # the other tool attached our program meanwhile
     monkeypatch.setattr(XdpHook, "read", stale_first)

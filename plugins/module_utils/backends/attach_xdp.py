@@ -88,14 +88,19 @@ class XdpHook(Hook):
                 if text not in self.backend.warnings:
                     self.warn(text)
         state = {"held": held, "dispatcher": found if found and not found["legacy"] else None}
+        # which components are ours, and which of them as asked: decided once per read (kernel queries)
+        state["ours"] = [c for c in (state["dispatcher"] or {}).get("components", []) if multi.is_ours(self.prog, c)]
+        state["current"] = [c for c in state["ours"] if multi.is_current(self.prog, c, self.priority, self.actions)]
         self.status = self._multiprog_view(state)  # the module's result says whether and why
         return state
 
-    def _components(self, state):
-        return [c for c in (state["dispatcher"] or {}).get("components", []) if multi.is_ours(self.prog, c)]
+    @staticmethod
+    def _components(state):
+        return state["ours"]
 
-    def _current(self, state):
-        return [c for c in self._components(state) if multi.is_current(self.prog, c, self.priority, self.actions)]
+    @staticmethod
+    def _current(state):
+        return state["current"]
 
     def attached(self, state):
         if state["dispatcher"]:  # our current component, and no other version of it left beside
@@ -201,7 +206,7 @@ class XdpHook(Hook):
                                            "the interface runs no dispatcher to join (multiprog: auto)")
             return {"used": False, "reason": reason}
         return {"used": True, "dispatcher_id": d["prog_id"],
-                "components": [dict(c, ours=multi.is_ours(self.prog, c)) for c in d["components"]]}
+                "components": [dict(c, ours=c in state["ours"]) for c in d["components"]]}
 
     def _view(self, mode, pid, name, state):
         view = {"hook": "xdp", "interface": self.ifname, "ifindex": self.ifindex, "mode": mode, "prog_id": pid, "prog_name": name}
