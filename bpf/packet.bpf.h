@@ -2,10 +2,12 @@
 /* Packet parsing shared by the XDP and TC programs. Headers are read in bounds-checked copies:
  * a short packet just ends parsing.
  * - XDP (parse_eth, parse_l3): direct packet access, each header checked against data_end.
- * - TC (parse_skb_l3): bpf_skb_load_bytes_relative() from the network header, which also reads
- *   non-linear data and needs no knowledge of the L2 header. The IP header and the ports are
- *   fetched with one call for IPv4 without options and IPv6 without extension headers, because
- *   the helper call is most of the cost. */
+ * - TC (parse_skb_l3): from the network header, which needs no knowledge of the L2 header.
+ *   PKT_SKB_NET reads with bpf_skb_load_bytes_relative(), which also reads non-linear data; the
+ *   IP header and the ports are fetched with one call for IPv4 without options and IPv6 without
+ *   extension headers, because the helper call is most of the cost. PKT_SKB_DIRECT reads the
+ *   linear data directly from where the caller found the network header (struct skb_direct)
+ *   and calls the helper only for what lies beyond it. */
 #ifndef __PACKET_BPF_H
 #define __PACKET_BPF_H
 
@@ -78,8 +80,16 @@ struct pkt_ports {
 
 /* Where offsets count from: the start of the XDP frame, or the skb's network header. */
 enum pkt_src {
-	PKT_XDP,     /* direct packet access, bounds-checked against data_end */
-	PKT_SKB_NET, /* bpf_skb_load_bytes_relative(): also reads non-linear skb data */
+	PKT_XDP,	/* direct packet access, bounds-checked against data_end */
+	PKT_SKB_NET,	/* bpf_skb_load_bytes_relative(): also reads non-linear skb data */
+	PKT_SKB_DIRECT, /* ctx is a struct skb_direct: its linear data directly, else as PKT_SKB_NET */
+};
+
+/* An skb and where its network header starts in the linear data (PKT_SKB_DIRECT). */
+struct skb_direct {
+	struct __sk_buff *skb;
+	void *nh;  /* the network header: a packet pointer */
+	void *end; /* skb->data_end */
 };
 
 /* What the programs classify on. */
@@ -92,6 +102,12 @@ struct pkt_info {
 	__u16 dport;	 /* host order */
 };
 
+/* Direct reads copy with loads as wide as 4-byte alignment allows, as a struct pointer into the
+ * packet would: copying from a plain pointer takes one load per byte. x86-64 and arm64 load
+ * unaligned data; the verifier refuses unaligned packet loads only on architectures that cannot,
+ * at load time, not silently. */
+#define PKT_COPY(to, from, len) __builtin_memcpy(to, __builtin_assume_aligned(from, 4), len)
+
 static __always_inline long pkt_load(void *ctx, enum pkt_src src, __u32 off, void *to, __u32 len)
 {
 	struct xdp_md *xdp = ctx;
@@ -99,13 +115,22 @@ static __always_inline long pkt_load(void *ctx, enum pkt_src src, __u32 off, voi
 
 	if (src == PKT_SKB_NET)
 		return bpf_skb_load_bytes_relative(ctx, off, to, len, BPF_HDR_START_NET);
+	if (src == PKT_SKB_DIRECT) {
+		struct skb_direct *d = ctx;
+
+		if (off <= 0xffff && d->nh + off + len <= d->end) {
+			PKT_COPY(to, d->nh + off, len);
+			return 0;
+		}
+		return bpf_skb_load_bytes_relative(d->skb, off, to, len, BPF_HDR_START_NET);
+	}
 	/* A single-buffer frame (SEC("xdp") programs get no others) is all between data and
 	 * data_end; direct access costs a fraction of bpf_xdp_load_bytes(). */
 	data = (void *)(long)xdp->data;
 	end = (void *)(long)xdp->data_end;
 	if (off > 0xffff || data + off + len > end)
 		return -1;
-	__builtin_memcpy(to, data + off, len);
+	PKT_COPY(to, data + off, len);
 	return 0;
 }
 
@@ -237,23 +262,23 @@ static __always_inline void set_dport(struct pkt_info *pi, const struct pkt_port
 }
 
 /* Reads the ports at off when the packet's L4 protocol has them. */
-static __always_inline void skb_load_dport(struct __sk_buff *skb, __u32 off, struct pkt_info *pi)
+static __always_inline void skb_load_dport(void *ctx, enum pkt_src src, __u32 off, struct pkt_info *pi)
 {
 	struct pkt_ports ports;
 
-	if (has_ports(pi->l4proto) && !pkt_load(skb, PKT_SKB_NET, off, &ports, sizeof(ports)))
+	if (has_ports(pi->l4proto) && !pkt_load(ctx, src, off, &ports, sizeof(ports)))
 		set_dport(pi, &ports);
 }
 
-static __always_inline void parse_skb_ipv4(struct __sk_buff *skb, struct pkt_info *pi)
+static __always_inline void parse_skb_ipv4(void *ctx, enum pkt_src src, struct pkt_info *pi)
 {
 	struct skb_ipv4_ports h;
 	bool first_frag, whole;
 	__u32 hlen;
 
 	/* A packet too short for header + ports (an IP header alone) is read again without them. */
-	whole = !pkt_load(skb, PKT_SKB_NET, 0, &h, sizeof(h));
-	if (!whole && pkt_load(skb, PKT_SKB_NET, 0, &h.ip, sizeof(h.ip)))
+	whole = !pkt_load(ctx, src, 0, &h, sizeof(h));
+	if (!whole && pkt_load(ctx, src, 0, &h.ip, sizeof(h.ip)))
 		return;
 	hlen = ipv4_fields(&h.ip, pi, &first_frag);
 	if (!hlen || !first_frag || !has_ports(pi->l4proto))
@@ -263,18 +288,18 @@ static __always_inline void parse_skb_ipv4(struct __sk_buff *skb, struct pkt_inf
 			set_dport(pi, &h.ports);
 		return;
 	}
-	skb_load_dport(skb, hlen, pi); /* header options */
+	skb_load_dport(ctx, src, hlen, pi); /* header options */
 }
 
-static __always_inline void parse_skb_ipv6(struct __sk_buff *skb, struct pkt_info *pi)
+static __always_inline void parse_skb_ipv6(void *ctx, enum pkt_src src, struct pkt_info *pi)
 {
 	struct skb_ipv6_ports h;
 	bool first_frag, whole;
 	__u32 off = sizeof(h.ip);
 	int nh;
 
-	whole = !pkt_load(skb, PKT_SKB_NET, 0, &h, sizeof(h));
-	if (!whole && pkt_load(skb, PKT_SKB_NET, 0, &h.ip, sizeof(h.ip)))
+	whole = !pkt_load(ctx, src, 0, &h, sizeof(h));
+	if (!whole && pkt_load(ctx, src, 0, &h.ip, sizeof(h.ip)))
 		return;
 	nh = ipv6_fields(&h.ip, pi);
 	if (nh < 0)
@@ -286,18 +311,19 @@ static __always_inline void parse_skb_ipv6(struct __sk_buff *skb, struct pkt_inf
 			set_dport(pi, &h.ports);
 		return;
 	}
-	ipv6_ext_walk(skb, PKT_SKB_NET, &off, nh, pi, &first_frag);
+	ipv6_ext_walk(ctx, src, &off, nh, pi, &first_frag);
 	if (first_frag)
-		skb_load_dport(skb, off, pi);
+		skb_load_dport(ctx, src, off, pi);
 }
 
-/* Fills pi from the skb's network header, of type pi->ethertype (skb->protocol). */
-static __always_inline void parse_skb_l3(struct __sk_buff *skb, struct pkt_info *pi)
+/* Fills pi from the skb's network header, of type pi->ethertype (skb->protocol); ctx is the
+ * skb (PKT_SKB_NET) or a struct skb_direct (PKT_SKB_DIRECT). */
+static __always_inline void parse_skb_l3(void *ctx, enum pkt_src src, struct pkt_info *pi)
 {
 	if (pi->ethertype == ETH_P_IP)
-		parse_skb_ipv4(skb, pi);
+		parse_skb_ipv4(ctx, src, pi);
 	else if (pi->ethertype == ETH_P_IPV6)
-		parse_skb_ipv6(skb, pi);
+		parse_skb_ipv6(ctx, src, pi);
 }
 
 #endif /* __PACKET_BPF_H */

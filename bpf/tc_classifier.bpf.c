@@ -87,6 +87,33 @@ static __always_inline __u32 classify(const struct pkt_info *pi)
 	return rules_entry(base + TC_GEN_CLASS + log2_floor(match & -match)) & MAX_CLASS_ID;
 }
 
+#ifdef TC_DIRECT
+/* Linux 6.3+: the kernel's sk_buff behind the program's context (the verifier inlines it). */
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
+
+/* tc_classifier_direct: the network header's offset in the linear data, read from the kernel's
+ * sk_buff, lets the headers be read directly; what lies beyond the linear data (or a header
+ * further than 255 bytes in) is read by the helper, as in tc_classifier. */
+static __always_inline void parse(struct __sk_buff *skb, struct pkt_info *pi)
+{
+	struct sk_buff *k = bpf_cast_to_kern_ctx(skb);
+	__u64 nh_off = (__u64)k->head + k->network_header - (__u64)k->data;
+	struct skb_direct d = {.skb = skb, .end = (void *)(long)skb->data_end};
+
+	if (nh_off > 0xff) {
+		parse_skb_l3(skb, PKT_SKB_NET, pi);
+		return;
+	}
+	d.nh = (void *)(long)skb->data + nh_off;
+	parse_skb_l3(&d, PKT_SKB_DIRECT, pi);
+}
+#else
+static __always_inline void parse(struct __sk_buff *skb, struct pkt_info *pi)
+{
+	parse_skb_l3(skb, PKT_SKB_NET, pi);
+}
+#endif
+
 /* The network header is set on both hooks, after any L2 header and VLAN tag the stack has
  * already consumed, so this works on Ethernet and L3 devices (tun, wireguard) alike. */
 static __always_inline int count(struct __sk_buff *skb, __u32 direction)
@@ -95,7 +122,7 @@ static __always_inline int count(struct __sk_buff *skb, __u32 direction)
 	__u32 slot;
 
 	pi.ethertype = bpf_ntohs(skb->protocol);
-	parse_skb_l3(skb, &pi);
+	parse(skb, &pi);
 	slot = classify(&pi) | direction << 8;
 	array_add(&tc_class_packets_total, slot, 1);
 	array_add(&tc_class_bytes_total, slot, skb->len);

@@ -226,6 +226,10 @@ struct net_device {
 
 struct sk_buff {
 	struct net_device *dev;
+	/* tc_classifier_direct: where the network header starts in the linear data */
+	unsigned char *head;
+	unsigned char *data;
+	__u16 network_header;
 };
 
 struct sock_common {

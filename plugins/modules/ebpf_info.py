@@ -263,6 +263,10 @@ features:
       description: Task-local storage maps can be created (Linux 5.11+); without them C(syscall_latency) uses
         its variant keeping thread state in a hash.
       type: bool
+    kern_ctx:
+      description: TC programs may call the kfunc C(bpf_cast_to_kern_ctx) (Linux 6.3+); with it C(tc_classifier)
+        uses its variant reading the headers directly.
+      type: bool
     libbpf_version:
       description: Version of the libbpf the modules use, or null without libbpf.
       type: str

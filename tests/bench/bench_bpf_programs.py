@@ -3,7 +3,8 @@
 
 - xdp_counter and tc_classifier: BPF_PROG_TEST_RUN on a 64-byte IPv4 UDP frame, ns per run
   against an empty program of the same type (XDP_PASS / TC_ACT_UNSPEC); tc_classifier holds 16
-  rules, once with no match (default class) and once matching the 16th. Beside them the floor
+  rules, once with no match (default class) and once matching the 16th; the same for its variant
+  tc_classifier_direct (Linux 6.3+, headers read directly). Beside them the floor
   (a program that increments one per-CPU array slot) and xdp-filter with its statistics, its
   program run the same way: loaded on a veth of the benchmark's own namespace, found by id
   through netlink and run with BPF_PROG_TEST_RUN (see bench_tools.py).
@@ -97,7 +98,6 @@ def median(values):
 
 def packet_rows(repeat, rounds):
     frame = udp_frame()
-    rules_path = os.path.join(PIN_ROOT, "tc_classifier", "maps", tc_rules.MAP_NAME)
     no_match = [{"name": "r%d" % i, "id": i + 1, "proto": "tcp", "dport": 1000 + i} for i in range(16)]
     last_match = no_match[:15] + [{"name": "dns", "id": 16, "proto": "udp", "dport": 53}]
     floor_xdp = bench_tools.floor_program(sc.BPF_PROG_TYPE_XDP, XDP_PASS, "ebpft_bp_fxdp")
@@ -106,9 +106,13 @@ def packet_rows(repeat, rounds):
            "floor xdp": floor_xdp[0], "floor tc": floor_tc[0],
            "xdp_counter": prog_fd("xdp_counter", "xdp_counter"),
            "tc_classifier": prog_fd("tc_classifier", "tc_classify_ingress")}
+    tc_objects = ["tc_classifier"]
+    if features.has_kern_ctx():
+        fds["tc_classifier_direct"] = prog_fd("tc_classifier_direct", "tc_classify_ingress")
+        tc_objects.append("tc_classifier_direct")
 
-    def write(classes):
-        with sc.obj_get(rules_path) as rules:
+    def write(name, classes):
+        with sc.obj_get(os.path.join(PIN_ROOT, name, "maps", tc_rules.MAP_NAME)) as rules:
             active = tc_rules.active_generation(sc.map_lookup(rules, struct.pack("=I", tc_rules.SELECTOR_INDEX), 8))
             items, selector = tc_rules.update_plan(classes, active)
             sc.map_update_batch(rules, items)
@@ -117,14 +121,14 @@ def packet_rows(repeat, rounds):
     def run(name):
         fd = fds[name.split(":")[0]]
         if name.startswith("tc_classifier"):
-            write(last_match if name.endswith("last") else no_match)
+            write(name.split(":")[0], last_match if name.endswith("last") else no_match)
         out = sc.prog_test_run(fd, frame, repeat=repeat)
         if name in ("xdp_counter", "xdp-filter") and out["retval"] != XDP_PASS:
             raise SystemExit("%s returned %d, not XDP_PASS" % (name, out["retval"]))
         return out["duration_ns"]
 
-    variants = ["empty xdp", "floor xdp", "xdp_counter", "xdp-filter",
-                "empty tc", "floor tc", "tc_classifier:none", "tc_classifier:last"]
+    variants = ["empty xdp", "floor xdp", "xdp_counter", "xdp-filter", "empty tc", "floor tc"]
+    variants += [name + match for name in tc_objects for match in (":none", ":last")]
     try:
         with bench_tools.xdp_filter_program(PIN_ROOT, NETNS_PREFIX) as xdp_filter:
             fds["xdp-filter"] = xdp_filter
@@ -134,6 +138,12 @@ def packet_rows(repeat, rounds):
         for fd in list(fds.values()) + [floor_xdp[1], floor_tc[1]]:
             fd.close()
     xdp, tc = "ns/packet, BPF_PROG_TEST_RUN 64B UDP", "ns/packet, TC, 16 rules, none matches"
+    direct = [
+        ("tc_classifier_direct", tc, got["empty tc"], got["tc_classifier_direct:none"], None, GOALS["tc"], "tc_classifier"),
+        ("  direct, 16th match", "ns/packet, TC, 16 rules, 16th matches", got["empty tc"], got["tc_classifier_direct:last"],
+         None, GOALS["tc"], "tc_classifier"),
+    ] if "tc_classifier_direct" in fds else [
+        ("tc_classifier_direct", tc, None, "n/a (needs bpf_cast_to_kern_ctx, Linux 6.3)", None, None, None)]
     return [
         ("floor (XDP)", xdp, got["empty xdp"], got["floor xdp"], None, None, "xdp_counter"),
         ("xdp_counter", xdp, got["empty xdp"], got["xdp_counter"], None, GOALS["xdp"], "xdp_counter"),
@@ -142,7 +152,7 @@ def packet_rows(repeat, rounds):
         ("tc_classifier", tc, got["empty tc"], got["tc_classifier:none"], None, GOALS["tc"], "tc_classifier"),
         ("  16th matches", "ns/packet, TC, 16 rules, 16th matches", got["empty tc"], got["tc_classifier:last"],
          None, GOALS["tc"], "tc_classifier"),
-    ]
+    ] + direct
 
 
 # ------------------------------------------------------------------------------ tracing loops
@@ -313,7 +323,7 @@ def main():
     bpffs.remove_tree(PIN_ROOT)
     try:
         for name in ("xdp_counter", "tc_classifier", "syscall_latency", "net_tracepoints", "syscall_latency_hash",
-                     "raw_net_tracepoints"):
+                     "raw_net_tracepoints") + (("tc_classifier_direct",) if features.has_kern_ctx() else ()):
             ProgramBackend(name, PIN_ROOT).present(os.path.join(BUILD, name + ".bpf.o"))
         rows = packet_rows(args.repeat, args.runs) if args.only in (None, "packets") else []
         rows += syscall_rows(args.calls, args.rounds) if args.only in (None, "syscalls") else []

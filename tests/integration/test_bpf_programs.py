@@ -208,7 +208,11 @@ def send_traffic(veth, n):
                 tcp.connect((veth.peer_addr, 8080))
 
 
-def test_xdp_and_tc_count_exactly_what_was_sent(net):
+@pytest.mark.parametrize("tc_object", ["tc_classifier", "tc_classifier_direct"])
+def test_xdp_and_tc_count_exactly_what_was_sent(net, tc_object):
+    if tc_object == "tc_classifier_direct" and not features.has_kern_ctx():
+        pytest.skip("TC programs cannot call bpf_cast_to_kern_ctx on this kernel (Linux 6.3+)")
+    net.objects = dict(net.objects, tc_classifier=net.objects[tc_object])  # the variant, under its catalogue name
     veth = net.veth
     for name in NETWORK:
         net.load(name)

@@ -76,7 +76,7 @@ def test_features_alone_and_an_empty_pin_root(pin_root):
     assert f["btf"] is True and f["xdp"] is True and f["raw_tracepoints"] is True
     assert f["libbpf_version"].startswith("v1.")
     assert set(f) == {"kernel_release", "btf", "tracefs", "tracepoints", "raw_tracepoints", "kprobes", "uprobes", "fentry",
-                      "tp_btf", "perf_link", "xdp", "tc", "tcx", "task_storage", "libbpf_version"}
+                      "tp_btf", "perf_link", "xdp", "tc", "tcx", "task_storage", "kern_ctx", "libbpf_version"}
 
 
 def test_interfaces_report_the_xdp_modes_of_their_driver(veth_pair, pin_root):

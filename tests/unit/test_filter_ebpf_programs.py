@@ -261,6 +261,20 @@ def test_kernels_without_task_storage_get_the_hash_variant():
     assert [a["program"] for a in p["attachments"]] == ["syscall_enter_tp", "syscall_exit_tp"]
 
 
+def test_kernels_whose_tc_programs_reach_the_sk_buff_get_the_direct_classifier():
+    declared = [{"name": "tc_classifier", "attach": [{"hook": "tc", "interface": "eth1"}]}]
+    p = f.ebpf_programs_plan(declared, CATALOG, dict(ALL, kern_ctx=True), "x86_64", DIR)
+    assert p["errors"] == [] and [(load["variant"], load["object"]) for load in p["loads"]] == [
+        ("direct", "tc_classifier_direct")]
+    assert p["files"] == ["tc_classifier_direct.bpf.o"] and p["exporter_programs"][0]["name"] == "tc_classifier"
+    p = f.ebpf_programs_plan([dict(declared[0], variant="tc")], CATALOG, dict(ALL, kern_ctx=True), "x86_64", DIR)
+    assert [load["object"] for load in p["loads"]] == ["tc_classifier"]
+    p = f.ebpf_programs_plan([dict(declared[0], variant="direct")], CATALOG, ALL, "x86_64", DIR)
+    assert [load["object"] for load in p["loads"]] == ["tc_classifier"] and p["errors"] == []
+    assert p["warnings"] == ["tc_classifier: variant direct needs the kernel feature 'kern_ctx', which this host lacks; "
+                             "using variant tc"]
+
+
 def test_kernels_without_perf_links_get_raw_tracepoint_net_events():
     p = f.ebpf_programs_plan([{"name": "net_tracepoints"}], CATALOG, dict(ALL, perf_link=False), "x86_64", DIR)
     assert p["errors"] == [] and [(load["variant"], load["object"]) for load in p["loads"]] == [

@@ -59,6 +59,7 @@ BPF_CALL = 0x80
 BPF_EXIT = 0x90
 # ld_imm64 source
 BPF_PSEUDO_MAP_FD = 1
+BPF_PSEUDO_KFUNC_CALL = 2
 BPF_PSEUDO_MAP_VALUE = 2
 # registers
 BPF_REG_0, BPF_REG_1, BPF_REG_2, BPF_REG_3, BPF_REG_4, BPF_REG_5 = range(6)
@@ -135,6 +136,11 @@ def jmp_reg(op, dst, src, off):
 def call(helper_id):
     """Call a helper (BPF_FUNC_*); arguments in r1-r5, result in r0."""
     return insn(BPF_JMP | BPF_CALL, 0, 0, 0, helper_id)
+
+
+def call_kfunc(btf_id):
+    """Call the kernel function with vmlinux BTF id ``btf_id`` (BPF_PSEUDO_KFUNC_CALL)."""
+    return insn(BPF_JMP | BPF_CALL, 0, BPF_PSEUDO_KFUNC_CALL, 0, btf_id)
 
 
 def exit_insn():

@@ -9,6 +9,7 @@ the version where a harmless probe exists.
 - perf links: BPF_LINK_CREATE with BPF_PERF_EVENT on fd -1: EBADF with support (5.15+), EINVAL
   without.
 - fentry/fexit/tp_btf: libbpf's own probe of the "tracing" program type.
+- kern_ctx: a TC program calling the kfunc bpf_cast_to_kern_ctx() loads.
 - kprobes and uprobes: the dynamic PMUs under /sys/bus/event_source/devices (what attaching uses).
 Results are cached for the life of the process.
 """
@@ -98,6 +99,24 @@ def has_fentry():
     """fentry/fexit programs load: they need BPF trampolines (a JIT with direct-call ftrace),
     which some kernels lack although they have the "tracing" program type."""
     return _btf_probe(sc.BPF_TRACE_FENTRY, _PROBE_FUNCTION, btf_ids.BTF_KIND_FUNC)
+
+
+@_cached
+def has_kern_ctx():
+    """A TC program may call the kfunc bpf_cast_to_kern_ctx() (Linux 6.3+), which gives it the
+    kernel's sk_buff behind its context (tc_classifier_direct reads the network header's offset
+    there): a three-instruction program that calls it loads."""
+    if not has_btf():
+        return False
+    try:
+        func_id = btf_ids.vmlinux_type_id("bpf_cast_to_kern_ctx", btf_ids.BTF_KIND_FUNC)
+        if func_id is None:
+            return False
+        insns = bpf_insn.call_kfunc(func_id) + bpf_insn.mov64_imm(0, 0) + bpf_insn.exit_insn()
+        with sc.prog_load(sc.BPF_PROG_TYPE_SCHED_CLS, insns, "GPL", "ebpfo_probe", log_level=0):
+            return True
+    except BpfError:
+        return False
 
 
 _TRAMPOLINE_SECTIONS = ("fentry", "fexit", "fmod_ret", "lsm", "freplace")
@@ -225,5 +244,6 @@ def facts():
         "tc": types["sched_cls"],
         "tcx": has_tcx(),
         "task_storage": object_features.has_map_type(BPF_MAP_TYPE_TASK_STORAGE),
+        "kern_ctx": has_kern_ctx(),
         "libbpf_version": libbpf_version(),
     }
