@@ -8,6 +8,9 @@
 from 127.0.0.1), waits until each prints its readiness marker on the serial console and prints
 the instances as JSON (instance, address, user, port, identity_file, suite, kernel, boot_id).
 `down` stops only the qemu processes named by the pidfiles in DIR and removes what `up` made.
+`wait` power-cycles a VM that printed the kernel's "reboot: machine restart" and then nothing for
+STALL_SECONDS: qemu's reset under TCG occasionally leaves the guest silent, and a fresh start of the
+same VM (same overlay, port and kernel) is the boot the caller waits for; the result says so.
 SUITE is a key of kernels.SUITES (bookworm: 6.1, trixie: 6.12, bullseye: 5.10). DIR holds the lab's SSH key,
 overlays, serial logs, pidfiles and lab.json.
 """
@@ -27,6 +30,8 @@ import kernels
 MAX_VMS = 2  # one emulated CPU each on a 2-core host
 READY = re.compile(rb"EBPF-LAB-READY boot=([0-9a-f]{32})")
 BOOT_TIMEOUT = float(os.environ.get("EBPF_LAB_BOOT_TIMEOUT", "240"))
+STALL_SECONDS = float(os.environ.get("EBPF_LAB_STALL_SECONDS", "60"))
+RESTART = b"reboot: machine restart"
 
 
 def _free_port():
@@ -44,7 +49,7 @@ def _ssh_key(lab_dir):
 
 
 def _paths(lab_dir, name):
-    return {ext: os.path.join(lab_dir, "%s.%s" % (name, ext)) for ext in ("qcow2", "serial", "pid")}
+    return {ext: os.path.join(lab_dir, "%s.%s" % (name, ext)) for ext in ("qcow2", "serial", "pid", "argv")}
 
 
 def _qemu_argv(name, kernel, paths, port, public_key):
@@ -78,9 +83,11 @@ def _boot(lab_dir, manifest, name, suite, public_key):
     for _attempt in range(3):
         port = _free_port()
         started = time.monotonic()
-        result = subprocess.run(_qemu_argv(name, kernel, paths, port, public_key), capture_output=True, text=True,
-                                check=False)
+        argv = _qemu_argv(name, kernel, paths, port, public_key)
+        result = subprocess.run(argv, capture_output=True, text=True, check=False)
         if result.returncode == 0:
+            with open(paths["argv"], "w") as f:
+                json.dump(argv, f)  # what a power cycle starts again
             return {"instance": name, "suite": suite, "kernel": kernel["release"], "port": port,
                     "started": started}
         if "host forwarding" not in result.stderr:
@@ -110,15 +117,54 @@ def _markers(lab_dir, name):
         return []
 
 
-def wait_ready(lab_dir, name, after_boot=None, timeout=BOOT_TIMEOUT):
-    """Waits for the readiness marker of a boot other than `after_boot`; returns its boot id."""
-    deadline = time.monotonic() + timeout
+def _stalled_restart(lab_dir, name, since):
+    """The VM printed "reboot: machine restart" as the last thing on its console, and nothing for
+    STALL_SECONDS (and at least since the monotonic time `since`)."""
+    path = _paths(lab_dir, name)["serial"]
+    try:
+        quiet = time.time() - os.stat(path).st_mtime
+        with open(path, "rb") as f:
+            f.seek(max(0, os.stat(path).st_size - 4096))
+            tail = f.read().rstrip()
+    except OSError:
+        return False
+    return tail.endswith(RESTART) and quiet > STALL_SECONDS and time.monotonic() - since > STALL_SECONDS
+
+
+def power_cycle(lab_dir, name):
+    """Stops the VM's qemu and starts it again with the same command line (overlay, port, kernel)."""
+    paths = _paths(lab_dir, name)
+    with open(paths["argv"]) as f:
+        argv = json.load(f)
+    pid = _pid(lab_dir, name)
+    if pid:
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while _pid(lab_dir, name) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    subprocess.run(argv, check=True, capture_output=True)
+
+
+def wait_ready(lab_dir, name, after_boot=None, timeout=BOOT_TIMEOUT, result=None):
+    """Waits for the readiness marker of a boot other than `after_boot`; returns its boot id. After
+    a reboot (`after_boot` given), a VM silent after its restart is power-cycled once (`result`,
+    a dict, gets power_cycled: true)."""
+    start = time.monotonic()
+    deadline = start + timeout
+    cycled = False
     while time.monotonic() < deadline:
         boots = [boot for boot in _markers(lab_dir, name) if boot != after_boot]
         if boots:
             return boots[-1]
         if _pid(lab_dir, name) is None:
             break
+        if after_boot and not cycled and _stalled_restart(lab_dir, name, start):
+            power_cycle(lab_dir, name)
+            cycled = True
+            deadline = time.monotonic() + timeout
+            if result is not None:
+                result["power_cycled"] = True
+            sys.stderr.write("%s printed nothing for %d s after restarting: power-cycled\n" % (name, STALL_SECONDS))
         time.sleep(0.5)
     with open(_paths(lab_dir, name)["serial"], "rb") as f:
         tail = f.read()[-3000:].decode(errors="replace")
@@ -206,7 +252,9 @@ def main():
     elif args.command == "down":
         json.dump(down(args.dir), sys.stdout)
     else:
-        json.dump({"boot_id": wait_ready(os.path.abspath(args.dir), args.name, args.after_boot)}, sys.stdout)
+        result = {}
+        result["boot_id"] = wait_ready(os.path.abspath(args.dir), args.name, args.after_boot, result=result)
+        json.dump(result, sys.stdout)
     print()
 
 
