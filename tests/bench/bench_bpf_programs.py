@@ -249,7 +249,7 @@ def net_rows(iterations, rounds):
         raise SystemExit("tracefs is not mounted (mount -t tracefs tracefs /sys/kernel/tracing)")
     netns = "%s-%s" % (NETNS_PREFIX, uuid.uuid4().hex[:8])
     subprocess.run(["ip", "netns", "add", netns], check=True)
-    empties, ours, raw = [], [], []
+    empties, ours, raw, btf = [], [], [], []
     try:
         subprocess.run(["ip", "-n", netns, "link", "set", "lo", "up"], check=True)
         for program, category, name in NET_TRACEPOINTS:
@@ -257,15 +257,17 @@ def net_rows(iterations, rounds):
             empties.append((empty_program(sc.BPF_PROG_TYPE_TRACEPOINT, "ebpft_bp_" + program[:7]), attach))
             ours.append((prog_fd("net_tracepoints", program), attach))
             raw.append((prog_fd("raw_net_tracepoints", program), functools.partial(attach_raw, tracepoint=name)))
+            btf.append((prog_fd("btf_net_tracepoints", program), functools.partial(attach_raw, tracepoint=None)))
         variants = {
             "none": ([], []),
             "empty": (empties, [fd for fd, _a in empties[:2]]),
             "net_tracepoints": (ours, [fd for fd, _a in ours[:2]]),
             "raw_net_tracepoints": (raw, [fd for fd, _a in raw[:2]]),
+            "btf_net_tracepoints": (btf, [fd for fd, _a in btf[:2]]),
         }
         got, per_event = traced_rows(variants, rounds, lambda: loop("udp", iterations, "/run/netns/" + netns))
     finally:
-        for fd, _attach in empties + ours + raw:
+        for fd, _attach in empties + ours + raw + btf:
             fd.close()
         subprocess.run(["ip", "netns", "delete", netns], check=False)
     # One iteration sends a packet and receives it: one net_dev_xmit and one netif_receive_skb.
@@ -274,6 +276,7 @@ def net_rows(iterations, rounds):
         ("floor (5 empty)", what, got["none"], got["empty"], per_event["empty"], None, ref),
         ("net_tracepoints", what, got["none"], got["net_tracepoints"], per_event["net_tracepoints"], None, ref),
         ("  raw (< 5.15)", what, got["none"], got["raw_net_tracepoints"], per_event["raw_net_tracepoints"], None, ref),
+        ("  tp_btf", what, got["none"], got["btf_net_tracepoints"], per_event["btf_net_tracepoints"], None, ref),
     ]
 
 
@@ -323,7 +326,7 @@ def main():
     bpffs.remove_tree(PIN_ROOT)
     try:
         for name in ("xdp_counter", "tc_classifier", "syscall_latency", "net_tracepoints", "syscall_latency_hash",
-                     "raw_net_tracepoints") + (("tc_classifier_direct",) if features.has_kern_ctx() else ()):
+                     "raw_net_tracepoints", "btf_net_tracepoints") + (("tc_classifier_direct",) if features.has_kern_ctx() else ()):
             ProgramBackend(name, PIN_ROOT).present(os.path.join(BUILD, name + ".bpf.o"))
         rows = packet_rows(args.repeat, args.runs) if args.only in (None, "packets") else []
         rows += syscall_rows(args.calls, args.rounds) if args.only in (None, "syscalls") else []

@@ -52,6 +52,7 @@ PROGRAMS = {
     "net_tracepoints": [("skb_kfree", {}), ("tcp_retransmit", {}), ("tcp_set_state", {}), ("net_rx", {}), ("net_tx", {})],
 }
 PROGRAMS["raw_net_tracepoints"] = PROGRAMS["net_tracepoints"]  # before Linux 5.15
+PROGRAMS["btf_net_tracepoints"] = PROGRAMS["net_tracepoints"]  # BTF-typed tracepoints
 NETWORK = ("xdp_counter", "tc_classifier")
 
 
@@ -336,7 +337,7 @@ def test_syscall_latency_counts_getpid_and_errors(deploy, obj):
 
 # ------------------------------------------------------------------------------ net tracepoints
 
-NET_OBJECTS = ["net_tracepoints", "raw_net_tracepoints"]
+NET_OBJECTS = ["net_tracepoints", "raw_net_tracepoints", "btf_net_tracepoints"]
 
 
 @pytest.mark.parametrize("obj", NET_OBJECTS)

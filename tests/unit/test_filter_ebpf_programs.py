@@ -91,8 +91,9 @@ def test_auto_never_picks_kprobes():
 
 def test_a_program_no_variant_of_which_runs_is_an_error():
     p = plan([{"name": "net_tracepoints"}], dict(ALL, perf_link=False, raw_tracepoints=False))
-    assert p["loads"] == [] and p["errors"][0] == ("net_tracepoints cannot run on this host: tracepoint needs the kernel "
-                                                   "feature 'perf_link'; raw_tracepoint needs the kernel feature 'raw_tracepoints'")
+    assert p["loads"] == [] and p["errors"][0] == ("net_tracepoints cannot run on this host: tp_btf needs the kernel feature "
+                                                   "'tp_btf'; tracepoint needs the kernel feature 'perf_link'; raw_tracepoint "
+                                                   "needs the kernel feature 'raw_tracepoints'")
 
 
 def test_tracing_programs_can_be_loaded_unattached():
@@ -273,6 +274,13 @@ def test_kernels_whose_tc_programs_reach_the_sk_buff_get_the_direct_classifier()
     assert [load["object"] for load in p["loads"]] == ["tc_classifier"] and p["errors"] == []
     assert p["warnings"] == ["tc_classifier: variant direct needs the kernel feature 'kern_ctx', which this host lacks; "
                              "using variant tc"]
+
+
+def test_kernels_with_btf_typed_tracepoints_get_the_cheapest_net_events():
+    p = f.ebpf_programs_plan([{"name": "net_tracepoints"}], CATALOG, dict(ALL, tp_btf=True), "x86_64", DIR)
+    assert p["errors"] == [] and [(load["variant"], load["object"]) for load in p["loads"]] == [
+        ("tp_btf", "btf_net_tracepoints")]
+    assert [a["program"] for a in p["attachments"]] == ["skb_kfree", "tcp_retransmit", "tcp_set_state", "net_rx", "net_tx"]
 
 
 def test_kernels_without_perf_links_get_raw_tracepoint_net_events():

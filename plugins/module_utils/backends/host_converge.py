@@ -10,7 +10,10 @@ backends the single-purpose modules use and with the same decisions from kernel 
 1. unloads the objects the plan no longer has (``prune``), detaching them first;
 2. detaches the attachments of declared objects that the plan no longer has;
 3. loads and pins every object (ProgramBackend), installs the traffic classes (TcRulesBackend)
-   and attaches every program (AttachBackend, which counts its failures in the event file).
+   and attaches every program (AttachBackend, which counts its failures in the event file);
+4. detaches what still runs an earlier version of a program this run reloaded and attached anew at
+   another hook (another variant of the object): after the new attachment, so that the program
+   counts at both for a moment, never at neither.
 
 Every step is one item of the result: what it did (``action``), whether it changed anything, and
 its before/after. ``on_failure`` says what a failed step means:
@@ -30,6 +33,7 @@ __metaclass__ = type
 import os
 
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach import AttachBackend
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.attach_common import unpin_link
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.host_plan import (
     ebpf_programs_rollback, ebpf_programs_stale,
 )
@@ -200,6 +204,32 @@ class HostConverge:
             self.install_classes(item)
         for attachment in self.plan.get("attachments", []):
             self.attach(attachment)
+        self.detach_other_hooks()
+
+    def detach_other_hooks(self):
+        """Step 4: the links of reloaded objects that run an earlier version of a program attached
+        in this run (an attachment at the same hook replaces its link; one at another hook does not)."""
+        reloaded = set(i["name"] for i in self.items if i["step"] == "load" and i["changed"] and not i.get("failed"))
+        attached = set((i["name"], i.get("program")) for i in self.items if i["step"] == "attach" and not i.get("failed"))
+        if self.check_mode or not reloaded:
+            return
+        info = InfoBackend(self.pin_root, gather=("objects",))
+        owners = info.owners()
+        for obj in info.run()["objects"]:
+            current = dict((p["name"], p["id"]) for p in obj["programs"])
+            for link in obj["links"] if obj["name"] in reloaded else []:
+                owner, program = owners.get(link["prog_id"], (None, None))
+                if owner != obj["name"] or current.get(program, link["prog_id"]) == link["prog_id"] \
+                        or (owner, program) not in attached:
+                    continue
+                where = "%s %s: %s link %s" % (owner, program, link["type"], link["name"])
+                try:
+                    unpin_link(link["pin"], "the %s link of the earlier %s" % (link["type"], program))
+                except BpfError as e:
+                    self._failed("detach", owner, e, where=where, program=program)
+                    continue
+                self._item("detach", owner, {"changed": True, "action": "detach"}, where=where, program=program,
+                           attachment={})
 
     def run(self):
         self.before = InfoBackend(self.pin_root, gather=("objects", "attachments")).run()
