@@ -1,7 +1,7 @@
 """A program whose variant changes (a new `variant:`, or `auto` choosing another object after an
 upgrade of the collection) is replaced whole by site.yml: the new object's programs run at their
 own hooks and nothing of the old variant stays attached. net_tracepoints goes through its three
-objects (tracepoint links, BTF-typed tracepoint links, raw tracepoint links), then back."""
+objects: tracepoint links, then BTF-typed tracepoint links, then raw tracepoint links."""
 import pytest
 
 from test_roles import SITE, kernel_state, play, settings, work  # noqa: F401  # pylint: disable=unused-import
@@ -23,7 +23,7 @@ def links(pin_root):
 
 @pytest.mark.playbook
 def test_changing_the_variant_replaces_every_attachment(pin_root, work, build_dir):  # noqa: F811
-    variants = ["tracepoint", "tp_btf", "raw_tracepoint", "tracepoint"]
+    variants = ["tracepoint", "tp_btf", "raw_tracepoint"]
     if not features.has_tp_btf() or not features.has_perf_link():
         pytest.skip("this kernel lacks BTF-typed tracepoints or perf_event links")
     for variant in variants:
