@@ -109,6 +109,17 @@ def _pid(lab_dir, name):
     return pid if pidfile.encode() in argv else None
 
 
+def _stop(lab_dir, name, sig):
+    """Sends `sig` to the VM's qemu and waits up to 10 s for it to end; True when none runs."""
+    pid = _pid(lab_dir, name)
+    if pid:
+        os.kill(pid, sig)
+        deadline = time.monotonic() + 10
+        while _pid(lab_dir, name) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    return _pid(lab_dir, name) is None
+
+
 def _markers(lab_dir, name):
     try:
         with open(_paths(lab_dir, name)["serial"], "rb") as f:
@@ -136,12 +147,7 @@ def power_cycle(lab_dir, name):
     paths = _paths(lab_dir, name)
     with open(paths["argv"]) as f:
         argv = json.load(f)
-    pid = _pid(lab_dir, name)
-    if pid:
-        os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while _pid(lab_dir, name) and time.monotonic() < deadline:
-            time.sleep(0.1)
+    _stop(lab_dir, name, signal.SIGKILL)
     subprocess.run(argv, check=True, capture_output=True)
 
 
@@ -209,14 +215,8 @@ def down(lab_dir):
     names += sorted(name[:-len(".pid")] for name in os.listdir(lab_dir)
                     if name.endswith(".pid") and name[:-len(".pid")] not in names)
     for name in names:
-        pid = _pid(lab_dir, name)
-        if pid:
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 10
-            while _pid(lab_dir, name) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            if _pid(lab_dir, name):
-                os.kill(pid, signal.SIGKILL)
+        if not _stop(lab_dir, name, signal.SIGTERM):
+            _stop(lab_dir, name, signal.SIGKILL)
         for path in _paths(lab_dir, name).values():
             if os.path.exists(path):
                 os.unlink(path)
