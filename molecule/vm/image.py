@@ -1,5 +1,7 @@
-"""The lab's guest image: a Debian bookworm root file system (qcow2) holding the modules of the
-lab kernels, plus each kernel's vmlinuz, cached outside the repository.
+"""The lab's guest images: Debian root file systems (qcow2) holding the modules of the lab
+kernels they boot, plus each kernel's vmlinuz, cached outside the repository. The bookworm
+userland boots every lab kernel; the bullseye (Debian 11) userland boots Linux 5.10, as a
+Debian 11 host runs it: python 3.9, pyroute2 0.5, no libbpf 1.x, no libxdp.
 
 The cache entry is keyed by a hash of the recipe (this file, kernels.py and everything under
 guest/), so a changed recipe rebuilds automatically and an unchanged one is found in
@@ -21,6 +23,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 GUEST = os.path.join(HERE, "guest")
 CACHE = os.environ.get("EBPF_LAB_CACHE", "/var/cache/ebpf-observability-lab")
 SUITE = "bookworm"
+# Each userland: its package list (under guest/) and the suites whose kernels it boots.
+USERLANDS = {"bookworm": {"packages": "packages.txt", "kernels": list(kernels.SUITES)},
+             "bullseye": {"packages": "packages-bullseye.txt", "kernels": ["bullseye"]}}
 DISK_SIZE = "3G"
 # Units that would spend the guests' emulated CPU on what the lab never uses, or try to reach
 # outside (the guests have no network beyond the lab host anyway); masked in the image.
@@ -49,8 +54,8 @@ def recipe_key():
     return digest.hexdigest()[:16]
 
 
-def guest_packages():
-    with open(os.path.join(GUEST, "packages.txt")) as f:
+def guest_packages(userland=SUITE):
+    with open(os.path.join(GUEST, USERLANDS[userland]["packages"])) as f:
         return [line.split("#")[0].strip() for line in f if line.split("#")[0].strip()]
 
 
@@ -58,23 +63,27 @@ def _run(*argv, **kwargs):
     subprocess.run(list(argv), check=True, **kwargs)
 
 
-def _debootstrap(rootfs):
+def _debootstrap(rootfs, userland):
     debs = os.path.join(CACHE, "debs")
     os.makedirs(debs, exist_ok=True)
-    _run("debootstrap", "--variant=minbase", "--merged-usr", "--include=" + ",".join(guest_packages()),
-         "--cache-dir=" + debs, SUITE, rootfs, kernels.MIRROR, stdout=subprocess.DEVNULL)
+    _run("debootstrap", "--variant=minbase", "--merged-usr", "--include=" + ",".join(guest_packages(userland)),
+         "--cache-dir=" + debs, userland, rootfs, kernels.MIRROR, stdout=subprocess.DEVNULL)
 
 
-def _add_kernel(rootfs, build, suite):
-    """Unpacks a kernel: its modules into the image (depmod run by the guest's own kmod), its
-    vmlinuz beside the image. Returns the kernel's manifest entry."""
+def _fetch_kernel(build, suite):
+    """Unpacks a kernel beside the images and copies its vmlinuz there. Returns the kernel's
+    manifest entry ("unpacked": its modules directory, until the images are made)."""
     kernel = kernels.fetch(suite, os.path.join(CACHE, "apt"), os.path.join(build, "kernel-" + suite))
-    shutil.copytree(kernel["modules"], os.path.join(rootfs, "usr", "lib", "modules", kernel["release"]), symlinks=True)
-    _run("chroot", rootfs, "depmod", "-a", kernel["release"])
     vmlinuz = os.path.join(build, "vmlinuz-" + suite)
     shutil.copy(kernel["vmlinuz"], vmlinuz)
-    shutil.rmtree(os.path.join(build, "kernel-" + suite))
-    return dict(kernel, vmlinuz=vmlinuz, modules=os.path.join("/usr/lib/modules", kernel["release"]))
+    return dict(kernel, vmlinuz=vmlinuz, unpacked=kernel["modules"],
+                modules=os.path.join("/usr/lib/modules", kernel["release"]))
+
+
+def _add_modules(rootfs, kernel):
+    """A kernel's modules into an image (depmod run by the guest's own kmod)."""
+    shutil.copytree(kernel["unpacked"], os.path.join(rootfs, "usr", "lib", "modules", kernel["release"]), symlinks=True)
+    _run("chroot", rootfs, "depmod", "-a", kernel["release"])
 
 
 def _configure(rootfs):
@@ -97,11 +106,11 @@ def _configure(rootfs):
                 os.unlink(path)
 
 
-def _disk(rootfs, build):
+def _disk(rootfs, build, userland):
     raw = os.path.join(build, "rootfs.raw")
     _run("truncate", "-s", DISK_SIZE, raw)
     _run("mkfs.ext4", "-q", "-F", "-L", "ebpf-lab", "-d", rootfs, raw)
-    image = os.path.join(build, "rootfs.qcow2")
+    image = os.path.join(build, "rootfs.qcow2" if userland == SUITE else "rootfs-%s.qcow2" % userland)
     _run("qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, image)
     os.unlink(raw)
     return image
@@ -111,17 +120,26 @@ def _build(key, dest):
     started = time.monotonic()
     build = dest + ".build"
     shutil.rmtree(build, ignore_errors=True)
-    rootfs = os.path.join(build, "rootfs")
     os.makedirs(build)
-    _debootstrap(rootfs)
-    kernels_built = {suite: _add_kernel(rootfs, build, suite) for suite in kernels.SUITES}
-    _configure(rootfs)
-    image = _disk(rootfs, build)
-    shutil.rmtree(rootfs)
-    manifest = {"recipe": key, "image": image.replace(build, dest), "suite": SUITE,
+    kernels_built = {suite: _fetch_kernel(build, suite) for suite in kernels.SUITES}
+    images = {}
+    for userland, spec in USERLANDS.items():
+        rootfs = os.path.join(build, "rootfs-" + userland)
+        _debootstrap(rootfs, userland)
+        for suite in spec["kernels"]:
+            _add_modules(rootfs, kernels_built[suite])
+        _configure(rootfs)
+        images[userland] = _disk(rootfs, build, userland).replace(build, dest)
+        shutil.rmtree(rootfs)
+    for suite in kernels.SUITES:
+        shutil.rmtree(os.path.join(build, "kernel-" + suite))
+        del kernels_built[suite]["unpacked"]
+    manifest = {"recipe": key, "image": images[SUITE], "suite": SUITE, "images": images,
+                "userland_kernels": {userland: spec["kernels"] for userland, spec in USERLANDS.items()},
                 "kernels": {suite: dict(k, vmlinuz=k["vmlinuz"].replace(build, dest))
                             for suite, k in kernels_built.items()},
-                "packages": guest_packages(), "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "packages": {userland: guest_packages(userland) for userland in USERLANDS},
+                "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "build_seconds": round(time.monotonic() - started, 1)}
     with open(os.path.join(build, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=2)

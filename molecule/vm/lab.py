@@ -1,6 +1,6 @@
 """A lab of qemu VMs (TCG) booted from the cached guest image, one kernel per VM.
 
-    python3 molecule/vm/lab.py up   --dir DIR --vm NAME:SUITE [--vm NAME:SUITE ...]
+    python3 molecule/vm/lab.py up   --dir DIR --vm NAME:SUITE[:USERLAND] [--vm ...]
     python3 molecule/vm/lab.py down --dir DIR
     python3 molecule/vm/lab.py wait --dir DIR NAME [--after-boot BOOT_ID]
 
@@ -72,13 +72,15 @@ def _qemu_argv(name, kernel, paths, port, public_key):
     ]
 
 
-def _boot(lab_dir, manifest, name, suite, public_key):
+def _boot(lab_dir, manifest, name, suite, userland, public_key):
     kernel = manifest["kernels"][suite]
+    if suite not in manifest["userland_kernels"][userland]:
+        raise RuntimeError("the %s image holds no modules of %s's kernel" % (userland, suite))
     paths = _paths(lab_dir, name)
     for path in paths.values():
         if os.path.exists(path):
             os.unlink(path)
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", manifest["image"],
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", manifest["images"][userland],
                     paths["qcow2"]], check=True)
     for _attempt in range(3):
         port = _free_port()
@@ -88,7 +90,7 @@ def _boot(lab_dir, manifest, name, suite, public_key):
         if result.returncode == 0:
             with open(paths["argv"], "w") as f:
                 json.dump(argv, f)  # what a power cycle starts again
-            return {"instance": name, "suite": suite, "kernel": kernel["release"], "port": port,
+            return {"instance": name, "suite": suite, "userland": userland, "kernel": kernel["release"], "port": port,
                     "started": started}
         if "host forwarding" not in result.stderr:
             break
@@ -185,15 +187,15 @@ def up(lab_dir, vms):
         raise ValueError("at most %d VMs at once on this host, got %d" % (MAX_VMS, len(vms)))
     lab_dir = os.path.abspath(lab_dir)
     os.makedirs(lab_dir, exist_ok=True)
-    running = [name for name, _suite in vms if _pid(lab_dir, name)]
+    running = [name for name, _suite, _userland in vms if _pid(lab_dir, name)]
     if running:
         raise RuntimeError("VMs %s already run from %s: run `down` first" % (", ".join(running), lab_dir))
     manifest = image.ensure_image()
     key, public_key = _ssh_key(lab_dir)
     instances = []
     try:
-        for name, suite in vms:
-            instances.append(_boot(lab_dir, manifest, name, suite, public_key))
+        for name, suite, userland in vms:
+            instances.append(_boot(lab_dir, manifest, name, suite, userland, public_key))
         for instance in instances:
             instance["boot_id"] = wait_ready(lab_dir, instance["instance"])
             instance["boot_seconds"] = round(time.monotonic() - instance.pop("started"), 1)
@@ -227,11 +229,14 @@ def down(lab_dir):
 
 
 def _vm(spec):
-    name, _sep, suite = spec.partition(":")
-    if suite not in kernels.SUITES or not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name):
-        raise argparse.ArgumentTypeError("expected NAME:SUITE with SUITE one of %s, got %r"
-                                         % (", ".join(kernels.SUITES), spec))
-    return name, suite
+    """NAME:SUITE[:USERLAND]: the kernel of SUITE under the USERLAND image (default bookworm)."""
+    name, _sep, rest = spec.partition(":")
+    suite, _sep, userland = rest.partition(":")
+    userland = userland or image.SUITE
+    if suite not in kernels.SUITES or userland not in image.USERLANDS or not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name):
+        raise argparse.ArgumentTypeError("expected NAME:SUITE[:USERLAND] with SUITE one of %s and USERLAND one of %s, "
+                                         "got %r" % (", ".join(kernels.SUITES), ", ".join(image.USERLANDS), spec))
+    return name, suite, userland
 
 
 def main():
@@ -239,7 +244,7 @@ def main():
     sub = parser.add_subparsers(dest="command", required=True)
     p_up = sub.add_parser("up", help="boot VMs and wait until they accept SSH")
     p_up.add_argument("--dir", required=True)
-    p_up.add_argument("--vm", type=_vm, action="append", required=True, metavar="NAME:SUITE")
+    p_up.add_argument("--vm", type=_vm, action="append", required=True, metavar="NAME:SUITE[:USERLAND]")
     p_down = sub.add_parser("down", help="stop the lab's VMs and remove their files")
     p_down.add_argument("--dir", required=True)
     p_wait = sub.add_parser("wait", help="wait for a VM's next readiness marker (after a reboot)")

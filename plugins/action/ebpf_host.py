@@ -7,7 +7,9 @@ The first run gets only checksums: of the built objects (``objects_dir/<architec
 every architecture, since the host picks its own) and of each entry of ``files`` (its
 ``content`` or its controller ``src``). A host whose copies all match converges in that run.
 When the host lacks some content, the module answers ``needs`` without changing anything, and
-the second run sends exactly those files (base64) along with the same arguments.
+the second run sends exactly those files (base64) along with the same arguments. With
+``runtime_dir``, the controller's libbpf.so.1 and pyroute2 are offered the same way
+(plugin_utils/runtime_offer); a host lacking them asks for them in a run of its own first.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -20,6 +22,7 @@ import os
 
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
+from ansible_collections.ebpf.observability.plugins.plugin_utils.runtime_offer import runtime_offer
 
 MODULE = "ebpf.observability.ebpf_host"
 OBJECT_SUFFIX = ".bpf.o"
@@ -77,13 +80,19 @@ class ActionModule(ActionBase):
             sources[spec["key"]] = data
             files.append(spec)
         args["files"] = files
+        if args.get("runtime_dir") and args.get("state", "present") == "present":
+            args["runtime"] = runtime_offer(args["runtime_dir"], sources)
         res = self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars)
-        if res.get("needs") and not res.get("failed"):
-            contents = {}
+        contents = {}
+        # A host lacking libbpf or pyroute2 asks for them first (it plans with them), then for files.
+        for _round in range(2):
+            if not res.get("needs") or res.get("failed"):
+                break
             for key in res["needs"]:
-                if key not in sources:
+                if key not in sources or key in contents:
                     raise AnsibleActionFail("the host asked for %s, which this run did not offer" % key)
-                data = sources[key] if isinstance(sources[key], bytes) else _read(sources[key])
+                data = sources[key]
+                data = data if isinstance(data, bytes) else data() if callable(data) else _read(data)
                 contents[key] = base64.b64encode(data).decode("ascii")
             args["contents"] = contents
             res = self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars)

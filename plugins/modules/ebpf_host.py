@@ -222,6 +222,18 @@ options:
     description: Where the object files go.
     type: path
     default: /usr/local/lib/ebpf_observability
+  runtime_dir:
+    description:
+      - Where the host keeps the collection's copies of what its distribution lacks (Debian 11, Ubuntu 22.04) -
+        C(libbpf.so.1) (libbpf 1.x) and the pure-Python pyroute2 0.7 - shipped from the controller's own by
+        checksum. Unset, nothing is shipped and such a host is refused with what to install.
+      - The modules load these copies only for what the host lacks; the other modules look in
+        C(/usr/local/lib/ebpf_observability/runtime) or the environment's C(EBPF_OBSERVABILITY_RUNTIME_DIR).
+      - O(state=absent) removes the copies.
+    type: path
+  runtime:
+    description: "Internal (set by the action plugin from O(runtime_dir)): the controller's copies offered, by checksum."
+    type: dict
   config_dir:
     description: Where the restore plan (C(restore.json)) goes.
     type: path
@@ -344,6 +356,8 @@ def main():
         restore_at_boot=dict(type="bool", default=True),
         pin_root=dict(type="path", default="/sys/fs/bpf/ebpf_observability"),
         install_dir=dict(type="path", default="/usr/local/lib/ebpf_observability"),
+        runtime_dir=dict(type="path"),
+        runtime=dict(type="dict", no_log=False),
         config_dir=dict(type="path", default="/etc/ebpf_observability"),
         events_dir=dict(type="path", default="/var/lib/ebpf_observability"),
         bpffs=dict(type="path", default="/sys/fs/bpf"),
@@ -356,7 +370,7 @@ def main():
         backend = HostBackend(module.params, check_mode=module.check_mode)
         return backend, backend.run()
 
-    run_backend(module, action, types_checked=True)
+    run_backend(module, action, types_checked=True, runtime_dir=module.params["runtime_dir"])
 
 
 if __name__ == "__main__":

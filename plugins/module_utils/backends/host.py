@@ -24,6 +24,7 @@ import platform
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.host_converge import HostConverge
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.host_account import converge_account, remove_account
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.host_files import HostFiles, systemd_runs
+from ansible_collections.ebpf.observability.plugins.module_utils.backends.host_runtime import HostRuntime
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.host_plan import (
     ebpf_programs_plan, ebpf_programs_restore_plan,
 )
@@ -62,6 +63,12 @@ class HostBackend:
         capabilities.require_bpf()
         if self.p["state"] == "absent":
             return self.absent()
+        # What the host lacks of libbpf.so.1 and pyroute2 comes first: planning needs them.
+        runtime = HostRuntime(self.p.get("runtime"), self.files)
+        needs = runtime.needs()
+        if needs:
+            return {"changed": False, "needs": needs}
+        runtime.apply()
         return self.present()
 
     # -- present ------------------------------------------------------------------------------
@@ -188,6 +195,8 @@ class HostBackend:
             self.files.remove(path)
         self.files.forget_units()
         self.files.prune(self.p["install_dir"], OBJECT_PATTERN, ())
+        if self.p.get("runtime_dir"):
+            HostRuntime(None, self.files).remove(self.p["runtime_dir"])
         for path in (self.p["install_dir"], self.p["config_dir"], self.p["events_dir"], self.p["pin_root"]):
             self.files.remove_empty_directory(path)
         return self.result()

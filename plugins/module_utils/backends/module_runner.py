@@ -12,16 +12,20 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.ebpf.observability.plugins.module_utils.backends import option_types
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bundled_runtime
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
 from ansible_collections.ebpf.observability.plugins.module_utils.state.host_lock import HostLock
 
 
-def run_backend(module, action, changes_state=True, types_checked=False):
+def run_backend(module, action, changes_state=True, types_checked=False, runtime_dir=None):
     """``action()`` returns (backend, result dict); exits the module. With ``changes_state`` (every
     module but ebpf_info) the action runs under the host lock unless in check mode. The options'
-    types are checked here unless ``types_checked`` (option_types.check_before_conversion did)."""
+    types are checked here unless ``types_checked`` (option_types.check_before_conversion did).
+    The collection's copies of what the host lacks (libbpf.so.1, pyroute2) in ``runtime_dir``
+    (default: bundled_runtime.default_dir()) are used where they are."""
     if not types_checked:
         option_types.check_module(module)
+    bundled_runtime.activate(runtime_dir)
     backend = None
     lock = HostLock(module._name) if changes_state and not module.check_mode else None
     try:

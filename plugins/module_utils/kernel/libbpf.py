@@ -145,7 +145,7 @@ def lib():
         return _lib
     with _lock:
         if _lib is None:
-            handle = shared_library.load(LIBBPF_SONAME, "bpf", dict(_SIGNATURES, **BPF_WRAPPER_SIGNATURES),
+            handle = shared_library.load(LIBBPF_SONAME, dict(_SIGNATURES, **BPF_WRAPPER_SIGNATURES),
                                          hint="install libbpf 1.x on this host (Debian/Ubuntu: apt-get install libbpf1; "
                                               "Fedora/RHEL: dnf install libbpf)")
             handle.libbpf_set_print(PRINT_CALLBACK)

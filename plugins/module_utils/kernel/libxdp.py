@@ -91,7 +91,7 @@ def lib():
         return _lib
     with _lock:
         if _lib is None:
-            handle = shared_library.load(LIBXDP_SONAME, "xdp", _SIGNATURES, hint="install libxdp (Debian/Ubuntu: apt-get "
+            handle = shared_library.load(LIBXDP_SONAME, _SIGNATURES, hint="install libxdp (Debian/Ubuntu: apt-get "
                                          "install libxdp1; Fedora/RHEL: dnf install libxdp)")
             libbpf.lib()  # libxdp loads through libbpf: its log goes to the same capture
             handle.libxdp_set_print(ctypes.cast(libbpf.PRINT_CALLBACK, _P))
