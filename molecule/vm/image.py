@@ -33,7 +33,7 @@ MASKED_UNITS = ["apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer
                 "fstrim.timer", "getty@tty1.service", "serial-getty@ttyS0.service", "systemd-binfmt.service",
                 "proc-sys-fs-binfmt_misc.automount", "modprobe@dm_mod.service", "modprobe@drm.service",
                 "modprobe@efi_pstore.service", "modprobe@fuse.service"]
-ENABLED_UNITS = ["ebpf-lab-net.service", "ebpf-lab-ready.service"]
+ENABLED_UNITS = ["ebpf-lab-net.service", "ebpf-lab-ready.service", "ebpf-lab-key.service"]
 
 
 def _recipe_files():

@@ -15,6 +15,7 @@ SUITE is a key of kernels.SUITES (bookworm: 6.1, trixie: 6.12, bullseye: 5.10). 
 overlays, serial logs, pidfiles and lab.json.
 """
 import argparse
+import base64
 import json
 import os
 import re
@@ -55,8 +56,10 @@ def _paths(lab_dir, name):
 def _qemu_argv(name, kernel, paths, port, public_key):
     cmdline = " ".join([
         "root=/dev/nvme0n1", "rw", "console=ttyS0", "net.ifnames=0", "systemd.hostname=" + name,
-        # systemd's tmpfiles provision.conf writes /root/.ssh/authorized_keys from this credential.
+        # systemd's tmpfiles provision.conf writes /root/.ssh/authorized_keys from this credential;
+        # where systemd predates it (Debian 11), the image's ebpf-lab-key.service from the second.
         '"systemd.set_credential=ssh.authorized_keys.root:%s"' % public_key,
+        "ebpf_lab.authorized_key=" + base64.b64encode(public_key.encode()).decode(),
     ])
     return [
         "qemu-system-x86_64", "-name", name, "-nodefaults",
