@@ -153,19 +153,19 @@ demo-down: setup
 # Molecule scenarios on the qemu lab (molecule/<scenario>/, base config .config/molecule/config.yml,
 # molecule/shared/README.md): default (6.1 and 6.12 VMs), linux510 (5.10), reboot and remove
 # (6.12), upgrade (6.1). `vm-test` runs default, then the one-VM scenarios two at a time (at most
-# two VMs on this host): remove followed by linux510 beside reboot followed by upgrade; each one's
-# output is printed when it ends.
+# two VMs on this host): linux510 (the longest: it reboots and removes too) followed by upgrade
+# beside remove followed by reboot; each one's output is printed when it ends.
 VM_SCENARIOS := vm-default vm-linux510 vm-reboot vm-remove vm-upgrade
-.PHONY: vm-test vm-reboot-upgrade vm-remove-linux510 $(VM_SCENARIOS)
+.PHONY: vm-test vm-linux510-upgrade vm-remove-reboot $(VM_SCENARIOS)
 $(VM_SCENARIOS): setup collection lab-image
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/molecule test -s $(@:vm-%=%) $(MOLECULE_OPTIONS)
 
-vm-reboot-upgrade: vm-reboot
+vm-linux510-upgrade: vm-linux510
 	$(MAKE) vm-upgrade
 
-vm-remove-linux510: vm-remove
-	$(MAKE) vm-linux510
+vm-remove-reboot: vm-remove
+	$(MAKE) vm-reboot
 
 vm-test: setup collection lab-image
 	$(MAKE) vm-default
-	$(MAKE) -j2 --output-sync=target vm-remove-linux510 vm-reboot-upgrade
+	$(MAKE) -j2 --output-sync=target vm-linux510-upgrade vm-remove-reboot
