@@ -97,5 +97,7 @@ class ActionModule(ActionBase):
             args["contents"] = contents
             res = self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars)
             res["shipped"] = sorted(contents)
+        if res.get("needs") and not res.get("failed"):
+            raise AnsibleActionFail("the host still lacks %s after they were sent" % ", ".join(res["needs"]))
         result.update(res)
         return result
