@@ -94,23 +94,15 @@ class XdpHook(Hook):
         self.status = self._multiprog_view(state)  # the module's result says whether and why
         return state
 
-    @staticmethod
-    def _components(state):
-        return state["ours"]
-
-    @staticmethod
-    def _current(state):
-        return state["current"]
-
     def attached(self, state):
         if state["dispatcher"]:  # our current component, and no other version of it left beside
-            current = self._current(state)
+            current = state["current"]
             return (self.multiprog != "never" and state["dispatcher"]["mode"] in self.modes and bool(current)
-                    and len(current) == len(self._components(state)) == 1)
+                    and len(current) == len(state["ours"]) == 1)
         return self.multiprog != "always" and any(pid == self.prog.id and mode in self.modes for mode, pid in state["held"])
 
     def holds_ours(self, state):
-        return bool(self._components(state)) or any(self.prog.owns(pid) for _mode, pid in state["held"])
+        return bool(state["ours"]) or any(self.prog.owns(pid) for _mode, pid in state["held"])
 
     def needs_attach(self, state):
         if self.attached(state):
@@ -120,7 +112,7 @@ class XdpHook(Hook):
         if self._dispatch:
             self.validate()
             if state["dispatcher"]:
-                return REPLACE if self._components(state) else JOIN
+                return REPLACE if state["ours"] else JOIN
         ours = [(mode, pid) for mode, pid in held if self.prog.owns(pid)]
         if ours:
             self._target = ours[0]
@@ -174,8 +166,8 @@ class XdpHook(Hook):
 
     def _attach_component(self, state, action):
         modes = multi.dispatcher_mode(self.modes, state["dispatcher"])
-        keep = self._current(state)[:1] if action == REPLACE else []  # an earlier run's removal that failed
-        old = [c for c in self._components(state) if c not in keep] if action == REPLACE else []
+        keep = state["current"][:1] if action == REPLACE else []  # an earlier run's removal that failed
+        old = [c for c in state["ours"] if c not in keep] if action == REPLACE else []
         if action == MOVE:
             self._clear_target()
         for i, mode in enumerate(modes if not keep else ()):
@@ -189,7 +181,7 @@ class XdpHook(Hook):
             libxdp.detach(self.ifindex, state["dispatcher"]["mode"], component["prog_id"])
 
     def detach(self, state):
-        for component in self._components(state):
+        for component in state["ours"]:
             libxdp.detach(self.ifindex, state["dispatcher"]["mode"], component["prog_id"])
         for mode, pid in state["held"]:
             if self.prog.owns(pid):
@@ -218,7 +210,7 @@ class XdpHook(Hook):
         held = state["held"]
         if not held:
             return {}
-        mine = self._current(state) or self._components(state)
+        mine = state["current"] or state["ours"]
         if mine:
             return dict(self._view(state["dispatcher"]["mode"], mine[0]["prog_id"], mine[0]["name"], state),
                         priority=mine[0]["priority"], chain_call_actions=mine[0]["chain_call_actions"])

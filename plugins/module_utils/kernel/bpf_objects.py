@@ -90,17 +90,22 @@ def btf_fd_by_id(btf_id):
     return _fd_by_id("btf", "BTF object", btf_id, 0)
 
 
+def _next_id(lib_kind, kind, start):
+    """The id of the next `kind` object after id `start`, or None past the last."""
+    next_id = c_uint32()
+    ret = getattr(libbpf.lib(), "bpf_%s_get_next_id" % lib_kind)(start, next_id)
+    if ret < 0:
+        if ret == -errno.ENOENT:
+            return None
+        raise fail("listing BPF %s ids after id %d" % (kind, start), ret)
+    return next_id.value
+
+
 def _ids(lib_kind, kind):
-    get_next = getattr(libbpf.lib(), "bpf_%s_get_next_id" % lib_kind)
-    start, next_id = 0, c_uint32()
-    while True:
-        ret = get_next(start, next_id)
-        if ret < 0:
-            if ret == -errno.ENOENT:
-                return
-            raise fail("listing BPF %s ids after id %d" % (kind, start), ret)
-        yield next_id.value
-        start = next_id.value
+    start = _next_id(lib_kind, kind, 0)
+    while start is not None:
+        yield start
+        start = _next_id(lib_kind, kind, start)
 
 
 def prog_ids():
@@ -128,11 +133,7 @@ def link_id_listed(link_id):
 
     Unlike opening it by id, this sees a link whose last reference has gone but whose release
     (the detach of its program) a kernel worker has not yet run."""
-    next_id = c_uint32()
-    ret = libbpf.lib().bpf_link_get_next_id(link_id - 1, next_id)
-    if ret < 0 and ret != -errno.ENOENT:
-        raise fail("listing BPF link ids after id %d" % (link_id - 1), ret)
-    return ret == 0 and next_id.value == link_id
+    return _next_id("link", "link", link_id - 1) == link_id
 
 
 # ---------------------------------------------------------------------------------------

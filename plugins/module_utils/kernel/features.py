@@ -73,32 +73,39 @@ _PROBE_TRACEPOINT = "sys_enter"
 _PROBE_FUNCTION = "do_nanosleep"
 
 
-def _btf_probe(attach_type, type_name, kind):
-    """A do-nothing "tracing" program of ``attach_type`` loads against ``type_name``."""
+def _btf_probe(type_name, kind, load):
+    """The kernel's BTF has ``type_name`` (of ``kind``) and ``load(type_id)``, a program load
+    given its id, succeeds."""
     if not has_btf():
         return False
     try:
         type_id = btf_ids.vmlinux_type_id(type_name, kind)
         if type_id is None:
             return False
-        with sc.prog_load(sc.BPF_PROG_TYPE_TRACING, bpf_insn.mov64_imm(0, 0) + bpf_insn.exit_insn(), "GPL",
-                          "ebpfo_probe", expected_attach_type=attach_type, attach_btf_id=type_id, log_level=0):
+        with load(type_id):
             return True
     except BpfError:
         return False
 
 
+def _tracing_probe(attach_type, type_name, kind):
+    """A do-nothing "tracing" program of ``attach_type`` loads against ``type_name``."""
+    return _btf_probe(type_name, kind, lambda type_id: sc.prog_load(
+        sc.BPF_PROG_TYPE_TRACING, bpf_insn.mov64_imm(0, 0) + bpf_insn.exit_insn(), "GPL", "ebpfo_probe",
+        expected_attach_type=attach_type, attach_btf_id=type_id, log_level=0))
+
+
 @_cached
 def has_tp_btf():
     """BTF-typed tracepoints (tp_btf) load: program type "tracing" with BTF; no trampoline needed."""
-    return _btf_probe(sc.BPF_TRACE_RAW_TP, "btf_trace_" + _PROBE_TRACEPOINT, btf_ids.BTF_KIND_TYPEDEF)
+    return _tracing_probe(sc.BPF_TRACE_RAW_TP, "btf_trace_" + _PROBE_TRACEPOINT, btf_ids.BTF_KIND_TYPEDEF)
 
 
 @_cached
 def has_fentry():
     """fentry/fexit programs load: they need BPF trampolines (a JIT with direct-call ftrace),
     which some kernels lack although they have the "tracing" program type."""
-    return _btf_probe(sc.BPF_TRACE_FENTRY, _PROBE_FUNCTION, btf_ids.BTF_KIND_FUNC)
+    return _tracing_probe(sc.BPF_TRACE_FENTRY, _PROBE_FUNCTION, btf_ids.BTF_KIND_FUNC)
 
 
 @_cached
@@ -106,17 +113,9 @@ def has_kern_ctx():
     """A TC program may call the kfunc bpf_cast_to_kern_ctx() (Linux 6.3+), which gives it the
     kernel's sk_buff behind its context (tc_classifier_direct reads the network header's offset
     there): a three-instruction program that calls it loads."""
-    if not has_btf():
-        return False
-    try:
-        func_id = btf_ids.vmlinux_type_id("bpf_cast_to_kern_ctx", btf_ids.BTF_KIND_FUNC)
-        if func_id is None:
-            return False
-        insns = bpf_insn.call_kfunc(func_id) + bpf_insn.mov64_imm(0, 0) + bpf_insn.exit_insn()
-        with sc.prog_load(sc.BPF_PROG_TYPE_SCHED_CLS, insns, "GPL", "ebpfo_probe", log_level=0):
-            return True
-    except BpfError:
-        return False
+    return _btf_probe("bpf_cast_to_kern_ctx", btf_ids.BTF_KIND_FUNC, lambda func_id: sc.prog_load(
+        sc.BPF_PROG_TYPE_SCHED_CLS, bpf_insn.call_kfunc(func_id) + bpf_insn.mov64_imm(0, 0) + bpf_insn.exit_insn(),
+        "GPL", "ebpfo_probe", log_level=0))
 
 
 _TRAMPOLINE_SECTIONS = ("fentry", "fexit", "fmod_ret", "lsm", "freplace")
