@@ -38,17 +38,18 @@ def _libbpf_path():
 
 
 def _pyroute2_package():
-    """(package directory, version) of the controller's pyroute2 0.7+, or (None, None)."""
+    """(package directory, version, entry points text) of the controller's pyroute2 0.7+, or Nones."""
     try:
         from importlib import metadata  # pylint: disable=import-outside-toplevel
         import importlib.util  # pylint: disable=import-outside-toplevel
-        version = metadata.version("pyroute2")
+        dist = metadata.distribution("pyroute2")
         spec = importlib.util.find_spec("pyroute2")
     except Exception:  # pylint: disable=broad-except
-        return None, None
+        return None, None, None
+    version = dist.version
     if spec is None or not spec.submodule_search_locations or tuple(int(x) for x in version.split(".")[:2]) < (0, 7):
-        return None, None
-    return list(spec.submodule_search_locations)[0], version
+        return None, None, None
+    return list(spec.submodule_search_locations)[0], version, dist.read_text("entry_points.txt") or ""
 
 
 def _package_files(root):
@@ -58,25 +59,33 @@ def _package_files(root):
             yield os.path.join(directory, name)
 
 
-def _fingerprint(root, version):
+def _fingerprint(root, version, entry_points):
     """What identifies the package's files without reading them: names, sizes and times."""
-    digest = hashlib.sha1(version.encode())
+    digest = hashlib.sha1((version + "\0" + entry_points).encode())
     for path in _package_files(root):
         st = os.stat(path)
         digest.update(("%s\0%d\0%d\0" % (os.path.relpath(path, root), st.st_size, st.st_mtime_ns)).encode())
     return digest.hexdigest()
 
 
-def _archive(root):
-    """The package as a tar archive (built only for a host that asks for it)."""
+def _add(tar, name, data):
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = len(data), 0o644, 0
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _archive(root, version, entry_points):
+    """The package as a tar archive (built only for a host that asks for it), with the metadata
+    pyroute2 0.7 fills its namespace from: its entry points (IPRoute and the rest are entry
+    points of the group ``pyroute2``), in a dist-info directory of their own."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for path in _package_files(root):
             with open(path, "rb") as f:
-                data = f.read()
-            info = tarfile.TarInfo(os.path.join("pyroute2", os.path.relpath(path, root)))
-            info.size, info.mode, info.mtime = len(data), 0o644, 0
-            tar.addfile(info, io.BytesIO(data))
+                _add(tar, os.path.join("pyroute2", os.path.relpath(path, root)), f.read())
+        info = "pyroute2-%s.dist-info/" % version
+        _add(tar, info + "METADATA", ("Metadata-Version: 2.1\nName: pyroute2\nVersion: %s\n" % version).encode())
+        _add(tar, info + "entry_points.txt", entry_points.encode())
     return buf.getvalue()
 
 
@@ -85,15 +94,16 @@ def runtime_offer(runtime_dir, sources):
     ({key: bytes, or a function returning them}) under runtime/libbpf and runtime/pyroute2.
     pyroute2's checksum is the fingerprint of its files (the host keeps it beside its copy)."""
     if "offer" not in _cache:  # once per controller process: every host gets the same copies
-        root, version = _pyroute2_package()
-        _cache["offer"] = (_libbpf_path(), root, version, _fingerprint(root, version) if root else None)
-    libbpf, root, version, fingerprint = _cache["offer"]
+        root, version, entry_points = _pyroute2_package()
+        _cache["offer"] = (_libbpf_path(), root, version, entry_points,
+                           _fingerprint(root, version, entry_points) if root else None)
+    libbpf, root, version, entry_points, fingerprint = _cache["offer"]
     offer = {"dir": runtime_dir, "machine": platform.machine(), "libbpf": None, "pyroute2": None}
     if libbpf:
         with open(libbpf, "rb") as f:
             sources["runtime/libbpf"] = f.read()
         offer["libbpf"] = {"checksum": hashlib.sha1(sources["runtime/libbpf"]).hexdigest(), "key": "runtime/libbpf"}
     if root:
-        sources["runtime/pyroute2"] = lambda: _archive(root)
+        sources["runtime/pyroute2"] = lambda: _archive(root, version, entry_points)
         offer["pyroute2"] = {"checksum": fingerprint, "key": "runtime/pyroute2", "version": version, "fingerprint": True}
     return offer

@@ -57,23 +57,26 @@ def test_a_host_lacking_both_gets_them_and_a_second_run_changes_nothing(tmp_path
 
 
 def test_the_shipped_pyroute2_is_the_one_imported(tmp_path):
-    """In a fresh Python, after activation, ``import pyroute2`` finds the copy."""
+    """In a Python without site-packages (no pyroute2 of its own), after activation, IPRoute and
+    the rest of pyroute2's namespace (filled from its entry points) come from the copy."""
     sources = {}
     offer = runtime_offer(str(tmp_path / "runtime"), sources)
     runtime_dir = tmp_path / "runtime"
-    (runtime_dir / "lib").mkdir(parents=True)
-    (runtime_dir / "lib" / "libbpf.so.1").write_bytes(sources["runtime/libbpf"])
     host_runtime._unpack(sources["runtime/pyroute2"](), str(runtime_dir / "python"), offer["pyroute2"]["checksum"])
+    collections = os.path.join(REPO, "build", "collections")
     code = (
-        "from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bundled_runtime as b, shared_library as s\n"
-        "b._lacks = lambda part: True\n"
-        "print(sorted(b.activate(%r)))\n"
-        "import os, pyroute2\n"
-        "print(os.path.dirname(pyroute2.__file__))\n" % str(runtime_dir))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout.split("\n")
-    assert out[0] == "['libbpf', 'pyroute2']"
-    assert out[1] == str(runtime_dir / "python" / "pyroute2")
+        "import sys; sys.path.insert(0, %r)\n"
+        "from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bundled_runtime as b\n"
+        "print(b.lacking())\n"
+        "print(b.activate(%r))\n"
+        "from pyroute2 import IPRoute\n"
+        "from pyroute2.netlink.rtnl.tcmsg import sched_bpf\n"
+        "import pyroute2\n"
+        "print(pyroute2.__file__, pyroute2.__version__, b.lacking())\n" % (collections, str(runtime_dir)))
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert "'pyroute2'" in out[0] and out[1] == "['pyroute2']"
+    assert out[2].startswith(str(runtime_dir / "python" / "pyroute2" / "__init__.py") + " " + offer["pyroute2"]["version"])
+    assert "'pyroute2'" not in out[2]
 
 
 def test_a_library_found_only_in_a_search_directory(tmp_path, monkeypatch):
