@@ -8,7 +8,7 @@ the demos' table, scripts/demo_table.py).
 
 --udp sends COUNT datagrams to ADDR:PORT (from network namespace NETNS when given, through
 nsenter); --ping sends COUNT ICMP echo requests (10 ms apart); --calls makes this process call getpid (through libc) and
-sleep (clock_nanosleep) N times each. --exporter reads the metrics from one pass of the exporter
+sleep (libc's nanosleep: Python's time.sleep uses select before 3.11) N times each. --exporter reads the metrics from one pass of the exporter
 command (`COMMAND --once --stdout --config FILE`) before and after the traffic instead of
 scraping node_exporter (nothing to wait for: each pass reads the maps). --buckets keeps the
 histograms' buckets. Output:
@@ -19,6 +19,7 @@ families (histogram buckets only with --buckets); delta holds after - before of 
 after. status is the scrape's HTTP status, or the exporter command's exit status.
 """
 import argparse
+import ctypes
 import json
 import os
 import socket
@@ -29,6 +30,17 @@ import time
 import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+def _nanosleep(nanoseconds):
+    """One sleep through libc's nanosleep (the kernel's do_nanosleep), on every Python."""
+    _LIBC.nanosleep(ctypes.byref(_Timespec(0, nanoseconds)), None)
 
 FAMILIES = ("ebpf_", "node_textfile_")
 PASS_TIMEOUT = 90.0
@@ -190,7 +202,7 @@ def main():
     sent = {"udp": 0, "ping": 0, "calls": args.calls}
     for _call in range(args.calls):
         os.getpid()
-        time.sleep(0.0001)
+        _nanosleep(100000)
     for spec in args.udp:
         netns, addr, port, count = _split(spec, 3)
         _in_netns(netns, [sys.executable, __file__, "send", addr, port, count])
