@@ -42,6 +42,7 @@ def _nanosleep(nanoseconds):
     """One sleep through libc's nanosleep (the kernel's do_nanosleep), on every Python."""
     _LIBC.nanosleep(ctypes.byref(_Timespec(0, nanoseconds)), None)
 
+
 FAMILIES = ("ebpf_", "node_textfile_")
 PASS_TIMEOUT = 90.0
 

@@ -6,8 +6,8 @@
 Python; Debian 11 has 0.5). They live in a runtime directory of the collection's own
 (``<install_dir>/runtime``: ``lib/libbpf.so.1``, ``python/pyroute2/``), never system-wide.
 
-``lacking()`` asks the host itself what it lacks (without importing pyroute2 or keeping libbpf
-loaded); ``activate(dir)`` makes the copies in ``dir`` the ones loaded for what the host lacks.
+``lacking()`` asks the host itself what it lacks (pyroute2 by its package metadata, without
+importing it); ``activate(dir)`` makes the copies in ``dir`` the ones loaded for what the host lacks.
 The system's libraries win wherever they are recent enough.
 """
 
@@ -47,14 +47,8 @@ def _version_tuple(text):
 def system_pyroute2_version():
     """The version of the pyroute2 the host's Python would import (from its package metadata,
     without importing it), or None."""
-    try:
-        from importlib import metadata  # pylint: disable=import-outside-toplevel
-    except ImportError:  # Python < 3.8: no metadata to read; an import tells
-        try:
-            import pyroute2  # pylint: disable=import-outside-toplevel
-            return getattr(pyroute2, "__version__", None)
-        except ImportError:
-            return None
+    # importlib.metadata: Python 3.8+, as on every target
+    from importlib import metadata  # pylint: disable=import-outside-toplevel
     try:
         return metadata.version("pyroute2")
     except metadata.PackageNotFoundError:
