@@ -45,9 +45,10 @@ install: setup
 	env -u ANSIBLE_COLLECTIONS_PATH $(if $(INSTALL_PATH),ANSIBLE_COLLECTIONS_PATH=$(INSTALL_PATH)) \
 		$(BIN)/ansible-galaxy collection install --force $(if $(INSTALL_PATH),-p $(INSTALL_PATH)) build/dist/ebpf-observability-*.tar.gz
 
-# The static checks (sanity, lint) run beside the host tests (unit, matrix, integration): two
-# mostly single-threaded sequences on two cores, each one's output printed when it ends. Then the
-# VM scenarios, which use both cores.
+# Two mostly single-threaded sequences of about the same length on two cores, each one's output
+# printed when it ends: the static checks (sanity, lint), the older ansible-core releases (matrix)
+# and the end-to-end runs, beside the unit tests and the rest of the integration tests. Then the VM
+# scenarios, which use both cores.
 test: setup collection
 	$(MAKE) -j2 --output-sync=recurse static-checks host-tests
 	$(MAKE) vm-test
@@ -56,11 +57,12 @@ test: setup collection
 static-checks:
 	$(MAKE) sanity
 	$(MAKE) lint
+	$(MAKE) matrix
+	$(MAKE) integration-runs
 
 host-tests:
 	$(MAKE) unit
-	$(MAKE) matrix
-	$(MAKE) integration
+	$(MAKE) integration-parts
 
 # ansible-test needs the tree at ansible_collections/<ns>/<name> as a real directory: sync a copy
 # (a git index of its own, so ansible-test lists its files rather than the ignored build/).
@@ -74,8 +76,20 @@ sanity: collection
 unit: collection
 	$(BIN)/pytest -q tests/unit
 
-integration: collection
-	$(BIN)/pytest -q -m "not matrix" tests/integration
+# The integration tests in two groups that may run at once (every test has its own pin root,
+# network namespaces, user and ports, and takes the host lock to change the kernel): the end-to-end
+# runs (the local demo, the modules' examples, the user's catalogue through the roles, Prometheus
+# and node_exporter, the fleet's canary, the README's shell block), and the rest.
+INTEGRATION_RUNS := $(addprefix tests/integration/,test_demo_local.py test_module_examples.py test_catalog.py \
+	test_prometheus_live.py test_node_exporter_interop.py test_fleet.py test_readme_shell.py)
+.PHONY: integration-runs integration-parts
+integration: integration-parts integration-runs
+
+integration-runs: collection
+	EBPF_TESTS_BUILD_DIR=$(CURDIR)/build/tests-runs $(BIN)/pytest -q -m "not matrix" $(INTEGRATION_RUNS)
+
+integration-parts: collection
+	$(BIN)/pytest -q -m "not matrix" $(addprefix --ignore=,$(INTEGRATION_RUNS)) tests/integration
 
 # The older ansible-core releases meta/runtime.yml admits (.venv has the newest): the unit tests
 # and site, site again (no change), remove against localhost with each one's own virtualenv

@@ -5,7 +5,10 @@ import subprocess
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SOURCES = os.path.join(REPO, "tests", "bpf")
-BUILD = os.path.join(REPO, "build", "test-bpf")
+# What the tests compile goes under EBPF_TESTS_BUILD_DIR (default build/): test runs at once (make
+# test's two sequences) each have their own, so none rewrites an object another one is loading.
+BUILD_ROOT = os.environ.get("EBPF_TESTS_BUILD_DIR") or os.path.join(REPO, "build")
+BUILD = os.path.join(BUILD_ROOT, "test-bpf")
 
 # variant name -> (source file, extra clang flags)
 VARIANTS = {
@@ -79,7 +82,7 @@ def build_test_objects():
 
 
 def build_program(source, name):
-    """A user-space test program (tests/bpf/<source>) compiled into build/test-bpf/<name>."""
+    """A user-space test program (tests/bpf/<source>) compiled into <build>/test-bpf/<name>."""
     os.makedirs(BUILD, exist_ok=True)
     out = os.path.join(BUILD, name)
     subprocess.run(["cc", "-O1", "-o", out, os.path.join(SOURCES, source)], check=True)
@@ -87,7 +90,7 @@ def build_program(source, name):
 
 
 def build_product_objects():
-    """{name: path} of the collection's objects, built by bpf/Makefile into build/bpf-programs."""
-    build = os.path.join(REPO, "build", "bpf-programs")
+    """{name: path} of the collection's objects, built by bpf/Makefile into <build>/bpf-programs."""
+    build = os.path.join(BUILD_ROOT, "bpf-programs")
     subprocess.run(["make", "-s", "-C", os.path.join(REPO, "bpf"), "O=" + build], check=True)
     return dict((name[:-len(".bpf.o")], os.path.join(build, name)) for name in os.listdir(build) if name.endswith(".bpf.o"))

@@ -20,12 +20,12 @@ from ansible_collections.ebpf.observability.plugins.module_utils.kernel import b
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpffs
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.netlink import Netlink
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.program import ProgramBackend
-from bpf_objects import REPO
+from bpf_objects import BUILD_ROOT, REPO
 from netns import netns_entered
 
 PREFIX = "ebpft-ex"
 COMMAND_TEMPLATE = os.path.join(REPO, "roles", "ebpf_runtime", "templates", "ebpf-observability-command.j2")
-BPF_OUT = os.path.join(REPO, "build", "exporter-bpf")
+BPF_OUT = os.path.join(BUILD_ROOT, "exporter-bpf")
 SYSTEM_PYTHON = "/usr/bin/python3"
 UDP_PACKETS = 37
 UDP_PAYLOAD = 100
