@@ -95,14 +95,17 @@ def runtime_offer(runtime_dir, sources):
     pyroute2's checksum is the fingerprint of its files (the host keeps it beside its copy)."""
     if "offer" not in _cache:  # once per controller process: every host gets the same copies
         root, version, entry_points = _pyroute2_package()
-        _cache["offer"] = (_libbpf_path(), root, version, entry_points,
+        libbpf = _libbpf_path()
+        if libbpf:
+            with open(libbpf, "rb") as f:
+                libbpf = f.read()
+        _cache["offer"] = (libbpf, hashlib.sha1(libbpf).hexdigest() if libbpf else None, root, version, entry_points,
                            _fingerprint(root, version, entry_points) if root else None)
-    libbpf, root, version, entry_points, fingerprint = _cache["offer"]
+    libbpf, libbpf_checksum, root, version, entry_points, fingerprint = _cache["offer"]
     offer = {"dir": runtime_dir, "machine": platform.machine(), "libbpf": None, "pyroute2": None}
     if libbpf:
-        with open(libbpf, "rb") as f:
-            sources["runtime/libbpf"] = f.read()
-        offer["libbpf"] = {"checksum": hashlib.sha1(sources["runtime/libbpf"]).hexdigest(), "key": "runtime/libbpf"}
+        sources["runtime/libbpf"] = libbpf
+        offer["libbpf"] = {"checksum": libbpf_checksum, "key": "runtime/libbpf"}
     if root:
         sources["runtime/pyroute2"] = lambda: _archive(root, version, entry_points)
         offer["pyroute2"] = {"checksum": fingerprint, "key": "runtime/pyroute2", "version": version, "fingerprint": True}

@@ -145,11 +145,7 @@ class HostFiles:
             if same:
                 os.chmod(dest, mode)
             else:
-                if spec["key"] not in self.contents:
-                    raise BpfError("no content was sent for %s (its checksum differs)" % dest)
-                data = base64.b64decode(self.contents[spec["key"]])
-                if hashlib.sha1(data).hexdigest() != spec["checksum"]:
-                    raise BpfError("the content sent for %s does not match its checksum %s" % (dest, spec["checksum"]))
+                data = self.content(spec)
                 if spec.get("validate"):
                     validate(dest, data, spec["validate"])
                 write_atomic(dest, data, mode)
@@ -157,6 +153,17 @@ class HostFiles:
             self.reload_units = True
         return self.item("file", dest, True, "write", checksum=spec["checksum"],
                          diff={"before": {"checksum": current}, "after": {"checksum": spec["checksum"]}})
+
+    def content(self, spec, verify=True):
+        """The content sent for ``spec`` ({dest, checksum, key}), decoded; with ``verify``, checked
+        against the spec's checksum (without: the checksum is of something else, as the fingerprint
+        of an archive's files)."""
+        if spec["key"] not in self.contents:
+            raise BpfError("no content was sent for %s (its checksum differs)" % spec["dest"])
+        data = base64.b64decode(self.contents[spec["key"]])
+        if verify and hashlib.sha1(data).hexdigest() != spec["checksum"]:
+            raise BpfError("the content sent for %s does not match its checksum %s" % (spec["dest"], spec["checksum"]))
+        return data
 
     def text(self, dest, text, mode=0o644):
         """A small file whose content the host computes itself (the restore plan)."""

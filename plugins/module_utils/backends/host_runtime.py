@@ -16,8 +16,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import atexit
-import base64
-import hashlib
 import io
 import os
 import platform
@@ -102,12 +100,6 @@ class HostRuntime:
         """Keys of the parts whose content the host lacks (in check mode too: planning needs them)."""
         return [s["key"] for s in self.specs if s["key"] not in self.files.contents and _current(s["part"], s["dest"]) != s["checksum"]]
 
-    def _data(self, spec):
-        data = base64.b64decode(self.files.contents[spec["key"]])
-        if not spec.get("fingerprint") and hashlib.sha1(data).hexdigest() != spec["checksum"]:
-            raise BpfError("the content sent for %s does not match its checksum %s" % (spec["dest"], spec["checksum"]))
-        return data
-
     def apply(self):
         """Writes the parts that differ (in check mode: into a temporary directory) and makes them
         the ones this process loads. Returns the parts activated."""
@@ -126,7 +118,7 @@ class HostRuntime:
         return active
 
     def _write(self, spec, dest):
-        data = self._data(spec)
+        data = self.files.content(spec, verify=not spec.get("fingerprint"))
         os.makedirs(os.path.dirname(dest), 0o755, exist_ok=True)
         if spec["part"] == br.PYROUTE2:
             _unpack(data, dest, spec["checksum"])

@@ -71,10 +71,17 @@ def _lacks(part):
     return version is None or _version_tuple(version) < PYROUTE2_MINIMUM
 
 
+_SYSTEM = {}  # "lacking": the answer for the host's own libraries, asked once per process
+
+
 def lacking():
     """The parts the host's own libraries do not provide: [] where libbpf.so.1 and pyroute2 >=
-    0.7 are installed."""
-    return [part for part in PARTS if _lacks(part)]
+    0.7 are installed. Asked once per process, before activate() puts a copy in the way: the
+    shipped pyroute2's metadata would answer for the host afterwards, and its copy would never be
+    compared with the controller's again."""
+    if "lacking" not in _SYSTEM:
+        _SYSTEM["lacking"] = [part for part in PARTS if _lacks(part)]
+    return list(_SYSTEM["lacking"])
 
 
 def default_dir():
@@ -87,7 +94,7 @@ def activate(runtime_dir=None, parts=None):
     where = paths(runtime_dir or default_dir())
     found = [part for part in (PARTS if parts is None else parts) if os.path.exists(where[part])]
     active = []
-    for part in found if parts is not None else [p for p in found if _lacks(p)]:
+    for part in found if parts is not None else [p for p in found if p in lacking()]:
         if part == LIBBPF:
             shared_library.add_search_dir(os.path.dirname(where[LIBBPF]))
         else:
