@@ -1,4 +1,5 @@
-"""Runs inside the remove scenario's guest: prints, as JSON, what of the collection is left.
+"""Runs inside a guest after playbooks/remove.yml (remove.yml here): prints, as JSON, what of the
+collection is left.
 
     {"paths": [files and directories of the roles that exist],
      "units": {unit: "LoadState/ActiveState"} of the roles' units systemd still knows,
