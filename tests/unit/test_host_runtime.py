@@ -12,7 +12,7 @@ import pytest
 
 from ansible_collections.ebpf.observability.plugins.module_utils.backends import host_runtime
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.host_files import HostFiles
-from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bundled_runtime, shared_library
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bundled_runtime, netlink_codec, shared_library
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
 from ansible_collections.ebpf.observability.plugins.plugin_utils.runtime_offer import runtime_offer
 
@@ -140,3 +140,14 @@ def test_removal_leaves_nothing(tmp_path, lacking_everything):
     files = HostFiles()
     host_runtime.HostRuntime(None, files).remove(str(tmp_path / "runtime"))
     assert not os.path.exists(tmp_path / "runtime")
+
+
+def test_an_older_pyroute2_is_refused_with_what_to_install(monkeypatch):
+    """Where neither the host nor the collection's copy gives pyroute2 0.7+ (a Debian 11 host after
+    remove.yml), reading interfaces says so instead of failing inside pyroute2."""
+    monkeypatch.setattr(netlink_codec, "IPRoute", None)
+    monkeypatch.setattr(bundled_runtime, "system_pyroute2_version", lambda: "0.5.14")
+    with pytest.raises(BpfError) as err:
+        netlink_codec.load_pyroute2()
+    assert "pyroute2 0.5.14 is too old for XDP and TC: 0.7 or later is needed" in str(err.value)
+    assert "ebpf_programs_runtime_dir" in str(err.value)

@@ -36,7 +36,7 @@ def paths(runtime_dir):
     return {LIBBPF: os.path.join(runtime_dir, "lib", "libbpf.so.1"), PYROUTE2: os.path.join(runtime_dir, "python")}
 
 
-def _version_tuple(text):
+def version_tuple(text):
     parts = []
     for piece in text.split(".")[:2]:
         digits = "".join(c for c in piece if c.isdigit()) if piece[:1].isdigit() else ""
@@ -68,7 +68,7 @@ def _lacks(part):
     if part == LIBBPF:
         return not system_has_libbpf()
     version = system_pyroute2_version()
-    return version is None or _version_tuple(version) < PYROUTE2_MINIMUM
+    return version is None or version_tuple(version) < PYROUTE2_MINIMUM
 
 
 _SYSTEM = {}  # "lacking": the answer for the host's own libraries, asked once per process

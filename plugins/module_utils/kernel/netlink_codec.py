@@ -14,6 +14,7 @@ import errno
 import os
 import socket
 
+from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bundled_runtime
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError, errno_error
 
 # pyroute2 is imported when the first Netlink object is made (load_pyroute2), not with this
@@ -47,11 +48,21 @@ _TCA_BPF_ORDER = ("TCA_BPF_UNSPEC", "TCA_BPF_ACT", "TCA_BPF_POLICE", "TCA_BPF_CL
 _TCA_BPF_NEW = {"TCA_BPF_FLAGS_GEN": "uint32", "TCA_BPF_TAG": "cdata", "TCA_BPF_ID": "uint32"}
 
 
+def _refuse_release(version):
+    raise BpfError("pyroute2 %s is too old for XDP and TC: 0.7 or later is needed" % version,
+                   hint="install pyroute2 0.7+ on the host (Debian 12, Ubuntu 24.04: python3-pyroute2; or pip), or "
+                        "let the ebpf_programs role ship its copy (ebpf_programs_runtime_dir)")
+
+
 def load_pyroute2():
     """Import pyroute2 once and close its gaps; a clear BpfError when it is missing."""
     global IPRoute, NetlinkError, PYROUTE2_IMPORT_ERROR  # pylint: disable=global-statement
     if IPRoute is not None:
         return
+    # The release this process would import, from its metadata (the collection's copy once activated)
+    version = bundled_runtime.system_pyroute2_version()
+    if version is not None and bundled_runtime.version_tuple(version) < bundled_runtime.PYROUTE2_MINIMUM:
+        _refuse_release(version)
     try:
         from pyroute2 import IPRoute as ipr_class  # pylint: disable=import-outside-toplevel
         from pyroute2.netlink.exceptions import NetlinkError as error_class  # pylint: disable=import-outside-toplevel
@@ -61,6 +72,8 @@ def load_pyroute2():
         PYROUTE2_IMPORT_ERROR = e
         raise BpfError("pyroute2 is needed for XDP and TC but cannot be imported: %s" % e,
                        hint="install it on the target (Debian/Ubuntu: python3-pyroute2)")
+    if not hasattr(ifinfmsg, "xdp"):  # a release without metadata, older than 0.7
+        _refuse_release(version or "(release unknown)")
     extend_pyroute2(ifinfmsg, sched_bpf)
     NetlinkError = error_class
     IPRoute = ipr_class
