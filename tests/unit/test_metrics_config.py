@@ -5,9 +5,10 @@ import pytest
 import yaml
 
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.config import with_static_maps
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.families import go_duration
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.metrics_config import (
-    CounterConfig, HistogramConfig, key_size, metric_label_names, parse_metrics_config, with_static_maps,
+    CounterConfig, HistogramConfig, key_size, metric_label_names, parse_metrics_config,
 )
 
 # Modelled on ebpf_exporter's examples/biolatency.yaml and examples/cachestat.yaml.

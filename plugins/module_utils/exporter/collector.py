@@ -17,6 +17,8 @@ snapshots into :class:`MetricFamily` objects the way ebpf_exporter does:
 * a metric without labels reads the entry at key u32 0;
 * entries that decode to the same label set are summed (a systemd cgroup restarted under
   the same path, two addresses in one function);
+* a metric with ``map`` or ``value`` keys (this collection's extension, value_fields) reads the
+  u64 at an offset of a wider value, or a histogram's buckets and sum from the value;
 * a histogram's last label is its bucket index, parsed as an unsigned integer (Go syntax:
   ``0x``, ``0o``, ``0b`` prefixes). Buckets ``bucket_min..bucket_max`` (or ``bucket_keys`` for
   ``fixed``) become cumulative counts with upper bounds ``2^i * m`` (exp2), ``0`` then
@@ -97,7 +99,8 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import collections
-import math
+import itertools
+import operator
 import sys
 
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
@@ -108,10 +111,13 @@ from ansible_collections.ebpf.observability.plugins.module_utils.exporter.decode
     LABEL_CACHE_LIMIT, SKIP, Decoders,
 )
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.families import (
-    NAMESPACE, VALUE_SIZE, MapColumns, MetricFamily, DecoderErrors, entry_values, full_name, go_float,
+    NAMESPACE, VALUE_SIZE, MapColumns, MetricFamily, DecoderErrors, bucket_layout, entry_values, full_name,
     parse_bucket_index, per_cpu_values,
 )
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.counter_columns import CounterColumns
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.value_fields import (
+    bucket_sums, check_value_size, counter_view, u64_count,
+)
 
 
 class _MetricPlan:
@@ -138,7 +144,7 @@ class _MetricPlan:
         self.dropped = set()  # keys whose outcome is not a tuple
         self.failed = set()  # keys whose outcome is a DecodeFailure (decoded again next time)
         if self.histogram:
-            self.bucket_keys, self.buckets, self.sum_key = _bucket_layout(metric)
+            self.bucket_keys, self.buckets, self.sum_key = bucket_layout(metric)
 
     def key_outcomes(self, keys):
         """Decode the distinct keys not seen before; return (outcomes by key, any_dropped).
@@ -189,25 +195,6 @@ class _MetricPlan:
         return MetricFamily(self.name, self.metric.help, "counter", metric_label_names(self.metric))
 
 
-def _bucket_layout(metric):
-    """(bucket indexes in order, their le texts, the index holding the sum) for a histogram."""
-    multiplier = metric.bucket_multiplier
-    if metric.bucket_type == "fixed":
-        keys = metric.bucket_keys
-        bounds = [key * multiplier for key in keys]
-        sum_key = keys[-1] + 1
-    else:
-        keys = tuple(range(metric.bucket_min, metric.bucket_max + 1))
-        if metric.bucket_type == "exp2":
-            bounds = [math.ldexp(1.0, i) * multiplier for i in keys]
-        elif metric.bucket_type == "exp2zero":
-            bounds = [0.0 if i == 0 else math.ldexp(1.0, i - 1) * multiplier for i in keys]
-        else:
-            bounds = [float(i) * multiplier for i in keys]
-        sum_key = metric.bucket_max + 1
-    return keys, tuple(go_float(bound) for bound in bounds), sum_key
-
-
 class MetricsCollector:
     """Turns map snapshots into metric families for one metrics config.
 
@@ -231,9 +218,8 @@ class MetricsCollector:
         counts the entries under ``key_size`` / ``value_size``) but cannot fix it.
         """
         plan = self.plans[name]
-        if value_size != VALUE_SIZE:
-            raise BpfError("metric %r: map values are %d bytes; ebpf_exporter-style metrics need u64 (8-byte) "
-                           "values" % (name, value_size))
+        check_value_size(name, plan.metric.value_field, value_size,
+                         u64_count(plan.metric, len(plan.bucket_keys) if plan.histogram else 0))
         expected = plan.key_size
         if not plan.slices:
             expected = 4  # the single entry at key u32 0
@@ -267,6 +253,15 @@ class MetricsCollector:
         or None when skipped."""
         plan = self.plans[name]
         family = plan.new_family()
+        field = plan.metric.value_field
+        if field is not None:
+            try:
+                if plan.histogram and field.buckets:
+                    return self._value_histogram(plan, family, snapshot)
+                snapshot = counter_view(snapshot, field.offset)
+            except BpfError:
+                self.errors.add(name, "value_size")
+                return None
         columns = snapshot if isinstance(snapshot, MapColumns) else None
         if (columns.count if columns is not None else len(snapshot.entries)) == 0:
             return family
@@ -365,6 +360,20 @@ class MetricsCollector:
                 count += buckets.get(key, 0)
                 cumulative.append(count)
             family.series[labels] = (tuple(cumulative), buckets.get(plan.sum_key, 0) * multiplier)
+        return family
+
+
+    def _value_histogram(self, plan, family, snapshot):
+        """A histogram whose buckets and sum are in the value (value_fields)."""
+        keys, rows = bucket_sums(snapshot, plan.metric.value_field.offset, len(plan.bucket_keys) + 1)
+        label_sets, rows = self._decode(plan, keys, rows)
+        totals = {}
+        for label_set, row in zip(label_sets, rows):
+            earlier = totals.get(label_set)
+            totals[label_set] = row if earlier is None else tuple(map(operator.add, earlier, row))
+        multiplier = plan.metric.bucket_multiplier
+        for label_set, row in totals.items():
+            family.series[label_set] = (tuple(itertools.accumulate(row[:-1])), row[-1] * multiplier)
         return family
 
 

@@ -48,7 +48,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.kernel import b
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.syscall_names import NAME_STYLES
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.metrics_config import (
-    parse_metrics_config, with_static_maps,
+    parse_metrics_config, scalar_text,
 )
 
 DEFAULT_CONFIG_PATH = "/etc/ebpf-observability/exporter.yml"
@@ -194,3 +194,38 @@ def _program(item, where, pin_root, load_file):
     if static_maps is not None:
         parsed = with_static_maps(parsed, static_maps, "%s (%s)" % (where, name))
     return ProgramConfig(name=name, pin_dir=bpffs.pin_path(pin_root, name), metrics=parsed, source=origin)
+
+
+def with_static_maps(config, static_maps, where):
+    """``config`` (a MetricsConfig) with the entries of ``static_maps`` ({label: {value: name}})
+    added to the static_map decoders of those labels, replacing equal keys."""
+    if not isinstance(static_maps, dict) or not all(isinstance(m, dict) for m in static_maps.values()):
+        raise BpfError("%s: static_maps must map label names to {value: name} mappings" % where)
+    if config is None:
+        raise BpfError("%s: static_maps needs metrics whose labels have static_map decoders" % where)
+    filled = set()
+
+    def fill_label(label):
+        extra = static_maps.get(label.name)
+        if extra is None:
+            return label
+        decoders = []
+        for decoder in label.decoders:
+            if decoder.name == "static_map":
+                entries = dict(decoder.static_map or {})
+                entries.update((scalar_text(k), scalar_text(v)) for k, v in extra.items())
+                decoder = decoder._replace(static_map=entries)
+                filled.add(label.name)
+            decoders.append(decoder)
+        return label._replace(decoders=tuple(decoders))
+
+    def fill_metric(metric):
+        return metric._replace(labels=tuple(fill_label(label) for label in metric.labels))
+
+    out = config._replace(counters=tuple(fill_metric(m) for m in config.counters),
+                          histograms=tuple(fill_metric(m) for m in config.histograms))
+    missing = sorted(set(static_maps) - filled)
+    if missing:
+        raise BpfError("%s: static_maps names label(s) %s, which have no static_map decoder in the metrics"
+                       % (where, ", ".join(map(str, missing))))
+    return out

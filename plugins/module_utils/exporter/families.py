@@ -309,5 +309,24 @@ def per_cpu_values(values, value_size):
     return [flat[cpu::slots] for cpu in range(slots)]
 
 
+def bucket_layout(metric):
+    """(bucket indexes in order, their le texts, the index holding the sum) for a histogram."""
+    multiplier = metric.bucket_multiplier
+    if metric.bucket_type == "fixed":
+        keys = metric.bucket_keys
+        bounds = [key * multiplier for key in keys]
+        sum_key = keys[-1] + 1
+    else:
+        keys = tuple(range(metric.bucket_min, metric.bucket_max + 1))
+        if metric.bucket_type == "exp2":
+            bounds = [math.ldexp(1.0, i) * multiplier for i in keys]
+        elif metric.bucket_type == "exp2zero":
+            bounds = [0.0 if i == 0 else math.ldexp(1.0, i - 1) * multiplier for i in keys]
+        else:
+            bounds = [float(i) * multiplier for i in keys]
+        sum_key = metric.bucket_max + 1
+    return keys, tuple(go_float(bound) for bound in bounds), sum_key
+
+
 def full_name(namespace, name):
     return "%s_%s" % (namespace, name) if namespace else name

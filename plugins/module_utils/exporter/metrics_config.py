@@ -30,7 +30,8 @@ The caller loads the YAML with whatever loader it has and hands the resulting di
       padding: <bytes skipped after it, default 0>
       decoders: [{name: <decoder>, static_map: {...}, allow_unknown: <bool>, regexps: [...]}]
 
-Beyond ebpf_exporter, ``{name: btf_enum, enum: skb_drop_reason, strip_prefix: SKB_DROP_REASON_,
+Beyond ebpf_exporter, a metric's ``map`` and ``value`` keys read it from a field of a wider map
+value (exporter.value_fields), and ``{name: btf_enum, enum: skb_drop_reason, strip_prefix: SKB_DROP_REASON_,
 allow_unknown: <bool>}`` (after ``uint``) names a number after a kernel enum's constant (BTF).
 
 ebpf_exporter's other top-level sections are not silently ignored: ``tracing`` (OpenTelemetry
@@ -52,6 +53,7 @@ import re
 
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.families import go_duration
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.value_fields import parse_value_field
 
 BUCKET_TYPES = ("exp2", "exp2zero", "linear", "fixed")
 # Decoders known to exporter.decoders; "ifindex" is this collection's alias of "ifname",
@@ -63,9 +65,9 @@ DECODER_NAMES = ("btf_enum", "cgroup", "dname", "errno", "hex", "ifindex", "ifna
 _METRIC_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
-_COUNTER_KEYS = frozenset(("name", "help", "labels", "perf_event_array", "flush_interval"))
+_COUNTER_KEYS = frozenset(("name", "help", "labels", "perf_event_array", "flush_interval", "map", "value"))
 _HISTOGRAM_KEYS = frozenset(("name", "help", "labels", "bucket_type", "bucket_min", "bucket_max",
-                             "bucket_keys", "bucket_multiplier"))
+                             "bucket_keys", "bucket_multiplier", "map", "value"))
 _LABEL_KEYS = frozenset(("name", "size", "padding", "decoders"))
 _DECODER_KEYS = frozenset(("name", "static_map", "allow_unknown", "regexps", "enum", "strip_prefix"))
 _BTF_ENUM_KEYS = ("enum", "strip_prefix")
@@ -83,14 +85,17 @@ enum and strip_prefix: the kernel enum's name and the prefix cut from its consta
 LabelConfig = collections.namedtuple("LabelConfig", "name size padding decoders")
 LabelConfig.__doc__ = "A label read from `size` bytes of the key, `padding` bytes skipped after it."
 
-CounterConfig = collections.namedtuple("CounterConfig", "name help labels perf_event_array flush_interval",
-                                       defaults=(False, 3600.0))
+CounterConfig = collections.namedtuple("CounterConfig", "name help labels perf_event_array flush_interval value_field",
+                                       defaults=(False, 3600.0, None))
 CounterConfig.__doc__ = """A counter: one series per distinct decoded label set, values summed; with
-perf_event_array, of the events counted as they arrive, anew every flush_interval seconds."""
+perf_event_array, of the events counted as they arrive, anew every flush_interval seconds;
+value_field: a value_fields.ValueField, or None (the map of its name, u64 values)."""
 
 HistogramConfig = collections.namedtuple(
-    "HistogramConfig", "name help labels bucket_type bucket_min bucket_max bucket_keys bucket_multiplier")
-HistogramConfig.__doc__ = """A histogram; labels[-1] is the bucket index, the others are output labels.
+    "HistogramConfig", "name help labels bucket_type bucket_min bucket_max bucket_keys bucket_multiplier value_field",
+    defaults=(None,))
+HistogramConfig.__doc__ = """A histogram; labels[-1] is the bucket index, the others are output labels
+(with value_field.buckets, the buckets are in the value and every label is an output label).
 
 bucket_keys is a tuple of floats for "fixed" (else empty); bucket_multiplier is 1.0 when the
 config leaves it out or sets it to 0, as ebpf_exporter does.
@@ -116,8 +121,13 @@ def key_size(labels):
 
 def metric_label_names(metric):
     """The label names a metric carries on output (a histogram's bucket label is not one)."""
-    labels = metric.labels[:-1] if isinstance(metric, HistogramConfig) else metric.labels
+    labels = metric.labels[:-1] if buckets_in_key(metric) else metric.labels
     return tuple(label.name for label in labels)
+
+
+def buckets_in_key(metric):
+    """Whether a metric is a histogram whose last key label is the bucket index (ebpf_exporter's layout)."""
+    return isinstance(metric, HistogramConfig) and not (metric.value_field and metric.value_field.buckets)
 
 
 def parse_metrics_config(config, source="config"):
@@ -154,45 +164,10 @@ def parse_metrics_config(config, source="config"):
     seen = set()
     for metric in parsed_counters + parsed_histograms:
         if metric.name in seen:
-            raise BpfError("%s: more than one metric is named %r; each metric reads the map of its "
-                           "name, so names must be unique" % (source, metric.name))
+            raise BpfError("%s: more than one metric is named %r; metric names must be unique (a metric "
+                           "reads the map of its name unless it names one with 'map')" % (source, metric.name))
         seen.add(metric.name)
     return MetricsConfig(parsed_counters, parsed_histograms, notes)
-
-
-def with_static_maps(config, static_maps, where):
-    """``config`` (a MetricsConfig) with the entries of ``static_maps`` ({label: {value: name}})
-    added to the static_map decoders of those labels, replacing equal keys."""
-    if not isinstance(static_maps, dict) or not all(isinstance(m, dict) for m in static_maps.values()):
-        raise BpfError("%s: static_maps must map label names to {value: name} mappings" % where)
-    if config is None:
-        raise BpfError("%s: static_maps needs metrics whose labels have static_map decoders" % where)
-    filled = set()
-
-    def fill_label(label):
-        extra = static_maps.get(label.name)
-        if extra is None:
-            return label
-        decoders = []
-        for decoder in label.decoders:
-            if decoder.name == "static_map":
-                entries = dict(decoder.static_map or {})
-                entries.update((_scalar_text(k), _scalar_text(v)) for k, v in extra.items())
-                decoder = decoder._replace(static_map=entries)
-                filled.add(label.name)
-            decoders.append(decoder)
-        return label._replace(decoders=tuple(decoders))
-
-    def fill_metric(metric):
-        return metric._replace(labels=tuple(fill_label(label) for label in metric.labels))
-
-    out = config._replace(counters=tuple(fill_metric(m) for m in config.counters),
-                          histograms=tuple(fill_metric(m) for m in config.histograms))
-    missing = sorted(set(static_maps) - filled)
-    if missing:
-        raise BpfError("%s: static_maps names label(s) %s, which have no static_map decoder in the metrics"
-                       % (where, ", ".join(map(str, missing))))
-    return out
 
 
 def _metric_list(metrics, key, source):
@@ -217,7 +192,10 @@ def _parse_counter(item, index, source):
     except ValueError as exc:
         raise BpfError("%s: flush_interval must be a duration such as \"10m\": %s" % (where, exc))
     labels = _parse_labels(item.get("labels"), where, required=False)
-    return CounterConfig(name, help_text, labels, perf, flush)
+    field = parse_value_field(item, name, where, histogram=False)
+    if field is not None and perf:
+        raise BpfError("%s: map and value do not apply to perf_event_array counters" % where)
+    return CounterConfig(name, help_text, labels, perf, flush, field)
 
 
 def _parse_histogram(item, index, source):
@@ -251,12 +229,13 @@ def _parse_histogram(item, index, source):
             raise BpfError("%s: bucket_max %d is out of range for %s buckets (2^%d overflows)"
                            % (where, bucket_max, bucket_type, bucket_max))
 
-    labels = _parse_labels(item.get("labels"), where, required=True)
-    if labels[-1].name in [label.name for label in labels[:-1]]:
-        raise BpfError("%s: the bucket label %r repeats another label's name" % (where, labels[-1].name))
-    if "le" in [label.name for label in labels[:-1]]:
+    field = parse_value_field(item, name, where, histogram=True)
+    in_key = not (field and field.buckets)
+    labels = _parse_labels(item.get("labels"), where, required=in_key)
+    if "le" in [label.name for label in (labels[:-1] if in_key else labels)]:
         raise BpfError("%s: label name 'le' is reserved for histogram buckets" % where)
-    return HistogramConfig(name, help_text, labels, bucket_type, bucket_min, bucket_max, bucket_keys, multiplier)
+    return HistogramConfig(name, help_text, labels, bucket_type, bucket_min, bucket_max, bucket_keys, multiplier,
+                           field)
 
 
 def _name_and_help(item, where, allowed):
@@ -332,7 +311,7 @@ def _parse_decoder(decoder, where):
     if static_map is not None:
         if not isinstance(static_map, dict):
             raise BpfError("%s: static_map must be a mapping, got %s" % (where, _kind(static_map)))
-        static_map = dict((_scalar_text(k), _scalar_text(v)) for k, v in static_map.items())
+        static_map = dict((scalar_text(k), scalar_text(v)) for k, v in static_map.items())
 
     allow_unknown = decoder.get("allow_unknown", False)
     if not isinstance(allow_unknown, bool):
@@ -373,7 +352,7 @@ def _btf_enum_fields(decoder, name, where):
     return enum, strip_prefix
 
 
-def _scalar_text(value):
+def scalar_text(value):
     """A static_map key or value as the text ebpf_exporter compares against."""
     if isinstance(value, bool):
         return "true" if value else "false"

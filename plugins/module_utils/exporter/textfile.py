@@ -5,7 +5,7 @@
 
 A pass (:meth:`Exporter.collect`) does, for each configured program (exporter.config):
 
-* every metric of its metrics config reads the map pinned as ``<pin_dir>/maps/<metric>``,
+* every metric of its metrics config reads the map pinned as ``<pin_dir>/maps/<metric>`` (or its ``map``),
   opened read-only (BPF_F_RDONLY) and read with BPF_MAP_LOOKUP_BATCH; the map's key and value
   sizes are checked against the metric's labels; MetricsCollector turns the entries into
   families as cloudflare/ebpf_exporter does (metric names ``ebpf_exporter_<metric>``);
@@ -84,6 +84,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.exporter.self_m
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.collector import MetricsCollector
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.text_format import TextRenderer
 from ansible_collections.ebpf.observability.plugins.module_utils.state.pin_state import MAPS_DIR, PROGS_DIR
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.value_fields import map_name
 
 BPF_STATS_SYSCTL = "/proc/sys/kernel/bpf_stats_enabled"
 
@@ -215,10 +216,10 @@ class Exporter:
         failures = 0
         maps_dir = os.path.join(program.pin_dir, MAPS_DIR)
         for metric in collector.plans:
-            path = os.path.join(maps_dir, metric)
+            config = collector.plans[metric].metric
+            path = os.path.join(maps_dir, map_name(config))
             key = ("map", program.name, metric)
             try:
-                config = collector.plans[metric].metric
                 if getattr(config, "perf_event_array", False):
                     snapshot, dropped = self.perf.snapshot((program.name, metric), config, path)
                     families[dropped.name] = dropped
