@@ -7,14 +7,16 @@
 
 #include "maps.bpf.h"
 
-/* Syscall numbers at or above this are not counted (x32 numbers, seccomp/ptrace skips). */
-#define MAX_SYSCALL_ID 1024
+/* Syscall numbers at or above this are not counted (x32 numbers, seccomp/ptrace skips). The
+ * native tables of x86-64 and arm64 end below 470. */
+#define MAX_SYSCALL_ID 512
 #define MAX_ERRNO 4095
 
 /* Latency buckets in nanoseconds: 2^8 ns (256 ns) .. 2^34 ns (17.2 s); slower calls land in
  * the last bucket. Bucket LATENCY_BUCKET_MAX + 1 holds the sum of all latencies. */
 #define LATENCY_BUCKET_MIN 8
 #define LATENCY_BUCKET_MAX 34
+#define LATENCY_BUCKETS (LATENCY_BUCKET_MAX - LATENCY_BUCKET_MIN + 1)
 
 struct syscall_start {
 	__u64 ns; /* entry time; 0: no syscall in flight */
@@ -27,9 +29,12 @@ struct syscall_error_key {
 	__u32 err; /* errno, positive */
 };
 
-struct syscall_latency_key {
-	__u32 id;
-	__u32 bucket;
+/* Everything counted per syscall at its exit, in one value: the exporter reads calls as
+ * syscalls_total and the histogram syscall_latency_seconds from it (value_fields). */
+struct syscall_stats {
+	__u64 calls;
+	__u64 latency[LATENCY_BUCKETS]; /* [k - LATENCY_BUCKET_MIN]: calls of bucket k */
+	__u64 latency_ns;		/* the histogram's sum */
 };
 
 /* Entry time of the syscall a thread is in, in the thread's own task storage: found without a
@@ -77,15 +82,16 @@ static __always_inline struct syscall_start *thread_start(int create)
 }
 #endif
 
-/* Calls per syscall id: the id is the key, so a per-CPU array (lookup inlined, no call). Ids
- * never called stay at zero; an exporter leaves zero entries of array maps out. */
+/* Calls and latency per syscall id: the id is the index, so a per-CPU array (the lookup is
+ * inlined: no call) whose value holds the calls, the histogram's buckets and its sum, updated
+ * with one lookup. Ids never called stay all zero; the exporter shows no series for them. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, MAX_SYSCALL_ID);
 	__type(key, __u32); /* syscall id */
-	__type(value, __u64);
+	__type(value, struct syscall_stats);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} syscalls_total SEC(".maps");
+} syscall_stats SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
@@ -95,17 +101,6 @@ struct {
 	__type(value, __u64);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } syscall_errors_total SEC(".maps");
-
-/* (id, bucket) cannot be a compact array index: ebpf_exporter cuts keys into labels at byte
- * boundaries and the bucket label comes last, so the index would be id + 65536 * bucket. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 8192);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct syscall_latency_key);
-	__type(value, __u64);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} syscall_latency_seconds SEC(".maps");
 
 /* Random, set at the first event after a load (.bss starts at zero each load). Two CPUs racing
  * to set it just lose the few syscalls stamped with the losing value. */
@@ -143,10 +138,10 @@ static __always_inline int syscall_enter(__u64 id)
 
 static __always_inline int syscall_exit(long ret)
 {
-	struct syscall_latency_key lat = {};
+	struct syscall_stats *stats;
 	struct syscall_start *start;
+	__u32 id, bucket;
 	__u64 ns;
-	__u32 id;
 
 	start = thread_start(0);
 	if (!start || !start->ns || start->token != load_token)
@@ -155,17 +150,19 @@ static __always_inline int syscall_exit(long ret)
 	id = start->id;
 	start->ns = 0;
 
-	array_add(&syscalls_total, id, 1);
+	stats = bpf_map_lookup_elem(&syscall_stats, &id);
+	if (stats) {
+		bucket = exp2_bucket(ns, LATENCY_BUCKET_MIN, LATENCY_BUCKET_MAX) - LATENCY_BUCKET_MIN;
+		stats->calls++;
+		if (bucket < LATENCY_BUCKETS)
+			stats->latency[bucket]++;
+		stats->latency_ns += ns;
+	}
 	if (ret < 0 && ret >= -MAX_ERRNO) {
 		struct syscall_error_key err = { .id = id, .err = -ret };
 
 		counter_add(&syscall_errors_total, &err, 1);
 	}
-	lat.id = id;
-	lat.bucket = exp2_bucket(ns, LATENCY_BUCKET_MIN, LATENCY_BUCKET_MAX);
-	counter_add(&syscall_latency_seconds, &lat, 1);
-	lat.bucket = LATENCY_BUCKET_MAX + 1;
-	counter_add(&syscall_latency_seconds, &lat, ns);
 	return 0;
 }
 

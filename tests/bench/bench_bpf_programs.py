@@ -60,6 +60,10 @@ NETNS_PREFIX = os.environ.get("EBPF_BENCH_NETNS", "ebpft-bp-bench")
 
 XDP_PASS = 2
 GOALS = {"xdp": 5, "tc": 10, "syscall": 120}
+# --baseline DIR: these objects of another version (make -C bpf O=DIR at that version) are timed
+# in the same rounds, pinned as baseline_<name>.
+BASELINE_OBJECTS = ("xdp_counter", "tc_classifier", "syscall_latency")
+BASELINE = "baseline_"
 
 
 def udp_frame(size=64):
@@ -96,7 +100,7 @@ def median(values):
 
 # ------------------------------------------------------------------------------ test runs
 
-def packet_rows(repeat, rounds):
+def packet_rows(repeat, rounds, baseline=False):
     frame = udp_frame()
     no_match = [{"name": "r%d" % i, "id": i + 1, "proto": "tcp", "dport": 1000 + i} for i in range(16)]
     last_match = no_match[:15] + [{"name": "dns", "id": 16, "proto": "udp", "dport": 53}]
@@ -107,6 +111,10 @@ def packet_rows(repeat, rounds):
            "xdp_counter": prog_fd("xdp_counter", "xdp_counter"),
            "tc_classifier": prog_fd("tc_classifier", "tc_classify_ingress")}
     tc_objects = ["tc_classifier"]
+    if baseline:
+        fds[BASELINE + "xdp_counter"] = prog_fd(BASELINE + "xdp_counter", "xdp_counter")
+        fds[BASELINE + "tc_classifier"] = prog_fd(BASELINE + "tc_classifier", "tc_classify_ingress")
+        tc_objects.append(BASELINE + "tc_classifier")
     if features.has_kern_ctx():
         fds["tc_classifier_direct"] = prog_fd("tc_classifier_direct", "tc_classify_ingress")
         tc_objects.append("tc_classifier_direct")
@@ -120,14 +128,15 @@ def packet_rows(repeat, rounds):
 
     def run(name):
         fd = fds[name.split(":")[0]]
-        if name.startswith("tc_classifier"):
+        if "tc_classifier" in name:
             write(name.split(":")[0], last_match if name.endswith("last") else no_match)
         out = sc.prog_test_run(fd, frame, repeat=repeat)
-        if name in ("xdp_counter", "xdp-filter") and out["retval"] != XDP_PASS:
+        if name.endswith(("xdp_counter", "xdp-filter")) and out["retval"] != XDP_PASS:
             raise SystemExit("%s returned %d, not XDP_PASS" % (name, out["retval"]))
         return out["duration_ns"]
 
     variants = ["empty xdp", "floor xdp", "xdp_counter", "xdp-filter", "empty tc", "floor tc"]
+    variants += [BASELINE + "xdp_counter"] if baseline else []
     variants += [name + match for name in tc_objects for match in (":none", ":last")]
     try:
         with bench_tools.xdp_filter_program(PIN_ROOT, NETNS_PREFIX) as xdp_filter:
@@ -152,7 +161,11 @@ def packet_rows(repeat, rounds):
         ("tc_classifier", tc, got["empty tc"], got["tc_classifier:none"], None, GOALS["tc"], "tc_classifier"),
         ("  16th matches", "ns/packet, TC, 16 rules, 16th matches", got["empty tc"], got["tc_classifier:last"],
          None, GOALS["tc"], "tc_classifier"),
-    ] + direct
+    ] + direct + ([
+        ("xdp_counter, baseline", xdp, got["empty xdp"], got[BASELINE + "xdp_counter"], None, None, "xdp_counter"),
+        ("tc_classifier, baseline", tc, got["empty tc"], got[BASELINE + "tc_classifier:none"], None, None,
+         "tc_classifier"),
+    ] if baseline else [])
 
 
 # ------------------------------------------------------------------------------ tracing loops
@@ -201,7 +214,7 @@ def traced_rows(variants, rounds, measure):
     return got, own
 
 
-def syscall_rows(calls, rounds):
+def syscall_rows(calls, rounds, baseline=False):
     enter_tp = empty_program(sc.BPF_PROG_TYPE_RAW_TRACEPOINT, "ebpft_bp_enter")
     exit_tp = empty_program(sc.BPF_PROG_TYPE_RAW_TRACEPOINT, "ebpft_bp_exit")
     enter = prog_fd("syscall_latency", "syscall_enter_tp")
@@ -216,12 +229,16 @@ def syscall_rows(calls, rounds):
         "syscall_latency": ([(enter, on_enter), (leave, on_exit)], [enter, leave]),
         "syscall_latency_hash": ([(enter_hash, on_enter), (leave_hash, on_exit)], [enter_hash, leave_hash]),
     }
+    if baseline:
+        variants["baseline"] = ([(prog_fd(BASELINE + "syscall_latency", "syscall_enter_tp"), on_enter),
+                                 (prog_fd(BASELINE + "syscall_latency", "syscall_exit_tp"), on_exit)], [])
+        variants["baseline"][1].extend(fd for fd, _attach in variants["baseline"][0])
     for tool in bench_tools.SYSCALL_TOOLS:
         variants[tool] = ([(None, functools.partial(bench_tools.start_tool, name=tool))], [])
     try:
         got, per_event = traced_rows(variants, rounds, lambda: loop("getpid", calls))
     finally:
-        for fd in (enter_tp, exit_tp, enter, leave, enter_hash, leave_hash):
+        for fd in [enter_tp, exit_tp, enter, leave, enter_hash, leave_hash] + variants.get("baseline", ([], []))[1]:
             fd.close()
     what, ref = "ns/getpid(), raw sys_enter+sys_exit", "syscall_latency"
     rows = [
@@ -230,6 +247,8 @@ def syscall_rows(calls, rounds):
         ("  hash (< 5.11)", what, got["none"], got["syscall_latency_hash"], per_event["syscall_latency_hash"],
          GOALS["syscall"], ref),
     ]
+    if baseline:
+        rows.append(("syscall_latency, baseline", what, got["none"], got["baseline"], per_event["baseline"], None, ref))
     rows += [(tool, "ns/getpid(), tracepoint raw_syscalls", got["none"], got[tool], None, None, ref)
              for tool in bench_tools.SYSCALL_TOOLS]
     if not features.has_kprobes():
@@ -317,6 +336,8 @@ def main():
     parser.add_argument("--calls", type=int, default=50000, help="getpid() calls per round")
     parser.add_argument("--packets", type=int, default=3000, help="UDP round trips per round")
     parser.add_argument("--only", choices=("packets", "syscalls", "net"), help="one part of the table")
+    parser.add_argument("--baseline", metavar="DIR", help="also time %s.bpf.o from DIR (another version)"
+                        % ", ".join(BASELINE_OBJECTS))
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root: the benchmark loads and attaches BPF programs")
@@ -328,8 +349,11 @@ def main():
         for name in ("xdp_counter", "tc_classifier", "syscall_latency", "net_tracepoints", "syscall_latency_hash",
                      "raw_net_tracepoints", "btf_net_tracepoints") + (("tc_classifier_direct",) if features.has_kern_ctx() else ()):
             ProgramBackend(name, PIN_ROOT).present(os.path.join(BUILD, name + ".bpf.o"))
-        rows = packet_rows(args.repeat, args.runs) if args.only in (None, "packets") else []
-        rows += syscall_rows(args.calls, args.rounds) if args.only in (None, "syscalls") else []
+        for name in BASELINE_OBJECTS if args.baseline else ():
+            ProgramBackend(BASELINE + name, PIN_ROOT).present(os.path.join(args.baseline, name + ".bpf.o"))
+        base = bool(args.baseline)
+        rows = packet_rows(args.repeat, args.runs, base) if args.only in (None, "packets") else []
+        rows += syscall_rows(args.calls, args.rounds, base) if args.only in (None, "syscalls") else []
         rows += net_rows(args.packets, args.net_rounds) if args.only in (None, "net") else []
     finally:
         bpffs.remove_tree(PIN_ROOT)

@@ -28,6 +28,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.exporter.decode
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.collector import MetricsCollector
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.text_format import render_text
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.syscall_names import syscall_names
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.value_fields import map_name
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.netlink import Netlink
 from ansible_collections.ebpf.observability.plugins.module_utils.backends.program import ProgramBackend
 from bpf_objects import REPO, build_product_objects
@@ -107,7 +108,8 @@ class Deployment:
         families = []
         with netns_entered(netns) if netns else contextlib.nullcontext():
             for metric in collector.plans:
-                snapshot = read_metric_map(collector, metric, os.path.join(self.pin_root, name, "maps", metric))
+                path = os.path.join(self.pin_root, name, "maps", map_name(collector.plans[metric].metric))
+                snapshot = read_metric_map(collector, metric, path)
                 family = collector.collect_metric(metric, snapshot)
                 if family is not None and family.series:
                     families.append(family)
