@@ -5,6 +5,7 @@
  *   VARIANT_RODATA    same instructions, different .rodata
  *   VARIANT_REJECT    an out-of-bounds read the verifier refuses
  *   VARIANT_CONFLICT  the hash map with another max_entries (map definition conflict)
+ *   VARIANT_DROPPED   without the settings map (a pinned map the object no longer defines)
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -31,12 +32,14 @@ struct {
 } calls_by_tgid SEC(".maps");
 
 /* Configuration a deployment writes (ebpf_map tests); read by no program here. */
+#ifndef VARIANT_DROPPED
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 4);
 	__type(key, __u32);
 	__type(value, __u64);
 } settings SEC(".maps");
+#endif
 
 #ifdef VARIANT_RODATA
 const volatile __u32 target_tgid = 1;

@@ -17,6 +17,7 @@ VARIANTS = {
     "rodata": ("test_object.bpf.c", ["-DVARIANT_RODATA"]),
     "reject": ("test_object.bpf.c", ["-DVARIANT_REJECT"]),
     "conflict": ("test_object.bpf.c", ["-DVARIANT_CONFLICT"]),
+    "dropped": ("test_object.bpf.c", ["-DVARIANT_DROPPED"]),
     "no_programs": ("no_programs.bpf.c", []),
     "attach": ("attach_object.bpf.c", []),
     "attach_v2": ("attach_object.bpf.c", ["-DVARIANT_V2"]),

@@ -240,6 +240,20 @@ def test_map_definition_conflict_and_replace_maps(pin_root, bpf_objects):
     assert not load(pin_root, bpf_objects["conflict"])["changed"]
 
 
+def test_a_map_the_object_no_longer_defines_is_not_dropped_silently(pin_root, bpf_objects):
+    first = load(pin_root, bpf_objects["base"])
+    snapshot = tree(pin_root)
+    with pytest.raises(BpfError) as err:
+        load(pin_root, bpf_objects["dropped"])
+    assert "map settings is pinned but the object no longer defines it" in str(err.value)
+    assert "replace_maps" in str(err.value)
+    assert tree(pin_root) == snapshot
+    res = load(pin_root, bpf_objects["dropped"], replace_maps=True)
+    assert res["changed"] and sorted(ids(res, "maps")) == ["calls_by_tgid", "packets"]
+    assert ids(res, "maps")["packets"] == ids(first, "maps")["packets"]
+    assert not load(pin_root, bpf_objects["dropped"])["changed"]
+
+
 @pytest.mark.parametrize("name", ["a/b", "..", "../escape", ".hidden", "", "x" * 200, "a.b"])
 def test_bad_names(pin_root, name):
     with pytest.raises(BpfError) as err:

@@ -14,8 +14,7 @@ Layout of a loaded object::
 
 Whether anything changes is decided from the kernel: the pinned objects' ids, tags and map
 definitions, checked against the load record. An object whose file changed is loaded; when the
-kernel then reports the same tags, read-only data and map definitions, the pinned programs are
-kept and nothing is reported as changed.
+kernel reports the same tags, read-only data and map definitions, nothing changed.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -205,7 +204,7 @@ class ProgramBackend:
         return [p for p in obj.programs if p.name in selection]
 
     def _check_maps(self, obj, replace_maps):
-        """Pinned maps whose definition differs from the object's: an error unless replace_maps."""
+        """Names of the maps to replace; an error unless replace_maps when a map differs or is gone."""
         pinned = dict((m["name"], m) for m in (self.before or {}).get("maps", []))
         conflicts = []
         for m in obj.maps:
@@ -215,16 +214,17 @@ class ProgramBackend:
             want = _object_map_definition(m)
             if want != _map_definition(old):
                 conflicts.append((m.name, old, want))
-        if conflicts and not replace_maps:
-            detail = "; ".join(
-                "map %s is pinned as %s key %d value %d max_entries %d flags %#x, the object defines "
-                "%s key %d value %d max_entries %d flags %#x" % (
-                    name, old["type"], old["key_size"], old["value_size"], old["max_entries"], old["map_flags"],
-                    new["type"], new["key_size"], new["value_size"], new["max_entries"],
-                    new["map_flags"])
-                for name, old, new in conflicts)
-            raise BpfError("map definition conflict for %s: %s" % (self.name, detail),
-                           hint="set replace_maps: true to replace these maps (their contents are lost)")
+        # A pinned map the object no longer defines would be unpinned with its contents.
+        gone = sorted(set(pinned) - set(m.name for m in obj.maps if not m.internal))
+        if (conflicts or gone) and not replace_maps:
+            fields = ("type", "key_size", "value_size", "max_entries", "map_flags")
+            detail = ["map %s is pinned as %s key %d value %d max_entries %d flags %#x, the object defines "
+                      "%s key %d value %d max_entries %d flags %#x"
+                      % ((name,) + tuple(old[f] for f in fields) + tuple(new[f] for f in fields))
+                      for name, old, new in conflicts]
+            detail += ["map %s is pinned but the object no longer defines it" % name for name in gone]
+            raise BpfError("map definition conflict for %s: %s" % (self.name, "; ".join(detail)),
+                           hint="set replace_maps: true to replace or drop these maps (their contents are lost)")
         return [name for name, _old, _new in conflicts]
 
     def _content(self, obj, selected):
