@@ -9,26 +9,24 @@
  * the CPU (bpf_prog_active, prog->active) before it can be re-entered. So each CPU's slot has
  * one writer at a time and a plain add is exact; a locked add would cost more for nothing. */
 
-/* Adds inc to the counter under key of a per-CPU hash, creating it at zero first. */
-static __always_inline void counter_add(void *map, const void *key, __u64 inc)
+/* The value under key of a hash, created from zero (a zeroed value of the map's value type)
+ * first; NULL when the map is full. */
+static __always_inline void *lookup_or_init(void *map, const void *key, const void *zero)
 {
-	__u64 zero = 0, *value;
+	void *value = bpf_map_lookup_elem(map, key);
 
-	value = bpf_map_lookup_elem(map, key);
 	if (!value) {
 		/* Another CPU may create the key first: NOEXIST then fails and the lookup finds it. */
-		bpf_map_update_elem(map, key, &zero, BPF_NOEXIST);
+		bpf_map_update_elem(map, key, zero, BPF_NOEXIST);
 		value = bpf_map_lookup_elem(map, key);
-		if (!value)
-			return; /* map full */
 	}
-	*value += inc;
+	return value;
 }
 
-/* Adds inc to slot index of a per-CPU array (the verifier inlines the lookup: no call). */
-static __always_inline void array_add(void *map, __u32 index, __u64 inc)
+/* Adds inc to the u64 counter under key of a per-CPU hash, creating it at zero first. */
+static __always_inline void counter_add(void *map, const void *key, __u64 inc)
 {
-	__u64 *value = bpf_map_lookup_elem(map, &index);
+	__u64 zero = 0, *value = lookup_or_init(map, key, &zero);
 
 	if (value)
 		*value += inc;

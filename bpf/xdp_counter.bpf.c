@@ -20,26 +20,27 @@ struct xdp_key {
 	__u16 l4proto;	 /* IPPROTO_ICMP/TCP/UDP/ICMPV6, L4_OTHER or L4_NONE */
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, MAX_KEYS);
-	__type(key, struct xdp_key);
-	__type(value, __u64);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} xdp_packets_total SEC(".maps");
+/* Both counters of a key in one value: one hash lookup per frame, where a map per metric (the
+ * ebpf_exporter layout) takes two. The exporter reads xdp_packets_total and xdp_bytes_total
+ * from it (value_fields). */
+struct xdp_traffic {
+	__u64 packets;
+	__u64 bytes;
+};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, MAX_KEYS);
 	__type(key, struct xdp_key);
-	__type(value, __u64);
+	__type(value, struct xdp_traffic);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} xdp_bytes_total SEC(".maps");
+} xdp_traffic SEC(".maps");
 
 SEC("xdp")
 int xdp_counter(struct xdp_md *ctx)
 {
 	struct pkt_info pi = {};
+	struct xdp_traffic *traffic, zero = {};
 	struct xdp_key key = {};
 	__u32 l3off;
 
@@ -63,8 +64,11 @@ int xdp_counter(struct xdp_md *ctx)
 	else
 		key.l4proto = L4_OTHER;
 
-	counter_add(&xdp_packets_total, &key, 1);
-	counter_add(&xdp_bytes_total, &key, ctx->data_end - ctx->data);
+	traffic = lookup_or_init(&xdp_traffic, &key, &zero);
+	if (traffic) {
+		traffic->packets++;
+		traffic->bytes += ctx->data_end - ctx->data;
+	}
 	return XDP_PASS;
 }
 

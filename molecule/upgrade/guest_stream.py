@@ -92,20 +92,20 @@ def _bpftool(*args):
 
 
 def _total(values):
-    """Sum over CPUs of a per-CPU u64 value in bpftool's raw form."""
-    return sum(int.from_bytes(bytes(int(b, 16) for b in v["value"]), "little") for v in values)
+    """Sum over CPUs of the first u64 (packets) of a per-CPU value in bpftool's raw form."""
+    return sum(int.from_bytes(bytes(int(b, 16) for b in v["value"][:8]), "little") for v in values)
 
 
 def counters():
     ifindex = socket.if_nametoindex("lab0")
     out = {"xdp_udp_lab0": 0}
-    for entry in _bpftool("map", "dump", "pinned", PIN_ROOT + "/xdp_counter/maps/xdp_packets_total"):
+    for entry in _bpftool("map", "dump", "pinned", PIN_ROOT + "/xdp_counter/maps/xdp_traffic"):
         key = bytes(int(b, 16) for b in entry["key"])
         if int.from_bytes(key[0:4], "little") == ifindex and int.from_bytes(key[6:8], "little") == socket.IPPROTO_UDP:
             out["xdp_udp_lab0"] += _total(entry["values"])
     for name, slot in CLASS_SLOTS.items():
         key = ["%d" % b for b in slot.to_bytes(4, "little")]
-        out[name] = _total(_bpftool("map", "lookup", "pinned", PIN_ROOT + "/tc_classifier/maps/tc_class_packets_total",
+        out[name] = _total(_bpftool("map", "lookup", "pinned", PIN_ROOT + "/tc_classifier/maps/tc_class_traffic",
                                     "key", *key)["values"])
     return out
 

@@ -113,11 +113,12 @@ def test_a_broken_map_costs_only_itself(deployment, built, veth):
     metrics = {"metrics": {"counters": [
         good,
         # the map's key is 8 bytes: labels of 4 do not fit it
-        {"name": "xdp_bytes_total", "help": "wrong key layout", "labels": [{"name": "a", "size": 4, "decoders": uint}]},
+        {"name": "xdp_bytes_total", "help": "wrong key layout", "map": "xdp_traffic", "value": {"offset": 8},
+         "labels": [{"name": "a", "size": 4, "decoders": uint}]},
         {"name": "no_such_map", "help": "nothing pinned", "labels": [{"name": "a", "size": 4, "decoders": uint}]},
     ]}}
     undecodable = {"metrics": {"counters": [{
-        "name": "xdp_packets_total", "help": "a 3-byte uint does not decode",
+        "name": "xdp_packets_total", "help": "a 3-byte uint does not decode", "map": "xdp_traffic",
         "labels": [{"name": "a", "size": 3, "padding": 1, "decoders": uint},
                    {"name": "b", "size": 4, "decoders": [{"name": "hex"}]}]}]}}
     # The same maps a second time through another name: a second object with the same pins.
