@@ -69,7 +69,8 @@ options:
   replace_maps:
     description:
       - When a pinned map's definition (type, key or value size, max entries, flags) differs from
-        the object's, replace the map (its contents are lost) instead of failing.
+        the object's, replace the map, and drop a pinned map the object no longer defines (their
+        contents are lost), instead of failing.
     type: bool
     default: false
   force:

@@ -118,6 +118,9 @@ def packet_rows(repeat, rounds, baseline=False):
     if features.has_kern_ctx():
         fds["tc_classifier_direct"] = prog_fd("tc_classifier_direct", "tc_classify_ingress")
         tc_objects.append("tc_classifier_direct")
+        if baseline:
+            fds[BASELINE + "tc_classifier_direct"] = prog_fd(BASELINE + "tc_classifier_direct", "tc_classify_ingress")
+            tc_objects.append(BASELINE + "tc_classifier_direct")
 
     def write(name, classes):
         with sc.obj_get(os.path.join(PIN_ROOT, name, "maps", tc_rules.MAP_NAME)) as rules:
@@ -165,7 +168,10 @@ def packet_rows(repeat, rounds, baseline=False):
         ("xdp_counter, baseline", xdp, got["empty xdp"], got[BASELINE + "xdp_counter"], None, None, "xdp_counter"),
         ("tc_classifier, baseline", tc, got["empty tc"], got[BASELINE + "tc_classifier:none"], None, None,
          "tc_classifier"),
-    ] if baseline else [])
+    ] if baseline else []) + ([
+        ("tc_classifier_direct, baseline", tc, got["empty tc"], got[BASELINE + "tc_classifier_direct:none"], None,
+         None, "tc_classifier"),
+    ] if BASELINE + "tc_classifier_direct" in fds else [])
 
 
 # ------------------------------------------------------------------------------ tracing loops
@@ -349,7 +355,8 @@ def main():
         for name in ("xdp_counter", "tc_classifier", "syscall_latency", "net_tracepoints", "syscall_latency_hash",
                      "raw_net_tracepoints", "btf_net_tracepoints") + (("tc_classifier_direct",) if features.has_kern_ctx() else ()):
             ProgramBackend(name, PIN_ROOT).present(os.path.join(BUILD, name + ".bpf.o"))
-        for name in BASELINE_OBJECTS if args.baseline else ():
+        for name in (BASELINE_OBJECTS + (("tc_classifier_direct",) if features.has_kern_ctx() else ())
+                     if args.baseline else ()):
             ProgramBackend(BASELINE + name, PIN_ROOT).present(os.path.join(args.baseline, name + ".bpf.o"))
         base = bool(args.baseline)
         rows = packet_rows(args.repeat, args.runs, base) if args.only in (None, "packets") else []

@@ -145,9 +145,14 @@ def test_removal_leaves_nothing(tmp_path, lacking_everything):
 def test_an_older_pyroute2_is_refused_with_what_to_install(monkeypatch):
     """Where neither the host nor the collection's copy gives pyroute2 0.7+ (a Debian 11 host after
     remove.yml), reading interfaces says so instead of failing inside pyroute2."""
+    import pyroute2
     monkeypatch.setattr(netlink_codec, "IPRoute", None)
-    monkeypatch.setattr(bundled_runtime, "system_pyroute2_version", lambda: "0.5.14")
+    monkeypatch.setattr(pyroute2, "__version__", "0.5.14")
     with pytest.raises(BpfError) as err:
         netlink_codec.load_pyroute2()
     assert "pyroute2 0.5.14 is too old for XDP and TC: 0.7 or later is needed" in str(err.value)
     assert "ebpf_programs_runtime_dir" in str(err.value)
+    assert netlink_codec.IPRoute is None
+    monkeypatch.setattr(pyroute2, "__version__", "unknown")  # no version file: judged by its XDP support
+    netlink_codec.load_pyroute2()
+    assert netlink_codec.IPRoute is pyroute2.IPRoute

@@ -44,6 +44,11 @@ def version_tuple(text):
     return tuple(parts)
 
 
+def pyroute2_too_old(version):
+    """Whether a pyroute2 release (its version text) is older than PYROUTE2_MINIMUM."""
+    return version_tuple(version) < PYROUTE2_MINIMUM
+
+
 def system_pyroute2_version():
     """The version of the pyroute2 the host's Python would import (from its package metadata,
     without importing it), or None."""
@@ -68,7 +73,7 @@ def _lacks(part):
     if part == LIBBPF:
         return not system_has_libbpf()
     version = system_pyroute2_version()
-    return version is None or version_tuple(version) < PYROUTE2_MINIMUM
+    return version is None or pyroute2_too_old(version)
 
 
 _SYSTEM = {}  # "lacking": the answer for the host's own libraries, asked once per process

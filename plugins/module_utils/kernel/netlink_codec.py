@@ -10,6 +10,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import importlib
 import errno
 import os
 import socket
@@ -54,26 +55,37 @@ def _refuse_release(version):
                         "let the ebpf_programs role ship its copy (ebpf_programs_runtime_dir)")
 
 
-def load_pyroute2():
-    """Import pyroute2 once and close its gaps; a clear BpfError when it is missing."""
-    global IPRoute, NetlinkError, PYROUTE2_IMPORT_ERROR  # pylint: disable=global-statement
-    if IPRoute is not None:
-        return
-    # The release this process would import, from its metadata (the collection's copy once activated)
-    version = bundled_runtime.system_pyroute2_version()
-    if version is not None and bundled_runtime.version_tuple(version) < bundled_runtime.PYROUTE2_MINIMUM:
-        _refuse_release(version)
+def _import_pyroute2(module, name=None):
+    """A pyroute2 module, or one of its names; a clear BpfError when it cannot be imported."""
+    global PYROUTE2_IMPORT_ERROR  # pylint: disable=global-statement
     try:
-        from pyroute2 import IPRoute as ipr_class  # pylint: disable=import-outside-toplevel
-        from pyroute2.netlink.exceptions import NetlinkError as error_class  # pylint: disable=import-outside-toplevel
-        from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg  # pylint: disable=import-outside-toplevel
-        from pyroute2.netlink.rtnl.tcmsg import sched_bpf  # pylint: disable=import-outside-toplevel
-    except ImportError as e:
+        imported = importlib.import_module(module)
+        return getattr(imported, name) if name else imported
+    except (ImportError, AttributeError) as e:
         PYROUTE2_IMPORT_ERROR = e
         raise BpfError("pyroute2 is needed for XDP and TC but cannot be imported: %s" % e,
                        hint="install it on the target (Debian/Ubuntu: python3-pyroute2)")
-    if not hasattr(ifinfmsg, "xdp"):  # a release without metadata, older than 0.7
-        _refuse_release(version or "(release unknown)")
+
+
+def load_pyroute2():
+    """Import pyroute2 once and close its gaps; a clear BpfError when it is missing."""
+    global IPRoute, NetlinkError  # pylint: disable=global-statement
+    if IPRoute is not None:
+        return
+    # The release imported (the collection's copy once activated) is asked before its modules
+    # are: from the package itself, as its metadata would cost importing importlib.metadata in
+    # every module run. A release without its version file ("unknown") is judged by its XDP support.
+    pyroute2 = _import_pyroute2("pyroute2")
+    version = getattr(pyroute2, "__version__", "unknown")
+    known = version[:1].isdigit()
+    if known and bundled_runtime.pyroute2_too_old(version):
+        _refuse_release(version)
+    ipr_class = _import_pyroute2("pyroute2", "IPRoute")
+    error_class = _import_pyroute2("pyroute2.netlink.exceptions", "NetlinkError")
+    ifinfmsg = _import_pyroute2("pyroute2.netlink.rtnl.ifinfmsg", "ifinfmsg")
+    sched_bpf = _import_pyroute2("pyroute2.netlink.rtnl.tcmsg.sched_bpf")
+    if not hasattr(ifinfmsg, "xdp"):
+        _refuse_release(version if known else "(release unknown)")
     extend_pyroute2(ifinfmsg, sched_bpf)
     NetlinkError = error_class
     IPRoute = ipr_class
