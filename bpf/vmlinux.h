@@ -79,6 +79,11 @@ enum bpf_hdr_start_off {
 	BPF_HDR_START_NET = 1,
 };
 
+/* The lock of a map value (bpf_spin_lock()); the kernel finds it by this name in the map's BTF. */
+struct bpf_spin_lock {
+	__u32 val;
+};
+
 struct xdp_md {
 	__u32 data;
 	__u32 data_end;

@@ -20,13 +20,42 @@ struct xdp_key {
 	__u16 l4proto;	 /* IPPROTO_ICMP/TCP/UDP/ICMPV6, L4_OTHER or L4_NONE */
 };
 
-/* Both counters of a key in one value: one hash lookup per frame, where a map per metric (the
- * ebpf_exporter layout) takes two. The exporter reads xdp_packets_total and xdp_bytes_total
- * from it (value_fields). */
+/* Both counters of a key in one value: one lookup per frame for both metrics (value_fields). */
 struct xdp_traffic {
 	__u64 packets;
 	__u64 bytes;
 };
+
+/* The counters of an interface that holds a slot: a per-CPU array indexed by
+ * slot << 5 | ethertype class << 3 | L4 class, so a frame costs two inlined array lookups and
+ * no call. Slot s belongs to the first interface seen whose ifindex % 64 is s (claimed under
+ * the slot's lock, once); a frame of an interface whose slot another holds is counted in the
+ * hash xdp_traffic instead, keyed by struct xdp_key, so every count is exact. The exporter
+ * reads both and turns slot entries into xdp_key keys (the metrics' slots config). */
+#define SLOT_BITS 6
+#define SLOTS (1 << SLOT_BITS)
+#define CLASS_BITS 5 /* ethertype class (2 bits) << 3 | L4 class (3 bits) */
+
+struct xdp_slot {
+	struct bpf_spin_lock lock;
+	__u32 ifindex; /* 0: free */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SLOTS);
+	__type(key, __u32);
+	__type(value, struct xdp_slot);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xdp_slots SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SLOTS << CLASS_BITS);
+	__type(key, __u32);
+	__type(value, struct xdp_traffic);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xdp_slot_traffic SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
@@ -35,6 +64,59 @@ struct {
 	__type(value, struct xdp_traffic);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xdp_traffic SEC(".maps");
+
+/* Class numbers of the slot index, in the order of the values lists in xdp_counter.yaml. */
+static __always_inline __u32 ethertype_class(__u16 ethertype)
+{
+	switch (ethertype) {
+	case ETH_P_IP:
+		return 1;
+	case ETH_P_IPV6:
+		return 2;
+	case ETH_P_ARP:
+		return 3;
+	}
+	return 0;
+}
+
+static __always_inline __u32 l4_class(__u16 l4proto)
+{
+	switch (l4proto) {
+	case IPPROTO_ICMP:
+		return 1;
+	case IPPROTO_TCP:
+		return 2;
+	case IPPROTO_UDP:
+		return 3;
+	case IPPROTO_ICMPV6:
+		return 4;
+	case L4_OTHER:
+		return 5;
+	}
+	return 0; /* L4_NONE */
+}
+
+/* The slot counters of this frame's class, or NULL when the interface holds no slot. */
+static __always_inline struct xdp_traffic *slot_traffic(const struct xdp_key *key)
+{
+	__u32 index = key->ifindex & (SLOTS - 1), owner;
+	struct xdp_slot *slot = bpf_map_lookup_elem(&xdp_slots, &index);
+
+	if (!slot)
+		return NULL;
+	owner = *(volatile __u32 *)&slot->ifindex;
+	if (!owner) {
+		bpf_spin_lock(&slot->lock);
+		if (!slot->ifindex)
+			slot->ifindex = key->ifindex;
+		owner = slot->ifindex;
+		bpf_spin_unlock(&slot->lock);
+	}
+	if (owner != key->ifindex)
+		return NULL;
+	index = index << CLASS_BITS | ethertype_class(key->ethertype) << 3 | l4_class(key->l4proto);
+	return bpf_map_lookup_elem(&xdp_slot_traffic, &index);
+}
 
 SEC("xdp")
 int xdp_counter(struct xdp_md *ctx)
@@ -64,7 +146,9 @@ int xdp_counter(struct xdp_md *ctx)
 	else
 		key.l4proto = L4_OTHER;
 
-	traffic = lookup_or_init(&xdp_traffic, &key, &zero);
+	traffic = slot_traffic(&key);
+	if (!traffic)
+		traffic = lookup_or_init(&xdp_traffic, &key, &zero);
 	if (traffic) {
 		traffic->packets++;
 		traffic->bytes += ctx->data_end - ctx->data;

@@ -96,17 +96,31 @@ def _total(values):
     return sum(int.from_bytes(bytes(int(b, 16) for b in v["value"][:8]), "little") for v in values)
 
 
-def counters():
-    ifindex = socket.if_nametoindex("lab0")
-    out = {"xdp_udp_lab0": 0}
-    for entry in _bpftool("map", "dump", "pinned", PIN_ROOT + "/xdp_counter/maps/xdp_traffic"):
+def _index(number):
+    return ["%d" % b for b in number.to_bytes(4, "little")]
+
+
+def _xdp_udp(ifindex):
+    """xdp_counter's IPv4 UDP packets on ifindex: in its slot of the array (slot ifindex % 64,
+    ethertype class 1, L4 class 3) when the interface holds the slot, and in the hash."""
+    maps = PIN_ROOT + "/xdp_counter/maps/"
+    slot = _bpftool("map", "lookup", "pinned", maps + "xdp_slots", "key", *_index(ifindex % 64))
+    total = 0
+    if int.from_bytes(bytes(int(b, 16) for b in slot["value"][4:8]), "little") == ifindex:
+        index = (ifindex % 64) << 5 | 1 << 3 | 3
+        total += _total(_bpftool("map", "lookup", "pinned", maps + "xdp_slot_traffic", "key", *_index(index))["values"])
+    for entry in _bpftool("map", "dump", "pinned", maps + "xdp_traffic"):
         key = bytes(int(b, 16) for b in entry["key"])
         if int.from_bytes(key[0:4], "little") == ifindex and int.from_bytes(key[6:8], "little") == socket.IPPROTO_UDP:
-            out["xdp_udp_lab0"] += _total(entry["values"])
+            total += _total(entry["values"])
+    return total
+
+
+def counters():
+    out = {"xdp_udp_lab0": _xdp_udp(socket.if_nametoindex("lab0"))}
     for name, slot in CLASS_SLOTS.items():
-        key = ["%d" % b for b in slot.to_bytes(4, "little")]
         out[name] = _total(_bpftool("map", "lookup", "pinned", PIN_ROOT + "/tc_classifier/maps/tc_class_traffic",
-                                    "key", *key)["values"])
+                                    "key", *_index(slot))["values"])
     return out
 
 

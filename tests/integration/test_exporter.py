@@ -119,6 +119,7 @@ def test_a_broken_map_costs_only_itself(deployment, built, veth):
     ]}}
     undecodable = {"metrics": {"counters": [{
         "name": "xdp_packets_total", "help": "a 3-byte uint does not decode", "map": "xdp_traffic",
+        "slots": good["slots"],
         "labels": [{"name": "a", "size": 3, "padding": 1, "decoders": uint},
                    {"name": "b", "size": 4, "decoders": [{"name": "hex"}]}]}]}}
     # The same maps a second time through another name: a second object with the same pins.

@@ -120,3 +120,47 @@ def test_map_sizes_are_checked_against_the_fields():
     with pytest.raises(BpfError, match="value: {offset: N}"):
         collector_for(TRAFFIC.replace("      value: {offset: 0}\n", "").replace("      map: traffic\n", "", 1)
                       ).check_map("packets_total", 4, 16, False)
+
+
+SLOTS = """
+metrics:
+  counters:
+    - name: packets_total
+      help: Packets by port
+      map: traffic
+      slots:
+        map: port_slots
+        index:
+          - {bits: 2, key_offset: 2, key_size: 2, values: [0, 6, 17]}
+          - {bits: 4, key_offset: 0, key_size: 2, table: {map: slot_ports, offset: 4}}
+      labels:
+        - {name: port, size: 2, decoders: [{name: uint}]}
+        - {name: proto, size: 2, decoders: [{name: uint}]}
+"""
+
+
+def test_slots_config_and_its_checks():
+    slots = parse_metrics_config(yaml.safe_load(SLOTS)).counters[0].slots
+    assert slots.map == "port_slots" and [f.bits for f in slots.fields] == [2, 4]
+    assert slots.fields[0].values == (0, 6, 17) and slots.fields[1].table_map == "slot_ports"
+    assert slots.fields[1].table_offset == 4
+    with pytest.raises(BpfError, match="either values"):
+        parse_metrics_config(yaml.safe_load(SLOTS.replace("values: [0, 6, 17]}", "values: [0, 6, 17], table: {map: x}}")),
+                             "t.yaml")
+    for old, new, message in [("bits: 2,", "bits: 0,", "bits must be an integer >= 1"),
+                              ("key_size: 2, values", "key_size: 3, values", "key_size must be 1, 2, 4 or 8"),
+                              ("values: [0, 6, 17]", "values: [0, 6, 70000]", "fit 2 bytes"),
+                              ("bits: 4,", "bits: 31,", "more than 32 bits"),
+                              ("map: port_slots", "map: ../x", "name of a map")]:
+        with pytest.raises(BpfError, match=message):
+            parse_metrics_config(yaml.safe_load(SLOTS.replace(old, new)), "t.yaml")
+
+
+def test_slot_keys_are_built_from_the_fields():
+    from ansible_collections.ebpf.observability.plugins.module_utils.exporter.slot_entries import _slot_key
+    fields = parse_metrics_config(yaml.safe_load(SLOTS)).counters[0].slots.fields
+    tables = {"slot_ports": {5: b"\0\0\0\0" + struct.pack("<H", 53) + b"\0\0", 6: bytes(8)}}
+    assert _slot_key(fields, 5 << 2 | 2, 4, tables) == struct.pack("<HH", 53, 17)
+    assert _slot_key(fields, 6 << 2 | 2, 4, tables) is None  # a slot nobody holds
+    assert _slot_key(fields, 5 << 2 | 3, 4, tables) is None  # no values entry for class 3
+    assert _slot_key(fields, 7 << 2 | 1, 4, tables) is None  # no table entry

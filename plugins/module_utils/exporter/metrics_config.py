@@ -31,7 +31,7 @@ The caller loads the YAML with whatever loader it has and hands the resulting di
       decoders: [{name: <decoder>, static_map: {...}, allow_unknown: <bool>, regexps: [...]}]
 
 Beyond ebpf_exporter, a metric's ``map`` and ``value`` keys read it from a field of a wider map
-value (exporter.value_fields), and ``{name: btf_enum, enum: skb_drop_reason, strip_prefix: SKB_DROP_REASON_,
+value (exporter.value_fields), a counter's ``slots`` adds an array's entries (exporter.slot_entries), and ``{name: btf_enum, enum: skb_drop_reason, strip_prefix: SKB_DROP_REASON_,
 allow_unknown: <bool>}`` (after ``uint``) names a number after a kernel enum's constant (BTF).
 
 ebpf_exporter's other top-level sections are not silently ignored: ``tracing`` (OpenTelemetry
@@ -54,6 +54,7 @@ import re
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.families import go_duration
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.value_fields import parse_value_field
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.slot_entries import parse_slots
 
 BUCKET_TYPES = ("exp2", "exp2zero", "linear", "fixed")
 # Decoders known to exporter.decoders; "ifindex" is this collection's alias of "ifname",
@@ -65,7 +66,7 @@ DECODER_NAMES = ("btf_enum", "cgroup", "dname", "errno", "hex", "ifindex", "ifna
 _METRIC_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
-_COUNTER_KEYS = frozenset(("name", "help", "labels", "perf_event_array", "flush_interval", "map", "value"))
+_COUNTER_KEYS = frozenset(("name", "help", "labels", "perf_event_array", "flush_interval", "map", "value", "slots"))
 _HISTOGRAM_KEYS = frozenset(("name", "help", "labels", "bucket_type", "bucket_min", "bucket_max",
                              "bucket_keys", "bucket_multiplier", "map", "value"))
 _LABEL_KEYS = frozenset(("name", "size", "padding", "decoders"))
@@ -85,11 +86,12 @@ enum and strip_prefix: the kernel enum's name and the prefix cut from its consta
 LabelConfig = collections.namedtuple("LabelConfig", "name size padding decoders")
 LabelConfig.__doc__ = "A label read from `size` bytes of the key, `padding` bytes skipped after it."
 
-CounterConfig = collections.namedtuple("CounterConfig", "name help labels perf_event_array flush_interval value_field",
-                                       defaults=(False, 3600.0, None))
+CounterConfig = collections.namedtuple(
+    "CounterConfig", "name help labels perf_event_array flush_interval value_field slots", defaults=(False, 3600.0, None, None))
 CounterConfig.__doc__ = """A counter: one series per distinct decoded label set, values summed; with
 perf_event_array, of the events counted as they arrive, anew every flush_interval seconds;
-value_field: a value_fields.ValueField, or None (the map of its name, u64 values)."""
+value_field: a value_fields.ValueField, or None (the map of its name, u64 values); slots: a
+slot_entries.Slots (an array counted beside the map), or None."""
 
 HistogramConfig = collections.namedtuple(
     "HistogramConfig", "name help labels bucket_type bucket_min bucket_max bucket_keys bucket_multiplier value_field",
@@ -193,9 +195,10 @@ def _parse_counter(item, index, source):
         raise BpfError("%s: flush_interval must be a duration such as \"10m\": %s" % (where, exc))
     labels = _parse_labels(item.get("labels"), where, required=False)
     field = parse_value_field(item, name, where, histogram=False)
-    if field is not None and perf:
-        raise BpfError("%s: map and value do not apply to perf_event_array counters" % where)
-    return CounterConfig(name, help_text, labels, perf, flush, field)
+    slots = parse_slots(item, where)
+    if (field is not None or slots is not None) and perf:
+        raise BpfError("%s: map, value and slots do not apply to perf_event_array counters" % where)
+    return CounterConfig(name, help_text, labels, perf, flush, field, slots)
 
 
 def _parse_histogram(item, index, source):

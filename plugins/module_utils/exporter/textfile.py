@@ -85,6 +85,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.exporter.collec
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.text_format import TextRenderer
 from ansible_collections.ebpf.observability.plugins.module_utils.state.pin_state import MAPS_DIR, PROGS_DIR
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.value_fields import map_name
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.slot_entries import slot_entries
 
 BPF_STATS_SYSCTL = "/proc/sys/kernel/bpf_stats_enabled"
 
@@ -104,11 +105,9 @@ ARRAY_MAP_TYPES = ("array", "percpu_array")
 
 
 def read_metric_map(collector, metric, path, skip_zero_array_entries=False):
-    """MapColumns of the map pinned at ``path`` for ``metric``; BpfError when it does not fit.
-
-    Every index of an array map is an entry, zero or not, as in ebpf_exporter (dashboards see
-    the series at zero); ``skip_zero_array_entries`` leaves out those zero on every CPU.
-    """
+    """The entries of the map pinned at ``path`` for ``metric`` (and of its ``slots`` array); BpfError
+    when it does not fit. Every index of an array map is an entry, zero or not, as in ebpf_exporter;
+    ``skip_zero_array_entries`` leaves out those zero on every CPU."""
     with sc.obj_get(path, sc.BPF_F_RDONLY) as fd:
         info = sc.map_info(fd)
         percpu = sc.is_percpu_map_type(info["type"])
@@ -116,9 +115,13 @@ def read_metric_map(collector, metric, path, skip_zero_array_entries=False):
         size = sc.percpu_value_size(info["value_size"]) if percpu else info["value_size"]
         count, keys, values = sc.map_lookup_batch_raw(fd, info["key_size"], size, info["max_entries"])
     columns = MapColumns(count, keys, values, info["key_size"], info["value_size"], percpu)
+    slots = getattr(collector.plans[metric].metric, "slots", None)
     if skip_zero_array_entries and info["type_name"] in ARRAY_MAP_TYPES:
         zero = bytes(size)
-        return MapSnapshot([entry for entry in columns.entries if entry[1] != zero], info["value_size"], percpu)
+        columns = MapSnapshot([entry for entry in columns.entries if entry[1] != zero], info["value_size"], percpu)
+    if slots is not None:
+        extra = slot_entries(slots, os.path.dirname(path), info["key_size"], info["value_size"])
+        return MapSnapshot(columns.entries + extra, info["value_size"], percpu)
     return columns
 
 
