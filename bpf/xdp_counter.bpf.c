@@ -65,41 +65,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xdp_traffic SEC(".maps");
 
-/* Class numbers of the slot index, in the order of the values lists in xdp_counter.yaml. */
-static __always_inline __u32 ethertype_class(__u16 ethertype)
-{
-	switch (ethertype) {
-	case ETH_P_IP:
-		return 1;
-	case ETH_P_IPV6:
-		return 2;
-	case ETH_P_ARP:
-		return 3;
-	}
-	return 0;
-}
+/* The values the key's ethertype and l4proto take, in class order: a frame's class is its value's
+ * position (the values lists of the slots index in xdp_counter.yaml). */
+#define ETHERTYPES {0, ETH_P_IP, ETH_P_IPV6, ETH_P_ARP}
+#define L4PROTOS {L4_NONE, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6, L4_OTHER}
 
-static __always_inline __u32 l4_class(__u16 l4proto)
+/* The slot counters of this frame's class (index: slot << 5 | ethertype class << 3 | L4 class),
+ * or NULL when the interface holds no slot. */
+static __always_inline struct xdp_traffic *slot_traffic(__u32 ifindex, __u32 class)
 {
-	switch (l4proto) {
-	case IPPROTO_ICMP:
-		return 1;
-	case IPPROTO_TCP:
-		return 2;
-	case IPPROTO_UDP:
-		return 3;
-	case IPPROTO_ICMPV6:
-		return 4;
-	case L4_OTHER:
-		return 5;
-	}
-	return 0; /* L4_NONE */
-}
-
-/* The slot counters of this frame's class, or NULL when the interface holds no slot. */
-static __always_inline struct xdp_traffic *slot_traffic(const struct xdp_key *key)
-{
-	__u32 index = key->ifindex & (SLOTS - 1), owner;
+	__u32 index = ifindex & (SLOTS - 1), owner;
 	struct xdp_slot *slot = bpf_map_lookup_elem(&xdp_slots, &index);
 
 	if (!slot)
@@ -108,13 +83,13 @@ static __always_inline struct xdp_traffic *slot_traffic(const struct xdp_key *ke
 	if (!owner) {
 		bpf_spin_lock(&slot->lock);
 		if (!slot->ifindex)
-			slot->ifindex = key->ifindex;
+			slot->ifindex = ifindex;
 		owner = slot->ifindex;
 		bpf_spin_unlock(&slot->lock);
 	}
-	if (owner != key->ifindex)
+	if (owner != ifindex)
 		return NULL;
-	index = index << CLASS_BITS | ethertype_class(key->ethertype) << 3 | l4_class(key->l4proto);
+	index = index << CLASS_BITS | class;
 	return bpf_map_lookup_elem(&xdp_slot_traffic, &index);
 }
 
@@ -124,29 +99,32 @@ int xdp_counter(struct xdp_md *ctx)
 	struct pkt_info pi = {};
 	struct xdp_traffic *traffic, zero = {};
 	struct xdp_key key = {};
-	__u32 l3off;
+	__u32 l3off, class = 0;
 
 	key.ifindex = ctx->ingress_ifindex;
 	l3off = parse_eth(ctx, &pi);
 	if (l3off)
 		parse_l3(ctx, l3off, &pi);
 
-	switch (pi.ethertype) {
-	case ETH_P_IP:
-	case ETH_P_IPV6:
-	case ETH_P_ARP:
-		key.ethertype = pi.ethertype;
-		break;
-	}
-	if (!pi.is_ip)
-		key.l4proto = L4_NONE;
-	else if (pi.l4proto == IPPROTO_ICMP || pi.l4proto == IPPROTO_TCP || pi.l4proto == IPPROTO_UDP ||
-		 pi.l4proto == IPPROTO_ICMPV6)
-		key.l4proto = pi.l4proto;
-	else
-		key.l4proto = L4_OTHER;
+	/* Key values and classes from the lists (unrolled: compares with constants). */
+	{
+		const __u16 ethertypes[] = ETHERTYPES, l4protos[] = L4PROTOS;
+		__u32 l4class = pi.is_ip ? 5 : 0; /* L4_OTHER unless listed; L4_NONE when not IP */
 
-	traffic = slot_traffic(&key);
+#pragma unroll
+		for (int i = 1; i < 4; i++)
+			if (pi.ethertype == ethertypes[i]) {
+				key.ethertype = pi.ethertype;
+				class = i << 3;
+			}
+#pragma unroll
+		for (int i = 1; i < 5; i++)
+			if (pi.is_ip && pi.l4proto == l4protos[i])
+				l4class = i;
+		key.l4proto = l4class == 5 ? L4_OTHER : l4class ? pi.l4proto : L4_NONE;
+		class |= l4class;
+	}
+	traffic = slot_traffic(key.ifindex, class);
 	if (!traffic)
 		traffic = lookup_or_init(&xdp_traffic, &key, &zero);
 	if (traffic) {

@@ -293,6 +293,11 @@ TAGGED = [
     ("802.1Q arp", frame([(0x8100, 10)], 0x0806, ARP), ("arp", "none")),
     ("3 tags: too deep, other", frame([(0x88A8, 1), (0x8100, 2), (0x8100, 3)], 0x0800, ipv4(17, UDP)), ("other", "none")),
     ("802.1Q truncated ipv4", frame([(0x8100, 10)], 0x0800, ipv4(17, UDP)[:12]), ("ipv4", "none")),
+    ("ipv4 gre: another IP protocol", frame([], 0x0800, ipv4(47, b"\0" * 8)), ("ipv4", "other")),
+    ("ipv6, 5 extension headers: protocol 0 is another", frame([], 0x86DD, ipv6(0, struct.pack("!BB6x", 0, 0) * 5)),
+     ("ipv6", "other")),
+    ("ipv4 icmp", frame([], 0x0800, ipv4(1, b"\x08\0\0\0\0\0\0\0")), ("ipv4", "icmp")),
+    ("ethertype 0x88cc (LLDP): other", frame([], 0x88CC, b"\0" * 46), ("other", "none")),
 ]
 
 

@@ -164,3 +164,33 @@ def test_slot_keys_are_built_from_the_fields():
     assert _slot_key(fields, 6 << 2 | 2, 4, tables) is None  # a slot nobody holds
     assert _slot_key(fields, 5 << 2 | 3, 4, tables) is None  # no values entry for class 3
     assert _slot_key(fields, 7 << 2 | 1, 4, tables) is None  # no table entry
+
+
+def test_the_bpf_readme_examples_are_the_shipped_configs():
+    """The map, value and slots examples in bpf/README.md are what the objects' configs say."""
+    import os
+    import re
+    bpf = os.path.join(os.path.dirname(__file__), "..", "..", "bpf")
+    with open(os.path.join(bpf, "README.md")) as f:
+        blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", f.read(), re.S)]
+    shipped = {}
+    for name in ("xdp_counter", "tc_classifier", "syscall_latency"):
+        with open(os.path.join(bpf, name + ".yaml")) as f:
+            config = yaml.safe_load(f)
+        parse_metrics_config(config, name)
+        for kind, metrics in config["metrics"].items():
+            shipped.update(((kind, m["name"]), m) for m in metrics)
+    checked = 0
+    for block in blocks:
+        if not isinstance(block, dict):
+            continue
+        if "slots" in block:
+            assert block["slots"] == shipped[("counters", "xdp_packets_total")]["slots"]
+            checked += 1
+        for kind in ("counters", "histograms"):
+            for metric in block.get(kind, []):
+                real = shipped[(kind, metric["name"])]
+                assert dict((k, v) for k, v in metric.items() if k != "labels") == \
+                    dict((k, real[k]) for k in metric if k != "labels")
+                checked += 1
+    assert checked >= 3
