@@ -32,6 +32,15 @@ static __always_inline void counter_add(void *map, const void *key, __u64 inc)
 		*value += inc;
 }
 
+/* Adds inc to slot index of a per-CPU array (the verifier inlines the lookup: no call). */
+static __always_inline void array_add(void *map, __u32 index, __u64 inc)
+{
+	__u64 *value = bpf_map_lookup_elem(map, &index);
+
+	if (value)
+		*value += inc;
+}
+
 static __always_inline __u32 log2_floor(__u64 v)
 {
 	__u32 r = 0;

@@ -45,20 +45,21 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } tc_class_rules SEC(".maps");
 
-/* Both counters of a class and direction in one value: one (inlined) array lookup per packet.
- * The exporter reads tc_class_packets_total and tc_class_bytes_total from it (value_fields). */
-struct tc_class_traffic {
-	__u64 packets;
-	__u64 bytes;
-};
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TC_COUNTER_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} tc_class_packets_total SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, TC_COUNTER_SLOTS);
 	__type(key, __u32);
-	__type(value, struct tc_class_traffic);
+	__type(value, __u64);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} tc_class_traffic SEC(".maps");
+} tc_class_bytes_total SEC(".maps");
 
 /* The rule set at index of the rules map; 0 (no rule) if out of range. */
 static __always_inline __u64 rules_entry(__u32 index)
@@ -117,18 +118,14 @@ static __always_inline void parse(struct __sk_buff *skb, struct pkt_info *pi)
  * already consumed, so this works on Ethernet and L3 devices (tun, wireguard) alike. */
 static __always_inline int count(struct __sk_buff *skb, __u32 direction)
 {
-	struct tc_class_traffic *traffic;
 	struct pkt_info pi = {};
 	__u32 slot;
 
 	pi.ethertype = bpf_ntohs(skb->protocol);
 	parse(skb, &pi);
 	slot = classify(&pi) | direction << 8;
-	traffic = bpf_map_lookup_elem(&tc_class_traffic, &slot);
-	if (traffic) {
-		traffic->packets++;
-		traffic->bytes += skb->len;
-	}
+	array_add(&tc_class_packets_total, slot, 1);
+	array_add(&tc_class_bytes_total, slot, skb->len);
 	return TC_ACT_UNSPEC;
 }
 

@@ -92,7 +92,8 @@ def _bpftool(*args):
 
 
 def _total(values):
-    """Sum over CPUs of the first u64 (packets) of a per-CPU value in bpftool's raw form."""
+    """Sum over CPUs of the first u64 of a per-CPU value in bpftool's raw form (the packets of a
+    {packets, bytes} value, or the one counter)."""
     return sum(int.from_bytes(bytes(int(b, 16) for b in v["value"][:8]), "little") for v in values)
 
 
@@ -119,7 +120,7 @@ def _xdp_udp(ifindex):
 def counters():
     out = {"xdp_udp_lab0": _xdp_udp(socket.if_nametoindex("lab0"))}
     for name, slot in CLASS_SLOTS.items():
-        out[name] = _total(_bpftool("map", "lookup", "pinned", PIN_ROOT + "/tc_classifier/maps/tc_class_traffic",
+        out[name] = _total(_bpftool("map", "lookup", "pinned", PIN_ROOT + "/tc_classifier/maps/tc_class_packets_total",
                                     "key", *_index(slot))["values"])
     return out
 
