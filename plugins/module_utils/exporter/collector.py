@@ -362,7 +362,6 @@ class MetricsCollector:
             family.series[labels] = (tuple(cumulative), buckets.get(plan.sum_key, 0) * multiplier)
         return family
 
-
     def _value_histogram(self, plan, family, snapshot):
         """A histogram whose buckets and sum are in the value (value_fields)."""
         keys, rows = bucket_sums(snapshot, plan.metric.value_field.offset, len(plan.bucket_keys) + 1)

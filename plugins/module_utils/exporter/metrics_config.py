@@ -31,8 +31,9 @@ The caller loads the YAML with whatever loader it has and hands the resulting di
       decoders: [{name: <decoder>, static_map: {...}, allow_unknown: <bool>, regexps: [...]}]
 
 Beyond ebpf_exporter, a metric's ``map`` and ``value`` keys read it from a field of a wider map
-value (exporter.value_fields), a counter's ``slots`` adds an array's entries (exporter.slot_entries), and ``{name: btf_enum, enum: skb_drop_reason, strip_prefix: SKB_DROP_REASON_,
-allow_unknown: <bool>}`` (after ``uint``) names a number after a kernel enum's constant (BTF).
+value (exporter.value_fields), a counter's ``slots`` adds an array's entries (exporter.slot_entries),
+and ``{name: btf_enum, enum: skb_drop_reason, strip_prefix: SKB_DROP_REASON_, allow_unknown: <bool>}``
+(after ``uint``) names a number after a kernel enum's constant (BTF).
 
 ebpf_exporter's other top-level sections are not silently ignored: ``tracing`` (OpenTelemetry
 spans) is not supported, so a config with only ``tracing`` is refused and one with metrics too
