@@ -19,7 +19,7 @@ import lab
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 SKELETON = os.path.join(HERE, "inventory", "demo.yml")
-VMS = [("lab-61", "bookworm"), ("lab-612", "trixie")]
+VMS = [("lab-61", "bookworm", "bookworm"), ("lab-612", "trixie", "bookworm")]  # name, kernel suite, userland
 SSH_OPTIONS = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
 
 
@@ -31,7 +31,7 @@ def _running(lab_dir):
     except FileNotFoundError:
         return None
     names = sorted(i["instance"] for i in instances)
-    if names != sorted(name for name, _suite in VMS) or not all(lab._pid(lab_dir, name) for name in names):  # pylint: disable=protected-access
+    if names != sorted(name for name, _suite, _userland in VMS) or not all(lab._pid(lab_dir, name) for name in names):  # pylint: disable=protected-access
         return None
     return instances
 

@@ -187,7 +187,7 @@ def wait_ready(lab_dir, name, after_boot=None, timeout=BOOT_TIMEOUT, result=None
 
 
 def up(lab_dir, vms):
-    """Boots `vms` ([(name, suite)]) and waits until each accepts SSH; returns the instances."""
+    """Boots `vms` ([(name, kernel suite, userland)]) and waits until each accepts SSH; returns the instances."""
     if len(vms) > MAX_VMS:
         raise ValueError("at most %d VMs at once on this host, got %d" % (MAX_VMS, len(vms)))
     lab_dir = os.path.abspath(lab_dir)

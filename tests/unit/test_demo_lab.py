@@ -37,4 +37,11 @@ def test_the_demo_declares_programs_the_role_knows():
     with open(os.path.join(REPO, "roles", "ebpf_programs", "vars", "main.yml")) as f:
         catalog = yaml.safe_load(f)["_ebpf_programs_builtin"]
     assert sorted(p["name"] for p in declared) == sorted(catalog)
-    assert len(demo.VMS) == 2 and sorted(suite for _name, suite in demo.VMS) == ["bookworm", "trixie"]
+    assert len(demo.VMS) == 2 and sorted(suite for _name, suite, _userland in demo.VMS) == ["bookworm", "trixie"]
+
+
+def test_the_demo_vms_are_what_lab_up_takes():
+    """lab.up takes (name, kernel suite, userland), as `lab.py up --vm NAME:SUITE:USERLAND` parses them."""
+    import lab  # pylint: disable=import-outside-toplevel
+    for vm in demo.VMS:
+        assert lab._vm(":".join(vm)) == vm  # pylint: disable=protected-access
