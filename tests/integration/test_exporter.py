@@ -323,3 +323,20 @@ def test_killed_writers_never_leave_a_partial_file(deployment):
     with open(deployment.textfile) as f:
         assert f.read().count("\n") == lines
     print("%d writers killed mid-write after %d freezes; %d complete reads" % (KILLS, freezes, reads[0]))
+
+
+def test_a_map_two_metrics_read_is_read_once_per_pass(deployment, built, veth, monkeypatch):
+    """xdp_packets_total and xdp_bytes_total read the same three maps (the hash, the slot array,
+    the slot table): one batch read of each per pass, not one per metric."""
+    attach_xdp_counter(deployment, built, veth)
+    send_udp(veth, UDP_PACKETS)
+    deployment.configure([{"name": "xdp_counter", "metrics_file": os.path.join(REPO, "bpf", "xdp_counter.yaml")}])
+    exporter = Exporter(load_config(deployment.config))
+    reads = []
+    batch = sc.map_lookup_batch_raw
+    monkeypatch.setattr(sc, "map_lookup_batch_raw", lambda fd, *args: reads.append(sc.map_info(fd)["name"]) or
+                        batch(fd, *args))
+    parsed = samples(exporter.render())
+    assert sorted(reads) == ["xdp_slot_traffi", "xdp_slots", "xdp_traffic"]  # kernel names: 15 characters
+    assert value(parsed, "ebpf_exporter_xdp_packets_total", **XDP_LABELS) == UDP_PACKETS
+    assert value(parsed, "ebpf_exporter_xdp_bytes_total", **XDP_LABELS) > 0

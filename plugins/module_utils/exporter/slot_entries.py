@@ -90,30 +90,40 @@ def parse_slots(item, where):
     return Slots(_map_name(slots.get("map"), where), tuple(fields))
 
 
-def _read(path, key_size, value_size=None):
-    """(map info, count, keys, values) of the map pinned at path, opened read-only."""
+def read_pinned(path, reads=None):
+    """(map info, count, keys, values) of the map pinned at path, opened read-only and read with
+    one batch lookup; ``reads`` ({path: read}) keeps a pass's reads for the metrics that share a map."""
+    if reads is not None and path in reads:
+        return reads[path]
     with sc.obj_get(path, sc.BPF_F_RDONLY) as fd:
         info = sc.map_info(fd)
-        if info["key_size"] != key_size or (value_size is not None and info["value_size"] != value_size):
-            raise BpfError("%s: key %d and value %d bytes, expected key %d%s" % (
-                path, info["key_size"], info["value_size"], key_size,
-                "" if value_size is None else " and value %d" % value_size))
         size = sc.percpu_value_size(info["value_size"]) if sc.is_percpu_map_type(info["type"]) else info["value_size"]
         count, keys, values = sc.map_lookup_batch_raw(fd, info["key_size"], size, info["max_entries"])
+    if reads is not None:
+        reads[path] = (info, count, keys, values)
     return info, count, keys, values
 
 
-def slot_entries(slots, maps_dir, key_size, value_size):
+def _read(path, key_size, value_size, reads):
+    info, count, keys, values = read_pinned(path, reads)
+    if info["key_size"] != key_size or (value_size is not None and info["value_size"] != value_size):
+        raise BpfError("%s: key %d and value %d bytes, expected key %d%s" % (
+            path, info["key_size"], info["value_size"], key_size,
+            "" if value_size is None else " and value %d" % value_size))
+    return info, count, keys, values
+
+
+def slot_entries(slots, maps_dir, key_size, value_size, reads=None):
     """The (key, value) entries the slots array adds to a map of ``key_size``-byte keys whose
     values are ``value_size`` bytes (per CPU when per-CPU)."""
-    _info, count, keys, values = _read(os.path.join(maps_dir, slots.map), 4, value_size)
+    _info, count, keys, values = _read(os.path.join(maps_dir, slots.map), 4, value_size, reads)
     if not count:
         return []
     stride = len(values) // count
     tables = {}
     for field in slots.fields:
         if field.table_map and field.table_map not in tables:
-            _tinfo, tcount, tkeys, tvalues = _read(os.path.join(maps_dir, field.table_map), 4)
+            _tinfo, tcount, tkeys, tvalues = _read(os.path.join(maps_dir, field.table_map), 4, None, reads)
             tstride = len(tvalues) // tcount if tcount else 0
             tables[field.table_map] = dict((int.from_bytes(tkeys[i * 4:i * 4 + 4], sys.byteorder),
                                             tvalues[i * tstride:(i + 1) * tstride]) for i in range(tcount))

@@ -85,7 +85,7 @@ from ansible_collections.ebpf.observability.plugins.module_utils.exporter.collec
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.text_format import TextRenderer
 from ansible_collections.ebpf.observability.plugins.module_utils.state.pin_state import MAPS_DIR, PROGS_DIR
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.value_fields import map_name
-from ansible_collections.ebpf.observability.plugins.module_utils.exporter.slot_entries import slot_entries
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.slot_entries import read_pinned, slot_entries
 
 BPF_STATS_SYSCTL = "/proc/sys/kernel/bpf_stats_enabled"
 
@@ -104,23 +104,20 @@ def read_bpf_stats_enabled(path=BPF_STATS_SYSCTL):
 ARRAY_MAP_TYPES = ("array", "percpu_array")
 
 
-def read_metric_map(collector, metric, path, skip_zero_array_entries=False):
+def read_metric_map(collector, metric, path, skip_zero_array_entries=False, reads=None):
     """The entries of the map pinned at ``path`` for ``metric`` (and of its ``slots`` array); BpfError
     when it does not fit. Every index of an array map is an entry, zero or not, as in ebpf_exporter;
-    ``skip_zero_array_entries`` leaves out those zero on every CPU."""
-    with sc.obj_get(path, sc.BPF_F_RDONLY) as fd:
-        info = sc.map_info(fd)
-        percpu = sc.is_percpu_map_type(info["type"])
-        collector.check_map(metric, info["key_size"], info["value_size"], percpu)
-        size = sc.percpu_value_size(info["value_size"]) if percpu else info["value_size"]
-        count, keys, values = sc.map_lookup_batch_raw(fd, info["key_size"], size, info["max_entries"])
+    ``skip_zero_array_entries`` leaves out those zero on every CPU. ``reads``: see read_pinned."""
+    info, count, keys, values = read_pinned(path, reads)
+    percpu = sc.is_percpu_map_type(info["type"])
+    collector.check_map(metric, info["key_size"], info["value_size"], percpu)
     columns = MapColumns(count, keys, values, info["key_size"], info["value_size"], percpu)
     slots = getattr(collector.plans[metric].metric, "slots", None)
     if skip_zero_array_entries and info["type_name"] in ARRAY_MAP_TYPES:
-        zero = bytes(size)
+        zero = bytes(len(values) // count) if count else b""
         columns = MapSnapshot([entry for entry in columns.entries if entry[1] != zero], info["value_size"], percpu)
     if slots is not None:
-        extra = slot_entries(slots, os.path.dirname(path), info["key_size"], info["value_size"])
+        extra = slot_entries(slots, os.path.dirname(path), info["key_size"], info["value_size"], reads)
         return MapSnapshot(columns.entries + extra, info["value_size"], percpu)
     return columns
 
@@ -218,6 +215,7 @@ class Exporter:
     def _collect_program(self, program, collector, families):
         failures = 0
         maps_dir = os.path.join(program.pin_dir, MAPS_DIR)
+        reads = {}  # each map read once per pass, however many metrics read it
         for metric in collector.plans:
             config = collector.plans[metric].metric
             path = os.path.join(maps_dir, map_name(config))
@@ -227,7 +225,7 @@ class Exporter:
                     snapshot, dropped = self.perf.snapshot((program.name, metric), config, path)
                     families[dropped.name] = dropped
                 else:
-                    snapshot = read_metric_map(collector, metric, path, self.config.skip_zero_array_entries)
+                    snapshot = read_metric_map(collector, metric, path, self.config.skip_zero_array_entries, reads)
                 family = collector.collect_metric(metric, snapshot)
                 if family is not None and family.series_count() and self._within_limit(program.name, metric, family):
                     self._merge(families, family, program.name)
