@@ -52,19 +52,46 @@ int tcp_set_state(unsigned long long *ctx)
 	return 0;
 }
 
-/* The name up to its NUL, the rest of the key zero: the bytes after the NUL are whatever a
- * longer earlier name left there, and the other variants' string copies do not keep them. */
-static __always_inline void count_device(void *map, struct net_device *dev)
+/* w with the bytes from its first NUL on cleared (little-endian: the first byte is the lowest);
+ * *end is set when w holds a NUL. */
+static __always_inline __u64 until_nul(__u64 w, bool *end)
 {
-	struct dev_key key = {};
+	__u64 zeros = (w - 0x0101010101010101ULL) & ~w & 0x8080808080808080ULL;
+
+	if (!zeros)
+		return w;
+	*end = true;
+	zeros &= -zeros;		  /* the high bit of the first zero byte */
+	return w & ((zeros >> 7) - 1); /* the bytes below it */
+}
+
+/* The name up to its NUL, the rest of the key zero: the bytes after the NUL are whatever a
+ * longer earlier name left there, and the other variants' string copies do not keep them. The
+ * device is counted in its slot of slot_map when it holds it on this CPU, else in the hash map
+ * (net_tracepoints.bpf.h). */
+static __always_inline void count_device(void *map, void *slot_map, struct net_device *dev)
+{
+	struct dev_key key __attribute__((aligned(8))) = {};
+	__u32 index = dev->ifindex & (DEV_SLOTS - 1);
+	__u64 *owner, *name = (__u64 *)key.name, *count;
 	bool end = false;
 
-#pragma unroll
-	for (int i = 0; i < IFNAMSIZ; i++) {
-		char c = dev->name[i];
-
-		end = end || !c;
-		key.name[i] = end ? 0 : c;
+	/* Two 8-byte loads of the name, the bytes from its first NUL on cleared (word arithmetic:
+	 * no loop over the bytes). */
+	name[0] = until_nul(*(__u64 *)&dev->name[0], &end);
+	name[1] = end ? 0 : until_nul(*(__u64 *)&dev->name[8], &end);
+	owner = bpf_map_lookup_elem(&net_dev_slots, &index);
+	if (owner) {
+		if (!owner[0] && !owner[1]) { /* free on this CPU: the first device seen takes it */
+			owner[0] = name[0];
+			owner[1] = name[1];
+		}
+		if (owner[0] == name[0] && owner[1] == name[1]) {
+			count = bpf_map_lookup_elem(slot_map, &index);
+			if (count)
+				*count += 1;
+			return;
+		}
 	}
 	counter_add(map, &key, 1);
 }
@@ -73,7 +100,7 @@ static __always_inline void count_device(void *map, struct net_device *dev)
 SEC("tp_btf/netif_receive_skb")
 int net_rx(unsigned long long *ctx)
 {
-	count_device(&net_rx_packets_total, ((struct sk_buff *)ctx[0])->dev);
+	count_device(&net_rx_packets_total, &net_rx_slot_packets, ((struct sk_buff *)ctx[0])->dev);
 	return 0;
 }
 
@@ -83,7 +110,7 @@ SEC("tp_btf/net_dev_xmit")
 int net_tx(unsigned long long *ctx)
 {
 	if ((int)ctx[1] == NETDEV_TX_OK)
-		count_device(&net_tx_packets_total, (struct net_device *)ctx[2]);
+		count_device(&net_tx_packets_total, &net_tx_slot_packets, (struct net_device *)ctx[2]);
 	return 0;
 }
 

@@ -68,4 +68,37 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } net_tx_packets_total SEC(".maps");
 
+/* Devices counted in arrays (btf_net_tracepoints; the other variants define these maps too, so
+ * that every variant pins the same maps, and leave them empty): slot ifindex % 64 of this CPU's
+ * net_dev_slots holds the name of the device it counts for on this CPU, claimed by that
+ * device's first event there (one writer per CPU: no lock); its events then add to the same
+ * slot of net_rx_slot_packets / net_tx_slot_packets, an inlined array lookup instead of a hash
+ * update keyed by the name. A device whose slot another device holds on this CPU is counted in
+ * the hash. The exporter reads the slots as entries of the hash (their slots config). */
+#define DEV_SLOTS 64
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, DEV_SLOTS);
+	__type(key, __u32);
+	__type(value, struct dev_key);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} net_dev_slots SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, DEV_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} net_rx_slot_packets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, DEV_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} net_tx_slot_packets SEC(".maps");
+
 #endif /* __NET_TRACEPOINTS_BPF_H */

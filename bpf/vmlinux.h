@@ -227,6 +227,7 @@ struct trace_event_raw_net_dev_xmit {
 /* What the raw tracepoint variant of net_tracepoints reads from the tracepoints' arguments. */
 struct net_device {
 	char name[16];
+	int ifindex;
 };
 
 struct sk_buff {

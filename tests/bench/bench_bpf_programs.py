@@ -62,7 +62,7 @@ XDP_PASS = 2
 GOALS = {"xdp": 5, "tc": 10, "syscall": 120}
 # --baseline DIR: these objects of another version (make -C bpf O=DIR at that version) are timed
 # in the same rounds, pinned as baseline_<name>.
-BASELINE_OBJECTS = ("xdp_counter", "tc_classifier", "syscall_latency")
+BASELINE_OBJECTS = ("xdp_counter", "tc_classifier", "syscall_latency", "btf_net_tracepoints")
 BASELINE = "baseline_"
 
 
@@ -268,13 +268,13 @@ NET_TRACEPOINTS = [("net_rx", "net", "netif_receive_skb"), ("net_tx", "net", "ne
                    ("tcp_set_state", "sock", "inet_sock_set_state")]
 
 
-def net_rows(iterations, rounds):
+def net_rows(iterations, rounds, baseline=False):
     root = perf_event.tracefs_root()
     if root is None:
         raise SystemExit("tracefs is not mounted (mount -t tracefs tracefs /sys/kernel/tracing)")
     netns = "%s-%s" % (NETNS_PREFIX, uuid.uuid4().hex[:8])
     subprocess.run(["ip", "netns", "add", netns], check=True)
-    empties, ours, raw, btf = [], [], [], []
+    empties, ours, raw, btf, base = [], [], [], [], []
     try:
         subprocess.run(["ip", "-n", netns, "link", "set", "lo", "up"], check=True)
         for program, category, name in NET_TRACEPOINTS:
@@ -283,6 +283,8 @@ def net_rows(iterations, rounds):
             ours.append((prog_fd("net_tracepoints", program), attach))
             raw.append((prog_fd("raw_net_tracepoints", program), functools.partial(attach_raw, tracepoint=name)))
             btf.append((prog_fd("btf_net_tracepoints", program), functools.partial(attach_raw, tracepoint=None)))
+            if baseline:
+                base.append((prog_fd(BASELINE + "btf_net_tracepoints", program), functools.partial(attach_raw, tracepoint=None)))
         variants = {
             "none": ([], []),
             "empty": (empties, [fd for fd, _a in empties[:2]]),
@@ -290,9 +292,11 @@ def net_rows(iterations, rounds):
             "raw_net_tracepoints": (raw, [fd for fd, _a in raw[:2]]),
             "btf_net_tracepoints": (btf, [fd for fd, _a in btf[:2]]),
         }
+        if baseline:
+            variants["baseline"] = (base, [fd for fd, _a in base[:2]])
         got, per_event = traced_rows(variants, rounds, lambda: loop("udp", iterations, "/run/netns/" + netns))
     finally:
-        for fd, _attach in empties + ours + raw + btf:
+        for fd, _attach in empties + ours + raw + btf + base:
             fd.close()
         subprocess.run(["ip", "netns", "delete", netns], check=False)
     # One iteration sends a packet and receives it: one net_dev_xmit and one netif_receive_skb.
@@ -302,7 +306,7 @@ def net_rows(iterations, rounds):
         ("net_tracepoints", what, got["none"], got["net_tracepoints"], per_event["net_tracepoints"], None, ref),
         ("  raw (< 5.15)", what, got["none"], got["raw_net_tracepoints"], per_event["raw_net_tracepoints"], None, ref),
         ("  tp_btf", what, got["none"], got["btf_net_tracepoints"], per_event["btf_net_tracepoints"], None, ref),
-    ]
+    ] + ([("  tp_btf, baseline", what, got["none"], got["baseline"], per_event["baseline"], None, ref)] if baseline else [])
 
 
 # ------------------------------------------------------------------------------ main
@@ -361,7 +365,7 @@ def main():
         base = bool(args.baseline)
         rows = packet_rows(args.repeat, args.runs, base) if args.only in (None, "packets") else []
         rows += syscall_rows(args.calls, args.rounds, base) if args.only in (None, "syscalls") else []
-        rows += net_rows(args.packets, args.net_rounds) if args.only in (None, "net") else []
+        rows += net_rows(args.packets, args.net_rounds, base) if args.only in (None, "net") else []
     finally:
         bpffs.remove_tree(PIN_ROOT)
     print("%s, %s, %d CPUs; %s" % (platform.node(), os.uname().release, os.cpu_count(), mitigation_note()))

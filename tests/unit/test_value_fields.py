@@ -159,11 +159,14 @@ def test_slots_config_and_its_checks():
 def test_slot_keys_are_built_from_the_fields():
     from ansible_collections.ebpf.observability.plugins.module_utils.exporter.slot_entries import _slot_key
     fields = parse_metrics_config(yaml.safe_load(SLOTS)).counters[0].slots.fields
-    tables = {"slot_ports": {5: b"\0\0\0\0" + struct.pack("<H", 53) + b"\0\0", 6: bytes(8)}}
-    assert _slot_key(fields, 5 << 2 | 2, 4, tables) == struct.pack("<HH", 53, 17)
-    assert _slot_key(fields, 6 << 2 | 2, 4, tables) is None  # a slot nobody holds
-    assert _slot_key(fields, 5 << 2 | 3, 4, tables) is None  # no values entry for class 3
-    assert _slot_key(fields, 7 << 2 | 1, 4, tables) is None  # no table entry
+    tables = {"slot_ports": {5: [b"\0\0\0\0" + struct.pack("<H", 53) + b"\0\0"], 6: [bytes(8)]}}
+    assert _slot_key(fields, 5 << 2 | 2, 4, tables, 0) == struct.pack("<HH", 53, 17)
+    assert _slot_key(fields, 6 << 2 | 2, 4, tables, 0) is None  # a slot nobody holds
+    assert _slot_key(fields, 5 << 2 | 3, 4, tables, 0) is None  # no values entry for class 3
+    assert _slot_key(fields, 7 << 2 | 1, 4, tables, 0) is None  # no table entry
+    # a per-CPU table: each CPU's entry names what that CPU counted in the slot
+    per_cpu = {"slot_ports": {5: [bytes(4) + struct.pack("<H", 53) + bytes(2), bytes(4) + struct.pack("<H", 80) + bytes(2)]}}
+    assert _slot_key(fields, 5 << 2 | 1, 4, per_cpu, 1) == struct.pack("<HH", 80, 6)
 
 
 def test_the_bpf_readme_examples_are_the_shipped_configs():

@@ -70,10 +70,10 @@ def parse_slots(item, where):
             raise BpfError("%s: expected a mapping of bits, key_offset, key_size and values or table" % here)
         bits = _int(field.get("bits"), here, "bits", 1)
         size = field.get("key_size")
-        if size not in (1, 2, 4, 8):
-            raise BpfError("%s: key_size must be 1, 2, 4 or 8, got %r" % (here, size))
-        offset = _int(field.get("key_offset"), here, "key_offset")
         values, table = field.get("values"), field.get("table")
+        if size not in (1, 2, 4, 8) and (values is not None or not isinstance(size, int) or size < 1):
+            raise BpfError("%s: key_size must be 1, 2, 4 or 8 (any number of bytes from a table), got %r" % (here, size))
+        offset = _int(field.get("key_offset"), here, "key_offset")
         if (values is None) == (table is None):
             raise BpfError("%s: give either values (a list of numbers) or table ({map, offset})" % here)
         if values is not None and (not isinstance(values, list)
@@ -115,32 +115,53 @@ def _read(path, key_size, value_size, reads):
 
 def slot_entries(slots, maps_dir, key_size, value_size, reads=None):
     """The (key, value) entries the slots array adds to a map of ``key_size``-byte keys whose
-    values are ``value_size`` bytes (per CPU when per-CPU)."""
-    _info, count, keys, values = _read(os.path.join(maps_dir, slots.map), 4, value_size, reads)
+    values are ``value_size`` bytes (per CPU when per-CPU). Where a table is a per-CPU array, each
+    CPU's entry names what that CPU counted in the slot: each CPU's count becomes an entry of its
+    own (the other CPUs' slots zero), the collector summing entries of one label set."""
+    info, count, keys, values = _read(os.path.join(maps_dir, slots.map), 4, value_size, reads)
     if not count:
         return []
     stride = len(values) // count
+    cpu_stride = (value_size + 7) // 8 * 8 if sc.is_percpu_map_type(info["type"]) else stride
     tables = {}
     for field in slots.fields:
         if field.table_map and field.table_map not in tables:
-            _tinfo, tcount, tkeys, tvalues = _read(os.path.join(maps_dir, field.table_map), 4, None, reads)
-            tstride = len(tvalues) // tcount if tcount else 0
-            tables[field.table_map] = dict((int.from_bytes(tkeys[i * 4:i * 4 + 4], sys.byteorder),
-                                            tvalues[i * tstride:(i + 1) * tstride]) for i in range(tcount))
+            tables[field.table_map] = _table(os.path.join(maps_dir, field.table_map), reads)
+    per_cpu = any(len(next(iter(t.values()), [b""])) > 1 for t in tables.values())
     zero = bytes(stride)
     entries = []
     for position in range(count):
         value = values[position * stride:(position + 1) * stride]
         if value == zero:
             continue
-        key = _slot_key(slots.fields, int.from_bytes(keys[position * 4:position * 4 + 4], sys.byteorder),
-                        key_size, tables)
-        if key is not None:
-            entries.append((key, value))
+        index = int.from_bytes(keys[position * 4:position * 4 + 4], sys.byteorder)
+        if not per_cpu:
+            key = _slot_key(slots.fields, index, key_size, tables, 0)
+            if key is not None:
+                entries.append((key, value))
+            continue
+        for cpu in range(stride // cpu_stride):
+            part = value[cpu * cpu_stride:(cpu + 1) * cpu_stride]
+            key = _slot_key(slots.fields, index, key_size, tables, cpu) if any(part) else None
+            if key is not None:
+                entries.append((key, bytes(cpu * cpu_stride) + part + bytes(stride - (cpu + 1) * cpu_stride)))
     return entries
 
 
-def _slot_key(fields, index, key_size, tables):
+def _table(path, reads):
+    """{index: [the entry's value bytes, one item per CPU for a per-CPU array]} of a table map."""
+    info, count, keys, values = _read(path, 4, None, reads)
+    stride = len(values) // count if count else 0
+    cpu_stride = (info["value_size"] + 7) // 8 * 8 if sc.is_percpu_map_type(info["type"]) else stride
+    table = {}
+    for i in range(count):
+        value = values[i * stride:(i + 1) * stride]
+        table[int.from_bytes(keys[i * 4:i * 4 + 4], sys.byteorder)] = [
+            value[c:c + cpu_stride] for c in range(0, stride, cpu_stride or 1)] if stride else [b""]
+    return table
+
+
+def _slot_key(fields, index, key_size, tables, cpu):
     key = bytearray(key_size)
     for field in fields:
         number = index & ((1 << field.bits) - 1)
@@ -150,7 +171,8 @@ def _slot_key(fields, index, key_size, tables):
                 return None
             raw = field.values[number].to_bytes(field.key_size, sys.byteorder)
         else:
-            raw = tables[field.table_map].get(number, b"")[field.table_offset:field.table_offset + field.key_size]
+            per_cpu = tables[field.table_map].get(number, [b""])
+            raw = per_cpu[cpu if len(per_cpu) > 1 else 0][field.table_offset:field.table_offset + field.key_size]
             if len(raw) != field.key_size or not any(raw):
                 return None
         if field.key_offset + field.key_size > key_size:
