@@ -85,20 +85,17 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } net_dev_slots SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, DEV_SLOTS);
-	__type(key, __u32);
-	__type(value, __u64);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} net_rx_slot_packets SEC(".maps");
+/* The events of the device in each slot: one map per tracepoint. */
+#define DEV_SLOT_COUNTS(name)                                  \
+	struct {                                               \
+		__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);       \
+		__uint(max_entries, DEV_SLOTS);                \
+		__type(key, __u32);                            \
+		__type(value, __u64);                          \
+		__uint(pinning, LIBBPF_PIN_BY_NAME);           \
+	} name SEC(".maps")
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, DEV_SLOTS);
-	__type(key, __u32);
-	__type(value, __u64);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} net_tx_slot_packets SEC(".maps");
+DEV_SLOT_COUNTS(net_rx_slot_packets);
+DEV_SLOT_COUNTS(net_tx_slot_packets);
 
 #endif /* __NET_TRACEPOINTS_BPF_H */

@@ -170,11 +170,11 @@ def test_slot_keys_are_built_from_the_fields():
 
 
 def test_the_bpf_readme_examples_are_the_shipped_configs():
-    """The map, value and slots examples in bpf/README.md are what the objects' configs say."""
+    """The map, value and slots examples in bpf/maps.md are what the objects' configs say."""
     import os
     import re
     bpf = os.path.join(os.path.dirname(__file__), "..", "..", "bpf")
-    with open(os.path.join(bpf, "README.md")) as f:
+    with open(os.path.join(bpf, "maps.md")) as f:
         blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", f.read(), re.S)]
     shipped = {}
     for name in ("xdp_counter", "tc_classifier", "syscall_latency"):

@@ -18,10 +18,12 @@ the metric's map; those entries are then read as the map's own (summed where the
             - {bits: 6, key_offset: 0, key_size: 4, table: {map: xdp_slots, offset: 4}}
 
 A field writes ``key_size`` bytes (host byte order) at ``key_offset`` of the key: ``values[n]``
-for field value n, or the ``key_size`` bytes at ``offset`` of entry n of the ``table`` map (an
-array, read at each pass); an index whose table bytes are all zero (a slot nobody holds), whose
-field value has no ``values`` entry, or whose value is zero on every CPU gives no entry. Bytes no
-field writes are zero. A config without ``slots`` means what it means in ebpf_exporter.
+for field value n (``key_size`` 1, 2, 4 or 8), or the ``key_size`` bytes at ``offset`` of entry n
+of the ``table`` map (an array, read at each pass; a per-CPU array names, on each CPU, what that
+CPU counted in the slot: each CPU's count then becomes an entry of its own). An index whose table
+bytes are all zero (a slot nobody holds), whose field value has no ``values`` entry, or whose
+value is zero on every CPU gives no entry. Bytes no field writes are zero. A config without
+``slots`` means what it means in ebpf_exporter.
 """
 
 from __future__ import absolute_import, division, print_function
