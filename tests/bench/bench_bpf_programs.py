@@ -235,16 +235,15 @@ def syscall_rows(calls, rounds, baseline=False):
         "syscall_latency": ([(enter, on_enter), (leave, on_exit)], [enter, leave]),
         "syscall_latency_hash": ([(enter_hash, on_enter), (leave_hash, on_exit)], [enter_hash, leave_hash]),
     }
+    base = [prog_fd(BASELINE + "syscall_latency", p) for p in ("syscall_enter_tp", "syscall_exit_tp")] if baseline else []
     if baseline:
-        variants["baseline"] = ([(prog_fd(BASELINE + "syscall_latency", "syscall_enter_tp"), on_enter),
-                                 (prog_fd(BASELINE + "syscall_latency", "syscall_exit_tp"), on_exit)], [])
-        variants["baseline"][1].extend(fd for fd, _attach in variants["baseline"][0])
+        variants["baseline"] = ([(base[0], on_enter), (base[1], on_exit)], base)
     for tool in bench_tools.SYSCALL_TOOLS:
         variants[tool] = ([(None, functools.partial(bench_tools.start_tool, name=tool))], [])
     try:
         got, per_event = traced_rows(variants, rounds, lambda: loop("getpid", calls))
     finally:
-        for fd in [enter_tp, exit_tp, enter, leave, enter_hash, leave_hash] + variants.get("baseline", ([], []))[1]:
+        for fd in [enter_tp, exit_tp, enter, leave, enter_hash, leave_hash] + base:
             fd.close()
     what, ref = "ns/getpid(), raw sys_enter+sys_exit", "syscall_latency"
     rows = [

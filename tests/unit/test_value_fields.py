@@ -106,7 +106,7 @@ def test_config_checks_and_names():
     assert [map_name(m) for m in plain.counters] == ["packets_total", "bytes_total"]
     for bad, message in [("value: {offset: 4}", "multiple of 8"), ("value: {offset: -8}", "multiple of 8"),
                          ("value: {buckets: true}", "unknown key"), ("value: 8", "must be a mapping"),
-                         ("map: 'a/b'", "name of a map")]:
+                         ("map: 'a/b'", "name of a map"), ("map: '..'", "name of a map")]:
         text = TRAFFIC.replace("value: {offset: 0}", bad)
         with pytest.raises(BpfError, match=message):
             parse_metrics_config(yaml.safe_load(text), "t.yaml")

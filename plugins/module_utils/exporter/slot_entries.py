@@ -36,6 +36,8 @@ import sys
 
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_syscall as sc
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.families import cpu_slots
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.value_fields import checked_map_name
 
 SlotField = collections.namedtuple("SlotField", "bits key_offset key_size values table_map table_offset")
 Slots = collections.namedtuple("Slots", "map fields")
@@ -45,12 +47,6 @@ Slots.__doc__ = "An array counted beside a metric's map, and how its index becom
 def _int(value, where, name, minimum=0):
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise BpfError("%s: %s must be an integer >= %d, got %r" % (where, name, minimum, value))
-    return value
-
-
-def _map_name(value, where):
-    if not isinstance(value, str) or not value or "/" in value or value.startswith("."):
-        raise BpfError("%s: map must be the name of a map pinned by the program, got %r" % (where, value))
     return value
 
 
@@ -85,11 +81,11 @@ def parse_slots(item, where):
         if table is not None and (not isinstance(table, dict) or set(table) - {"map", "offset"}):
             raise BpfError("%s: table must be a mapping with map and offset" % here)
         fields.append(SlotField(bits, offset, size, tuple(values) if values is not None else None,
-                                _map_name(table["map"], here) if table else None,
+                                checked_map_name(table.get("map"), here) if table else None,
                                 _int(table.get("offset", 0), here, "table offset") if table else 0))
     if sum(f.bits for f in fields) > 32:
         raise BpfError("%s: the index fields take more than 32 bits" % where)
-    return Slots(_map_name(slots.get("map"), where), tuple(fields))
+    return Slots(checked_map_name(slots.get("map"), where), tuple(fields))
 
 
 def read_pinned(path, reads=None):
@@ -124,12 +120,12 @@ def slot_entries(slots, maps_dir, key_size, value_size, reads=None):
     if not count:
         return []
     stride = len(values) // count
-    cpu_stride = (value_size + 7) // 8 * 8 if sc.is_percpu_map_type(info["type"]) else stride
-    tables = {}
+    cpu_stride = stride // _cpus(info, stride)
+    tables, per_cpu = {}, False
     for field in slots.fields:
         if field.table_map and field.table_map not in tables:
-            tables[field.table_map] = _table(os.path.join(maps_dir, field.table_map), reads)
-    per_cpu = any(len(next(iter(t.values()), [b""])) > 1 for t in tables.values())
+            tables[field.table_map], table_per_cpu = _table(os.path.join(maps_dir, field.table_map), reads)
+            per_cpu = per_cpu or table_per_cpu
     zero = bytes(stride)
     entries = []
     for position in range(count):
@@ -150,17 +146,26 @@ def slot_entries(slots, maps_dir, key_size, value_size, reads=None):
     return entries
 
 
+def _cpus(info, stride):
+    """How many CPU slots a value of ``stride`` bytes of this map holds (1 unless per-CPU)."""
+    return cpu_slots(stride, info["value_size"]) if sc.is_percpu_map_type(info["type"]) else 1
+
+
 def _table(path, reads):
-    """{index: [the entry's value bytes, one item per CPU for a per-CPU array]} of a table map."""
+    """({index: [the entry's value bytes, one item per CPU for a per-CPU array]}, whether the
+    table is per-CPU) of a table map."""
     info, count, keys, values = _read(path, 4, None, reads)
-    stride = len(values) // count if count else 0
-    cpu_stride = (info["value_size"] + 7) // 8 * 8 if sc.is_percpu_map_type(info["type"]) else stride
+    if not count:
+        return {}, False
+    stride = len(values) // count
+    cpus = _cpus(info, stride)
+    cpu_stride = stride // cpus
     table = {}
     for i in range(count):
         value = values[i * stride:(i + 1) * stride]
         table[int.from_bytes(keys[i * 4:i * 4 + 4], sys.byteorder)] = [
-            value[c:c + cpu_stride] for c in range(0, stride, cpu_stride or 1)] if stride else [b""]
-    return table
+            value[c * cpu_stride:(c + 1) * cpu_stride] for c in range(cpus)]
+    return table, sc.is_percpu_map_type(info["type"])
 
 
 def _slot_key(fields, index, key_size, tables, cpu):

@@ -45,21 +45,26 @@ from ansible_collections.ebpf.observability.plugins.module_utils.exporter.famili
     VALUE_SIZE, MapColumns, cpu_slots, split_records, u64_sums,
 )
 
-_MAP_NAME_RE = re.compile(r"^[A-Za-z0-9_.]{1,255}$")
+_MAP_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.]{0,254}$")  # no "." or ".." (outside the maps directory)
 
 ValueField = collections.namedtuple("ValueField", "map offset buckets")
 ValueField.__doc__ = """Where a metric's numbers are: the map's pin name, the byte offset in each
 value (each CPU's slot), and whether a histogram's buckets are there (else in the key)."""
 
 
+def checked_map_name(value, where):
+    """``value`` when it can name a map the program pinned (a file in its maps directory)."""
+    if not isinstance(value, str) or not _MAP_NAME_RE.match(value):
+        raise BpfError("%s: map must be the name of a map pinned by the program (letters, digits, '_', '.'), got %r"
+                       % (where, value))
+    return value
+
+
 def parse_value_field(item, name, where, histogram):
     """The ValueField of a metric's ``map`` and ``value`` keys, or None when it has neither."""
     if "map" not in item and "value" not in item:
         return None
-    map_name = item.get("map", name)
-    if not isinstance(map_name, str) or not _MAP_NAME_RE.match(map_name):
-        raise BpfError("%s: map must be the name of a map pinned by the program (letters, digits, '_', '.'), got %r"
-                       % (where, map_name))
+    map_name = checked_map_name(item.get("map", name), where)
     value = item.get("value", {})
     if not isinstance(value, dict):
         raise BpfError("%s: value must be a mapping such as {offset: 8}, got %r" % (where, value))

@@ -73,8 +73,8 @@ def load_pyroute2():
     if IPRoute is not None:
         return
     # The release imported (the collection's copy once activated) is asked before its modules
-    # are: from the package itself, as its metadata would cost importing importlib.metadata in
-    # every module run. A release without its version file ("unknown") is judged by its XDP support.
+    # are, from the package itself (its metadata could name another copy on sys.path). A release
+    # without its version file ("unknown") is judged by its XDP support.
     pyroute2 = _import_pyroute2("pyroute2")
     version = getattr(pyroute2, "__version__", "unknown")
     known = version[:1].isdigit()
