@@ -37,6 +37,7 @@ import sys
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel import bpf_syscall as sc
 from ansible_collections.ebpf.observability.plugins.module_utils.kernel.errors import BpfError
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.families import cpu_slots
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.map_reads import read_pinned
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.value_fields import checked_map_name
 
 SlotField = collections.namedtuple("SlotField", "bits key_offset key_size values table_map table_offset")
@@ -86,20 +87,6 @@ def parse_slots(item, where):
     if sum(f.bits for f in fields) > 32:
         raise BpfError("%s: the index fields take more than 32 bits" % where)
     return Slots(checked_map_name(slots.get("map"), where), tuple(fields))
-
-
-def read_pinned(path, reads=None):
-    """(map info, count, keys, values) of the map pinned at path, opened read-only and read with
-    one batch lookup; ``reads`` ({path: read}) keeps a pass's reads for the metrics that share a map."""
-    if reads is not None and path in reads:
-        return reads[path]
-    with sc.obj_get(path, sc.BPF_F_RDONLY) as fd:
-        info = sc.map_info(fd)
-        size = sc.percpu_value_size(info["value_size"]) if sc.is_percpu_map_type(info["type"]) else info["value_size"]
-        count, keys, values = sc.map_lookup_batch_raw(fd, info["key_size"], size, info["max_entries"])
-    if reads is not None:
-        reads[path] = (info, count, keys, values)
-    return info, count, keys, values
 
 
 def _read(path, key_size, value_size, reads):

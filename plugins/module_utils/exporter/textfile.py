@@ -85,7 +85,8 @@ from ansible_collections.ebpf.observability.plugins.module_utils.exporter.collec
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.text_format import TextRenderer
 from ansible_collections.ebpf.observability.plugins.module_utils.state.pin_state import MAPS_DIR, PROGS_DIR
 from ansible_collections.ebpf.observability.plugins.module_utils.exporter.value_fields import map_name
-from ansible_collections.ebpf.observability.plugins.module_utils.exporter.slot_entries import read_pinned, slot_entries
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.map_reads import read_pinned
+from ansible_collections.ebpf.observability.plugins.module_utils.exporter.slot_entries import slot_entries
 
 BPF_STATS_SYSCTL = "/proc/sys/kernel/bpf_stats_enabled"
 
