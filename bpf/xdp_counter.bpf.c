@@ -69,6 +69,7 @@ struct {
  * position (the values lists of the slots index in xdp_counter.yaml). */
 #define ETHERTYPES {0, ETH_P_IP, ETH_P_IPV6, ETH_P_ARP}
 #define L4PROTOS {L4_NONE, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6, L4_OTHER}
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 /* The slot counters of this frame's class (index: slot << 5 | ethertype class << 3 | L4 class),
  * or NULL when the interface holds no slot. */
@@ -109,19 +110,23 @@ int xdp_counter(struct xdp_md *ctx)
 	/* Key values and classes from the lists (unrolled: compares with constants). */
 	{
 		const __u16 ethertypes[] = ETHERTYPES, l4protos[] = L4PROTOS;
-		__u32 l4class = pi.is_ip ? 5 : 0; /* L4_OTHER unless listed; L4_NONE when not IP */
+		const __u32 l4_other = ARRAY_LEN(l4protos) - 1; /* the last class: any other IP protocol */
+		__u32 l4class = pi.is_ip ? l4_other : 0; /* L4_NONE when not IP */
+
+		_Static_assert(ARRAY_LEN(ethertypes) <= 1 << 2 && ARRAY_LEN(l4protos) <= 1 << 3,
+			       "the classes fit CLASS_BITS");
 
 #pragma unroll
-		for (int i = 1; i < 4; i++)
+		for (int i = 1; i < ARRAY_LEN(ethertypes); i++)
 			if (pi.ethertype == ethertypes[i]) {
 				key.ethertype = pi.ethertype;
 				class = i << 3;
 			}
 #pragma unroll
-		for (int i = 1; i < 5; i++)
+		for (int i = 1; i < l4_other; i++)
 			if (pi.is_ip && pi.l4proto == l4protos[i])
 				l4class = i;
-		key.l4proto = l4class == 5 ? L4_OTHER : l4class ? pi.l4proto : L4_NONE;
+		key.l4proto = l4class == l4_other ? L4_OTHER : l4class ? pi.l4proto : L4_NONE;
 		class |= l4class;
 	}
 	traffic = slot_traffic(key.ifindex, class);
